@@ -1,0 +1,31 @@
+"""rayflow: Storm- and Flink-style stream processing for Python, on Ray.
+
+>>> from rayflow import Topology, Spout, Bolt, Tuple
+"""
+
+import os as _os
+
+# Ray reads its auth mode when it is imported; rayflow keeps token authentication on (a cluster
+# started without it can still be reached by setting RAY_AUTH_MODE before importing rayflow).
+_os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+from rayflow.api import Batch, Bolt, BoltDeclarer, Context, RunResult, Spout, Topology, Tuple
+from rayflow.errors import ClusterError, ConfigError, RayflowError, TaskError, TopologyError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "Bolt",
+    "BoltDeclarer",
+    "ClusterError",
+    "ConfigError",
+    "Context",
+    "RayflowError",
+    "RunResult",
+    "Spout",
+    "TaskError",
+    "Topology",
+    "TopologyError",
+    "Tuple",
+]

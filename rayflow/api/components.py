@@ -1,0 +1,146 @@
+"""The classes users subclass: :class:`Spout` (produces tuples) and :class:`Bolt` (processes them).
+
+The runtime binds ``emit`` and friends on each instance before ``open``/``prepare`` runs, so a
+call to ``self.emit`` goes straight to the task's router with no wrapper in between.
+
+>>> class Words(Spout):
+...     outputs = ["word"]
+...     def open(self, context):
+...         self.left = ["a", "b"]
+...     def next_tuple(self):
+...         if self.left:
+...             self.emit([self.left.pop()])
+...         else:
+...             self.finish()
+>>> class Upper(Bolt):
+...     outputs = ["word"]
+...     def process(self, tup):
+...         self.emit([tup[0].upper()])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rayflow.api.tuple import Batch, Tuple
+from rayflow.errors import RayflowError
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a task knows about itself, handed to ``open``/``prepare``.
+
+    >>> Context("count", 1, 2, "wc", {"k": 1}).task_index
+    1
+    """
+
+    component_id: str
+    task_index: int
+    parallelism: int
+    topology_name: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    component_parallelism: Mapping[str, int] = field(default_factory=dict)
+
+
+def _not_running(*_args: Any, **_kwargs: Any) -> None:
+    raise RayflowError(
+        "emit/ack/fail/finish work only while the component runs inside a topology "
+        "(use rayflow.testing.run(topology) to try a component)"
+    )
+
+
+class Component:
+    """What spouts and bolts share: declared outputs and the runtime-bound methods."""
+
+    outputs: ClassVar[Sequence[str] | Mapping[str, Sequence[str]] | None] = None
+    """Field names of the default stream, or ``{stream: [fields]}``; read without instantiating."""
+
+    def emit_direct(
+        self, task_index: int, values: list[Any], stream: str = "default", **kwargs: Any
+    ) -> None:
+        """Send ``values`` to task ``task_index`` of each bolt subscribed with DIRECT grouping."""
+        _not_running()
+
+
+class Spout(Component):
+    """A source of tuples. ``next_tuple`` is called in a loop; it may emit zero or more tuples."""
+
+    def open(self, context: Context) -> None:
+        """Called once in the task before the first ``next_tuple``."""
+
+    def next_tuple(self) -> None:
+        """Emit zero or more tuples with ``self.emit``; call ``self.finish()`` when done."""
+        raise NotImplementedError(f"{type(self).__name__} must define next_tuple()")
+
+    def ack(self, msg_id: Any) -> None:
+        """The tuple emitted with ``msg_id`` was fully processed."""
+
+    def fail(self, msg_id: Any) -> None:
+        """The tuple emitted with ``msg_id`` failed or timed out; a reliable spout replays it."""
+
+    def activate(self) -> None:
+        """The topology was (re)activated; ``next_tuple`` calls resume."""
+
+    def deactivate(self) -> None:
+        """The topology was deactivated; ``next_tuple`` is not called until ``activate``."""
+
+    def close(self) -> None:
+        """Called once when the task stops."""
+
+    # Bound by the runtime on each instance:
+    def emit(self, values: list[Any], msg_id: Any = None, stream: str = "default") -> None:
+        """Emit one tuple; with a ``msg_id`` it is tracked under at-least-once."""
+        _not_running()
+
+    def finish(self) -> None:
+        """A bounded source is done: ``next_tuple`` is not called again and end-of-stream follows."""
+        _not_running()
+
+
+class Bolt(Component):
+    """Processes tuples and may emit new ones."""
+
+    auto_ack: ClassVar[bool] = True
+    """Storm's basic bolt: emits anchored to the input, input acked on return, failed on raise."""
+
+    def prepare(self, context: Context) -> None:
+        """Called once in the task before the first tuple."""
+
+    def process(self, tup: Tuple) -> None:
+        """Handle one tuple."""
+        raise NotImplementedError(f"{type(self).__name__} must define process(tup)")
+
+    def process_batch(self, batch: Batch) -> None:
+        """Handle the rows of one stream from one upstream task (default: ``process`` per row).
+
+        Override it (with ``emit_many``) for speed; the runtime calls it instead of ``process``.
+        """
+        for tup in batch.tuples():
+            self.process(tup)
+
+    def cleanup(self) -> None:
+        """Called once at the end; after a bounded input ends it may still emit (final counts)."""
+
+    # Bound by the runtime on each instance:
+    def emit(
+        self,
+        values: list[Any],
+        stream: str = "default",
+        anchors: Iterable[Tuple] | None = None,
+    ) -> None:
+        """Emit one tuple, anchored to the input under ``auto_ack`` (or to ``anchors``)."""
+        _not_running()
+
+    def emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
+        """Emit many tuples at once (the fast path for ``process_batch``)."""
+        _not_running()
+
+    def ack(self, tup: Tuple) -> None:
+        """Mark ``tup`` as processed (needed only with ``auto_ack = False``)."""
+        _not_running()
+
+    def fail(self, tup: Tuple) -> None:
+        """Mark ``tup`` as failed; under at-least-once its spout replays it."""
+        _not_running()

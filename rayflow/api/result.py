@@ -1,0 +1,44 @@
+"""What running a topology returns: counters per component and what collecting sinks gathered.
+
+>>> r = RunResult("wc", {"count": {"executed": 3}}, {"sink": [("a", 1)]}, "finished", 1.5)
+>>> r.counter("count", "executed"), r.outputs["sink"]
+(3, [('a', 1)])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunResult:
+    """The end of a run: ``components[id]`` counters summed over tasks, ``outputs[sink_id]`` rows.
+
+    ``ended`` is ``"finished"`` (every spout finished and the stream drained), ``"duration"``
+    (stopped after the requested duration) or ``"interrupted"`` (Ctrl-C).
+    """
+
+    name: str
+    components: dict[str, dict[str, float]] = field(default_factory=dict)
+    outputs: dict[str, list[Any]] = field(default_factory=dict)
+    ended: str = "finished"
+    seconds: float = 0.0
+    tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def counter(self, component: str, name: str) -> float:
+        return self.components.get(component, {}).get(name, 0)
+
+
+def merge_task_stats(name: str, stats: list[dict[str, Any]], ended: str, seconds: float) -> RunResult:
+    """Sum per-task stats (as ``TaskCore.stats()`` returns them) into a :class:`RunResult`."""
+    result = RunResult(name, ended=ended, seconds=seconds)
+    for task in sorted(stats, key=lambda s: (s["component"], s["task"])):
+        comp = task["component"]
+        result.tasks.setdefault(comp, []).append(task)
+        totals = result.components.setdefault(comp, {})
+        for key, value in task["counters"].items():
+            totals[key] = totals.get(key, 0) + value
+        if task.get("collected") is not None:
+            result.outputs.setdefault(comp, []).extend(task["collected"])
+    return result

@@ -1,0 +1,89 @@
+"""Run a topology on Ray from this process until it ends, a duration passes, or Ctrl-C.
+
+Used by ``rayflow run`` and ``Topology.run()``. Ctrl-C (or the end of ``duration``) finishes the
+spouts gracefully, so the bolts' ``cleanup`` still runs and final results come out; a second
+Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from rayflow.api.result import RunResult, merge_task_stats
+from rayflow.launchers.progress import ProgressLine
+from rayflow.launchers.ray_init import ensure_ray
+from rayflow.spec.durations import parse_duration
+from rayflow.spec.model import TopologySpec
+
+log = logging.getLogger("rayflow.run")
+
+FINISH_GRACE_SECONDS = 60.0
+
+
+def run_topology(
+    spec: TopologySpec,
+    duration: float | str | None = None,
+    address: str | None = None,
+    progress: bool = False,
+    code_paths: Iterable[str] = (),
+) -> RunResult:
+    """Deploy ``spec`` on Ray and wait for it; see the module docstring."""
+    ensure_ray(address, code_paths)
+    from rayflow.runtime.deploy import RayDeployment
+
+    started = time.monotonic()
+    line = ProgressLine(spec.name) if progress else None
+    deployment = RayDeployment(spec)
+    ended = "finished"
+    deadline = None if duration is None else started + parse_duration(duration)
+    finish_by: float | None = None
+    try:
+        deployment.start(on_wait=_printer(line))
+        while True:
+            try:
+                if deployment.wait(timeout=0.5):
+                    break
+                now = time.monotonic()
+                if deadline is not None and now >= deadline and finish_by is None:
+                    ended = "duration"
+                    finish_by = now + FINISH_GRACE_SECONDS
+                    deployment.command("finish", kind="spout")
+                if finish_by is not None and now > finish_by:
+                    log.warning("the topology did not drain within %.0fs; stopping it",
+                                FINISH_GRACE_SECONDS)
+                    deployment.command("stop")
+                    finish_by = now + FINISH_GRACE_SECONDS
+                if line is not None and line.due():
+                    line.update(deployment.stats(timeout=1.0))
+            except KeyboardInterrupt:
+                if finish_by is not None:
+                    raise
+                ended = "interrupted"
+                finish_by = time.monotonic() + FINISH_GRACE_SECONDS
+                if line is not None:
+                    line.close()
+                log.warning("stopping: spouts finish, bolts drain (Ctrl-C again to stop now)")
+                deployment.command("finish", kind="spout")
+    except BaseException:
+        deployment.kill()
+        raise
+    finally:
+        if line is not None:
+            line.close()
+    result = merge_task_stats(
+        spec.name, list(deployment.results.values()), ended, time.monotonic() - started
+    )
+    deployment.kill()
+    return result
+
+
+def _printer(line: ProgressLine | None):  # type: ignore[no-untyped-def]
+    def show(message: str) -> None:
+        if line is not None and line.stream is not None:
+            line.stream.write(message + "\n")
+        else:
+            log.warning(message)
+
+    return show

@@ -1,0 +1,104 @@
+"""``TaskActor``: the thin Ray shell around a :class:`TaskCore`.
+
+Data deliveries (``push``) and the task loop (``run``) share the actor's default event loop;
+``stats`` and ``control`` run in their own concurrency group (Ray gives it its own thread and
+loop), so they answer even while deliveries are parked waiting for the loop to dequeue them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any
+
+import ray
+
+from rayflow.runtime.channels import Transmit
+from rayflow.runtime.task import TaskCore, TaskKey
+from rayflow.spec.model import TopologySpec
+
+
+@ray.remote(concurrency_groups={"control": 4})
+class TaskActor:
+    """One spout or bolt task in a Ray actor (see module docstring)."""
+
+    def __init__(
+        self,
+        spec: TopologySpec,
+        component_id: str,
+        task_index: int,
+        epoch: int = 0,
+    ) -> None:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        self.spec = spec
+        self.key: TaskKey = (component_id, task_index)
+        self.epoch = epoch
+        self.core: TaskCore | None = None
+        self.handles: dict[TaskKey, Any] = {}
+
+    def __repr__(self) -> str:  # Ray prefixes the actor's log lines with this
+        return f"{self.spec.name}:{self.key[0]}[{self.key[1]}]"
+
+    async def node_id(self) -> str:
+        """The Ray node this task was placed on (answers once the actor is up)."""
+        return ray.get_runtime_context().get_node_id()
+
+    async def connect(self, handles: dict[TaskKey, Any], local_tasks: list[TaskKey]) -> None:
+        """Wire the outputs to the downstream actors (``local_tasks``: those on this node)."""
+        self.handles = handles
+        self.core = TaskCore(
+            self.spec, self.key[0], self.key[1], self._connect, self.epoch, local_tasks
+        )
+        self.core.loop = asyncio.get_running_loop()
+
+    def _connect(self, target: TaskKey) -> Transmit:
+        push = self.handles[target].push.remote
+        source, epoch = self.key, self.epoch
+
+        def transmit(seq: int, kind: int, stream: str, rows: Any, meta: Any, *, on_done: Any) -> None:
+            ref = push(source, epoch, seq, kind, stream, rows, meta)
+            loop = self.core.loop  # type: ignore[union-attr]
+
+            def returned(fut: concurrent.futures.Future) -> None:
+                loop.call_soon_threadsafe(on_done, fut.exception())
+
+            ref.future().add_done_callback(returned)
+
+        return transmit
+
+    async def push(
+        self,
+        source: TaskKey,
+        epoch: int,
+        seq: int,
+        kind: int,
+        stream: str,
+        rows: Any,
+        meta: Any,
+    ) -> None:
+        """One message from an upstream task; returns once the loop has dequeued it."""
+        fut = self.core.deliver(source, epoch, seq, kind, stream, rows, meta)  # type: ignore[union-attr]
+        if fut is not None:
+            await fut
+
+    async def run(self) -> dict[str, Any]:
+        """Run the task to its end; raises ``TaskError`` with the user's traceback on failure."""
+        assert self.core is not None, "connect() must be called before run()"
+        return await self.core.run()
+
+    @ray.method(concurrency_group="control")
+    async def stats(self) -> dict[str, Any]:
+        return self.core.stats() if self.core is not None else {"state": "created"}
+
+    @ray.method(concurrency_group="control")
+    async def control(self, name: str, arg: Any = None) -> Any:
+        """Queue a command (finish, stop, activate, deactivate) for the task loop."""
+        core = self.core
+        assert core is not None and core.loop is not None
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        core.loop.call_soon_threadsafe(core.submit_control, name, arg, done)
+        return await asyncio.wrap_future(done)
+

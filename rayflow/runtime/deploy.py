@@ -1,0 +1,177 @@
+"""Place a topology's tasks on Ray as actors, wire them, run them, watch them.
+
+:class:`RayDeployment` is what the embedded launcher (and later the job master) drives: it creates
+one :class:`TaskActor` per task (``num_cpus=0`` unless the component asks), reports tasks Ray
+cannot place instead of waiting forever, connects every task to its downstream tasks, and starts
+the bolts before the spouts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from rayflow.errors import ClusterError, TaskError, TopologyError
+from rayflow.runtime.actor import TaskActor
+from rayflow.runtime.task import TaskKey
+from rayflow.spec.model import ComponentSpec, TopologySpec
+
+log = logging.getLogger("rayflow.deploy")
+
+SUPPORTED_RELIABILITY = ("none",)
+_RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
+
+
+def actor_options(component: ComponentSpec) -> dict[str, Any]:
+    """Ray actor options from a component's ``resources`` (no CPU unless asked for).
+
+    >>> from rayflow.spec.model import ClassRef
+    >>> actor_options(ComponentSpec("c", "bolt", ClassRef.of(object), resources={"num_gpus": 1}))
+    {'num_cpus': 0, 'num_gpus': 1}
+    """
+    resources = dict(component.resources)
+    unknown = sorted(set(resources) - set(_RESOURCE_KEYS))
+    if unknown:
+        raise TopologyError(
+            f"{component.origin.prefix()}component '{component.id}': unknown resources "
+            f"{unknown}; expected {', '.join(_RESOURCE_KEYS)} (custom ones under 'resources')"
+        )
+    options: dict[str, Any] = {"num_cpus": resources.pop("num_cpus", 0)}
+    options.update(resources)
+    return options
+
+
+class RayDeployment:
+    """The actors of one run of one topology."""
+
+    def __init__(self, spec: TopologySpec, epoch: int = 0) -> None:
+        if spec.settings.reliability not in SUPPORTED_RELIABILITY:
+            raise TopologyError(
+                f"reliability '{spec.settings.reliability}' is not available in this version "
+                f"yet; use one of {', '.join(SUPPORTED_RELIABILITY)}"
+            )
+        self.spec = spec
+        self.epoch = epoch
+        self.actors: dict[TaskKey, Any] = {}
+        self.nodes: dict[TaskKey, str] = {}
+        self.runs: dict[Any, TaskKey] = {}
+        self.results: dict[TaskKey, dict[str, Any]] = {}
+
+    @property
+    def tasks(self) -> list[TaskKey]:
+        return [(c.id, i) for c in self.spec.components for i in range(c.parallelism)]
+
+    def start(self, on_wait: Callable[[str], None] | None = None) -> None:
+        """Create, place, connect and start every task."""
+        spec = self.spec
+        for comp in spec.components:
+            options = actor_options(comp)
+            for i in range(comp.parallelism):
+                self.actors[(comp.id, i)] = TaskActor.options(**options).remote(
+                    spec, comp.id, i, self.epoch
+                )
+        self._connect(on_wait)
+        order = [c for c in reversed(spec.topological_order())]
+        for component_id in order:  # bolts first, so no spout emits into an unstarted task
+            for i in range(spec.component(component_id).parallelism):
+                self.runs[self.actors[(component_id, i)].run.remote()] = (component_id, i)
+
+    def _connect(self, on_wait: Callable[[str], None] | None) -> None:
+        spec = self.spec
+        downstream = {c.id: sorted({s.target for s in spec.downstream(c.id)}) for c in spec.components}
+        # Ask each actor for its node first: routing to local tasks needs every placement.
+        node_refs = {self.actors[key].node_id.remote(): key for key in self.tasks}
+        deadline = time.monotonic() + spec.settings.startup_timeout
+        waiting = list(node_refs)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=5.0)
+            for ref in ready:
+                self.nodes[node_refs[ref]] = ray.get(ref)
+            if waiting:
+                names = ", ".join(f"{c}[{i}]" for c, i in (node_refs[r] for r in waiting[:5]))
+                message = (
+                    f"waiting for Ray to place {len(waiting)} task(s) ({names}); they ask for "
+                    f"{self._asks(node_refs[waiting[0]][0])}, the cluster has "
+                    f"{_rounded(ray.available_resources())} free"
+                )
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise ClusterError(
+                        f"{message}. Ray could not place them within "
+                        f"{spec.settings.startup_timeout:g}s (startup.timeout): lower the "
+                        "component's resources or add nodes"
+                    )
+                (on_wait or log.warning)(message)
+        refs = []
+        for key, actor in self.actors.items():
+            targets = {(t, i): self.actors[(t, i)]
+                       for t in downstream[key[0]] for i in range(spec.component(t).parallelism)}
+            local = [k for k, node in self.nodes.items() if node == self.nodes[key]]
+            refs.append(actor.connect.remote(targets, local))
+        ray.get(refs)
+
+    def _asks(self, component_id: str) -> dict[str, Any]:
+        return actor_options(self.spec.component(component_id))
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for tasks to end; True when all have. Raises ``TaskError``."""
+        pending = [ref for ref, key in self.runs.items() if key not in self.results]
+        if not pending:
+            return True
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=timeout)
+        for ref in ready:
+            key = self.runs[ref]
+            try:
+                self.results[key] = ray.get(ref)
+            except TaskError:
+                raise
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.as_instanceof_cause()
+                if isinstance(cause, TaskError):
+                    raise TaskError(cause.component, cause.task, cause.message,
+                                    cause.traceback_text) from None
+                raise TaskError(key[0], key[1], str(exc)) from None
+            except ray.exceptions.RayActorError as exc:
+                raise TaskError(key[0], key[1], f"the task's actor died: {exc}") from None
+        return len(self.results) == len(self.runs)
+
+    def stats(self, timeout: float = 2.0) -> list[dict[str, Any]]:
+        """The latest stats of every task still running (and the results of finished ones)."""
+        live = {key: actor.stats.remote() for key, actor in self.actors.items()
+                if key not in self.results}
+        out = list(self.results.values())
+        ready, _ = ray.wait(list(live.values()), num_returns=len(live), timeout=timeout)
+        ready_set = set(ready)
+        for ref in live.values():
+            if ref in ready_set:
+                try:
+                    out.append(ray.get(ref))
+                except ray.exceptions.RayError:
+                    continue
+        return out
+
+    def command(self, name: str, kind: str | None = None) -> None:
+        """Send a control command (``finish``, ``stop``, ...) to the spouts (kind="spout") or all."""
+        refs = [actor.control.remote(name) for key, actor in self.actors.items()
+                if key not in self.results
+                and (kind is None or self.spec.component(key[0]).kind == kind)]
+        try:
+            ray.get(refs, timeout=10)
+        except ray.exceptions.RayError as exc:
+            log.warning("command %s did not reach every task: %s", name, exc)
+
+    def kill(self) -> None:
+        """End every actor now (no draining)."""
+        for actor in self.actors.values():
+            try:
+                ray.kill(actor)
+            except Exception:  # already gone
+                pass
+
+
+def _rounded(resources: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in sorted(resources.items()) if not k.startswith("node:")}

@@ -1,0 +1,503 @@
+"""The task core: one spout or bolt instance, its mailbox loop, inputs and outputs.
+
+Plain asyncio, no Ray: :class:`rayflow.runtime.actor.TaskActor` hosts it in a Ray actor and
+:mod:`rayflow.testing` hosts many in one process. A host gives the core a ``connect(target)``
+function returning a *transmit* for each downstream task, delivers incoming messages through
+:meth:`TaskCore.deliver`, and awaits :meth:`TaskCore.run`.
+
+Everything that touches user code (data, end-of-stream, control commands) is handled one at a
+time by the loop in :meth:`run`, so user code never runs concurrently with itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rayflow.api.components import Bolt, Context, Spout
+from rayflow.api.tuple import Batch, Tuple, TupleSource
+from rayflow.errors import TaskError, TopologyError
+from rayflow.runtime.channels import DATA, END, KIND_NAMES, InputChannel, OutputChannel, Transmit
+from rayflow.runtime.collector import Collector
+from rayflow.spec.model import TopologySpec
+
+log = logging.getLogger("rayflow.task")
+
+TaskKey = tuple[str, int]
+_MAX_ERRORS_KEPT = 10
+_IDLE_SPOUT_SLEEP = 0.001  # Storm's default wait strategy: 1 ms when next_tuple emitted nothing
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class TaskCore:
+    """One task: runs the user's spout or bolt between its input and output channels."""
+
+    def __init__(
+        self,
+        spec: TopologySpec,
+        component_id: str,
+        task_index: int,
+        connect: Callable[[TaskKey], Transmit],
+        epoch: int = 0,
+        local_tasks: Iterable[TaskKey] = (),
+    ) -> None:
+        self.spec = spec
+        self.component = spec.component(component_id)
+        self.key: TaskKey = (component_id, task_index)
+        self.epoch = epoch
+        self.settings = spec.settings
+        self.is_spout = self.component.kind == "spout"
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+        self.inputs: dict[TaskKey, InputChannel] = {}
+        for upstream in sorted({s.source for s in spec.upstream(component_id)}):
+            for i in range(spec.component(upstream).parallelism):
+                self.inputs[(upstream, i)] = InputChannel((upstream, i))
+        self.open_inputs = len(self.inputs)
+
+        self.outputs: dict[TaskKey, OutputChannel] = {}
+        for target in sorted({s.target for s in spec.downstream(component_id)}):
+            for i in range(spec.component(target).parallelism):
+                self.outputs[(target, i)] = OutputChannel(
+                    (target, i),
+                    self.settings.channel_credits,
+                    connect((target, i)),
+                    on_writable=self._on_writable,
+                    on_error=self._on_output_error,
+                    on_blocked=self._on_blocked,
+                )
+        self.collector = Collector(spec, component_id, self.outputs, local_tasks)
+
+        self.blocked = 0  # output channels waiting for a credit: take no new input while > 0
+        self.inbox: deque[tuple[Any, ...]] = deque()
+        self.control: deque[tuple[str, Any, Any]] = deque()
+        self._waiter: asyncio.Future | None = None
+        self.state = "created"
+        self.active = True
+        self._finishing = False
+        self._stopping = False
+        self._fatal: BaseException | None = None
+        self.obj: Spout | Bolt | None = None
+
+        self.executed = 0
+        self.failed = 0
+        self.acked = 0
+        self.exec_seconds = 0.0
+        self.blocked_seconds = 0.0
+        self.duplicates = 0
+        self.started_at = time.time()
+        self.errors: deque[dict[str, Any]] = deque(maxlen=_MAX_ERRORS_KEPT)
+        self._logged_errors = 0
+
+    # ================================================================ receiving
+    def deliver(
+        self,
+        source: TaskKey,
+        epoch: int,
+        seq: int,
+        kind: int,
+        stream: str,
+        rows: Any,
+        meta: Any,
+    ) -> asyncio.Future | None:
+        """Accept one message; returns a future done when the loop dequeues it (the credit).
+
+        Returns None for a duplicate or a message of an old epoch (its credit is free at once).
+        """
+        channel = self.inputs.get(source)
+        if channel is None:
+            raise TopologyError(f"task {self.name} has no input channel from {source}")
+        if epoch != self.epoch:
+            return None
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        fut = self.loop.create_future()
+        if not channel.accept(seq, (channel, kind, stream, rows, meta, fut), self.inbox.append):
+            self.duplicates += 1
+            return None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return fut
+
+    # ================================================================= control
+    def submit_control(self, name: str, arg: Any = None, done: Any = None) -> None:
+        """Queue a command for the loop (call on the loop's thread). ``done`` gets the result."""
+        self.control.append((name, arg, done))
+        self._wake_loop()
+
+    def _wake_loop(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _handle_control(self) -> None:
+        while self.control:
+            name, arg, done = self.control.popleft()
+            try:
+                result = self._command(name, arg)
+            except Exception as exc:
+                if done is not None:
+                    done.set_exception(exc)
+            else:
+                if done is not None:
+                    done.set_result(result)
+
+    def _command(self, name: str, arg: Any) -> Any:
+        if name == "finish":
+            self._finishing = True
+        elif name == "stop":
+            self._stopping = True
+        elif name in ("activate", "deactivate"):
+            want = name == "activate"
+            if self.is_spout and want != self.active:
+                self.active = want
+                hook = self.obj.activate if want else self.obj.deactivate  # type: ignore[union-attr]
+                self._call_user(hook, name)
+        else:
+            raise ValueError(f"unknown command {name!r}")
+        return self.state
+
+    # ================================================================ the loop
+    @property
+    def name(self) -> str:
+        return f"{self.key[0]}[{self.key[1]}]"
+
+    async def run(self) -> dict[str, Any]:
+        """Open the user object, run until the end, close it; returns :meth:`stats`."""
+        self.loop = asyncio.get_running_loop()
+        self.state = "opening"
+        self._open_user_object()
+        self.state = "running"
+        try:
+            if self.is_spout:
+                await self._run_spout()
+            else:
+                await self._run_bolt()
+        except TaskError:
+            self.state = "failed"
+            raise
+        except Exception as exc:
+            self.state = "failed"
+            raise TaskError(
+                self.key[0], self.key[1], f"{type(exc).__name__}: {exc}", traceback.format_exc()
+            ) from exc
+        self.state = "finished"
+        stats = self.stats()
+        collected = getattr(self.obj, "collected_rows", None)
+        stats["collected"] = collected() if callable(collected) else None
+        return stats
+
+    def _open_user_object(self) -> None:
+        comp = self.component
+        where = f"{comp.kind} '{comp.id}' ({comp.class_ref.path})"
+        try:
+            obj = comp.instantiate()
+        except Exception as exc:
+            raise TaskError(
+                comp.id, self.key[1], f"creating {where} raised {type(exc).__name__}: {exc}",
+                traceback.format_exc(),
+            ) from exc
+        self.obj = obj
+        c = self.collector
+        if self.is_spout:
+            obj.emit = c.spout_emit  # type: ignore[method-assign]
+            obj.finish = self._user_finish  # type: ignore[method-assign]
+        else:
+            obj.emit = c.emit  # type: ignore[method-assign]
+            obj.emit_many = c.emit_many  # type: ignore[method-assign]
+            obj.ack = self._user_ack  # type: ignore[method-assign]
+            obj.fail = self._user_fail  # type: ignore[method-assign]
+        obj.emit_direct = c.emit_direct  # type: ignore[method-assign]
+        context = Context(
+            comp.id,
+            self.key[1],
+            comp.parallelism,
+            self.spec.name,
+            self.spec.component_config(comp.id),
+            {c.id: c.parallelism for c in self.spec.components},
+        )
+        hook = obj.open if self.is_spout else obj.prepare  # type: ignore[union-attr]
+        try:
+            hook(context)
+        except Exception as exc:
+            name = "open" if self.is_spout else "prepare"
+            raise TaskError(
+                comp.id, self.key[1], f"{where}.{name}() raised {type(exc).__name__}: {exc}",
+                traceback.format_exc(),
+            ) from exc
+
+    def _user_finish(self) -> None:
+        self._finishing = True
+
+    def _user_ack(self, tup: Tuple) -> None:
+        self.acked += 1
+
+    def _user_fail(self, tup: Tuple) -> None:
+        self.failed += 1
+
+    async def _sleep(self, timeout: float | None = None) -> None:
+        """Wait until a delivery, a credit, a command or ``timeout`` wakes the loop."""
+        assert self.loop is not None
+        fut = self.loop.create_future()
+        self._waiter = fut
+        handle = self.loop.call_later(timeout, _wake, fut) if timeout is not None else None
+        try:
+            await fut
+        finally:
+            self._waiter = None
+            if handle is not None:
+                handle.cancel()
+
+    def _on_blocked(self, _channel: OutputChannel) -> None:
+        self.blocked += 1
+
+    def _on_writable(self, _channel: OutputChannel) -> None:
+        self.blocked -= 1
+        if not self.blocked:
+            self._wake_loop()
+
+    def _on_output_error(self, channel: OutputChannel, error: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = error
+        self._wake_loop()
+
+    def _check_fatal(self) -> None:
+        if self._fatal is not None:
+            target = f"{self.outputs and next(iter(self.outputs))}"
+            raise TaskError(
+                self.key[0], self.key[1],
+                f"sending downstream failed ({target}...): {self._fatal}",
+            )
+
+    async def _wait_writable(self) -> None:
+        start = time.perf_counter()
+        while self.blocked and not self.control and self._fatal is None:
+            await self._sleep()
+        self.blocked_seconds += time.perf_counter() - start
+
+    # ---------------------------------------------------------------- spouts
+    async def _run_spout(self) -> None:
+        spout = self.obj
+        assert isinstance(spout, Spout)
+        c = self.collector
+        next_tuple = spout.next_tuple
+        linger = self.settings.batch_linger
+        budget = self.settings.batch_size
+        last_flush = time.monotonic()
+        while not self._stopping:
+            if self.control:
+                self._handle_control()
+                continue
+            self._check_fatal()
+            if self._finishing:
+                break
+            if not self.active:
+                c.flush_all()
+                await self._sleep()
+                continue
+            if self.blocked:
+                await self._wait_writable()
+                continue
+            started = c.spout_emits
+            for _ in range(budget):
+                before = c.spout_emits
+                try:
+                    next_tuple()
+                except Exception as exc:
+                    self._user_error("next_tuple", exc)
+                    break
+                if c.spout_emits == before or self._finishing or self.blocked:
+                    break
+            if c.acks_due:
+                self._ack_unreliable()
+            now = time.monotonic()
+            if c.spout_emits == started:
+                c.flush_all()
+                last_flush = now
+                await asyncio.sleep(_IDLE_SPOUT_SLEEP)
+            else:
+                if now - last_flush >= linger:
+                    c.flush_all()
+                    last_flush = now
+                await asyncio.sleep(0)
+        await self._end_of_stream(spout.close)
+
+    def _ack_unreliable(self) -> None:
+        """Reliability none: ack each msg_id right after its emit, as Storm does without ackers."""
+        due, self.collector.acks_due = self.collector.acks_due, []
+        ack = self.obj.ack  # type: ignore[union-attr]
+        for msg_id in due:
+            self.acked += 1
+            self._call_user(ack, "ack", msg_id)
+
+    # ----------------------------------------------------------------- bolts
+    async def _run_bolt(self) -> None:
+        bolt = self.obj
+        assert isinstance(bolt, Bolt)
+        execute = self._choose_executor(bolt)
+        c = self.collector
+        inbox = self.inbox
+        linger = self.settings.batch_linger
+        last_flush = time.monotonic()
+        while not self._stopping:
+            if self.control:
+                self._handle_control()
+                continue
+            self._check_fatal()
+            if self.blocked:
+                await self._wait_writable()
+                continue
+            if not inbox:
+                if self.open_inputs == 0:
+                    break
+                remaining = last_flush + linger - time.monotonic()
+                if remaining <= 0:
+                    c.flush_all()
+                    last_flush = time.monotonic()
+                    if not self.blocked:
+                        await self._sleep()
+                else:
+                    await self._sleep(remaining)
+                continue
+            channel, kind, stream, rows, meta, fut = inbox.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the credit goes back on dequeue
+            if kind == DATA:
+                source = channel.sources.get(stream) or self._source(channel, stream)
+                start = time.perf_counter()
+                execute(rows, source, meta)
+                self.exec_seconds += time.perf_counter() - start
+                self.executed += len(rows)
+            elif kind == END:
+                channel.ended = True
+                self.open_inputs -= 1
+            else:
+                raise TaskError(
+                    self.key[0], self.key[1],
+                    f"got a {KIND_NAMES.get(kind, kind)} message, which this version of the "
+                    "runtime does not handle",
+                )
+            now = time.monotonic()
+            if now - last_flush >= linger:
+                c.flush_all()
+                last_flush = now
+            await asyncio.sleep(0)  # let deliveries and credit returns in
+        await self._end_of_stream(bolt.cleanup)
+
+    def _source(self, channel: InputChannel, stream: str) -> TupleSource:
+        fields = self.spec.component(channel.component).outputs.get(stream, ())
+        source = channel.sources[stream] = TupleSource(
+            stream, channel.component, channel.task, fields
+        )
+        return source
+
+    def _choose_executor(self, bolt: Bolt) -> Callable[[list, TupleSource, Any], None]:
+        if type(bolt).process_batch is not Bolt.process_batch:
+            process_batch = bolt.process_batch
+
+            def execute_batch(rows: list, source: TupleSource, meta: Any) -> None:
+                try:
+                    process_batch(Batch(rows, source, meta))
+                except Exception as exc:
+                    self._user_error("process_batch", exc, len(rows))
+
+            return execute_batch
+
+        process = bolt.process
+        user_error = self._user_error
+
+        def execute_rows(rows: list, source: TupleSource, meta: Any) -> None:
+            for row in rows:
+                try:
+                    process(Tuple(row, source))
+                except Exception as exc:
+                    user_error("process", exc)
+
+        return execute_rows
+
+    # ------------------------------------------------------------- the end
+    async def _end_of_stream(self, closer: Callable[[], None]) -> None:
+        """Run the user's cleanup/close, send end-of-stream everywhere, wait until delivered."""
+        if self._stopping:
+            self.collector.discard_all()
+            self._call_user(closer, closer.__name__)
+            return
+        self._call_user(closer, closer.__name__)
+        self.collector.broadcast(END)
+        while not all(ch.idle for ch in self.outputs.values()):
+            self._check_fatal()
+            await asyncio.sleep(0.002)
+
+    # ------------------------------------------------------------ user errors
+    def _call_user(self, fn: Callable[..., Any], what: str, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._user_error(what, exc, count=0)
+
+    def _user_error(self, what: str, exc: BaseException, count: int = 1) -> None:
+        """A user exception fails its tuple(s): counted, kept for the UI, logged with traceback."""
+        self.failed += count
+        text = "".join(traceback.format_exception(exc))
+        cls = self.component.class_ref.path
+        self.errors.append(
+            {
+                "time": time.time(),
+                "component": self.key[0],
+                "task": self.key[1],
+                "where": f"{cls}.{what}",
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": text,
+            }
+        )
+        self._logged_errors += 1
+        if self._logged_errors <= 20 or self._logged_errors % 1000 == 0:
+            log.error(
+                "%s %s (%s.%s) raised; the tuple failed (%d errors so far)\n%s",
+                self.component.kind, self.name, cls, what, self._logged_errors, text,
+            )
+
+    # --------------------------------------------------------------- metrics
+    def stats(self) -> dict[str, Any]:
+        """Counters and gauges, safe to call from another thread."""
+        s = self.collector.stats
+        executed = self.executed
+        return {
+            "component": self.key[0],
+            "task": self.key[1],
+            "kind": self.component.kind,
+            "state": self.state,
+            "counters": {
+                "emitted": s.emitted,
+                "transferred": s.transferred,
+                "executed": executed,
+                "failed": self.failed,
+                "acked": self.acked,
+                "duplicates": self.duplicates,
+                "exec_seconds": self.exec_seconds,
+                "blocked_seconds": self.blocked_seconds,
+            },
+            "execute_latency_ms": 1000 * self.exec_seconds / executed if executed else 0.0,
+            "inbox": len(self.inbox),
+            "inbox_capacity": self.settings.channel_credits * len(self.inputs),
+            "pending_batches": sum(len(ch.pending) for ch in list(self.outputs.values())),
+            "round_trip_ms": _mean_round_trip_ms(list(self.outputs.values())),
+            "active": self.active,
+            "uptime": time.time() - self.started_at,
+            "errors": list(self.errors),
+        }
+
+
+def _mean_round_trip_ms(channels: list[OutputChannel]) -> float:
+    batches = sum(ch.sent_batches - ch.inflight for ch in channels)
+    return 1000 * sum(ch.round_trip_seconds for ch in channels) / batches if batches else 0.0

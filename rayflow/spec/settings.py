@@ -1,0 +1,160 @@
+"""Runtime settings: the typed knobs a topology's ``config`` may set.
+
+Each knob has a YAML key (``batch.size``), an environment variable (``RAYFLOW_BATCH_SIZE``) and a
+default. Precedence, lowest first: default, environment, the topology's ``config``, ``-c`` on the
+command line. Keys rayflow does not know are left to the user (``context.config``).
+
+>>> s, extra = Settings.from_config({"batch.size": 64, "batch.linger.ms": "2ms", "app.x": 1})
+>>> s.batch_size, s.batch_linger, extra
+(64, 0.002, {'app.x': 1})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayflow.spec.durations import parse_duration
+
+RELIABILITY_MODES = ("none", "at_least_once", "exactly_once")
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _optional_positive_int(value: Any) -> int | None:
+    return None if value in (None, "", "none") else _positive_int(value)
+
+
+def _reliability(value: Any) -> str:
+    text = str(value).strip().lower().replace("-", "_")
+    if text not in RELIABILITY_MODES:
+        raise ValueError(f"expected one of {', '.join(RELIABILITY_MODES)}, got {value!r}")
+    return text
+
+
+def _seconds(value: Any) -> float:
+    return parse_duration(value, "s")
+
+
+def _millis(value: Any) -> float:
+    return parse_duration(value, "ms")
+
+
+def _text(value: Any) -> str:
+    return str(value)
+
+
+def _knob(key: str, default: Any, parse: Callable[[Any], Any], doc: str) -> Any:
+    return field(default=default, metadata={"key": key, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The runtime knobs of one topology (see the module docstring for precedence)."""
+
+    reliability: str = _knob(
+        "reliability", "none", _reliability, "none | at_least_once | exactly_once"
+    )
+    batch_size: int = _knob(
+        "batch.size", 1000, _positive_int, "tuples per batch sent between tasks"
+    )
+    batch_linger: float = _knob(
+        "batch.linger.ms", 0.005, _millis, "longest a partly filled batch waits (ms or 5ms)"
+    )
+    channel_credits: int = _knob(
+        "channel.credits", 4, _positive_int, "batches in flight per channel (backpressure)"
+    )
+    max_parallelism: int = _knob(
+        "max_parallelism", 128, _positive_int, "key groups; the upper bound of any parallelism"
+    )
+    message_timeout: float = _knob(
+        "message.timeout", 30.0, _seconds, "at_least_once: a tuple tree not done by then fails"
+    )
+    max_spout_pending: int | None = _knob(
+        "max.spout.pending", None, _optional_positive_int, "un-acked tuples per spout task"
+    )
+    checkpoint_interval: float = _knob(
+        "checkpoint.interval", 10.0, _seconds, "exactly_once: time between checkpoints"
+    )
+    checkpoint_storage: str = _knob(
+        "checkpoint.storage", "", _text, "exactly_once: folder or fsspec URL for snapshots"
+    )
+    startup_timeout: float = _knob(
+        "startup.timeout", 60.0, _seconds, "how long a task may stay unscheduled before failing"
+    )
+
+    @classmethod
+    def knobs(cls) -> list[dataclasses.Field]:
+        """The knobs, in declaration order (used by ``--help``)."""
+        return list(dataclasses.fields(cls))
+
+    @staticmethod
+    def env_name(key: str) -> str:
+        """``batch.linger.ms`` -> ``RAYFLOW_BATCH_LINGER_MS``."""
+        return "RAYFLOW_" + key.upper().replace(".", "_").replace("-", "_")
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        environ: Mapping[str, str] | None = None,
+    ) -> tuple[Settings, dict[str, Any]]:
+        """Split ``config`` into typed settings and the user's own keys.
+
+        Raises ``KeyError``-free ``ValueError`` naming the key on a bad value; callers add the
+        file and line.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for knob in cls.knobs():
+            key = knob.metadata["key"]
+            parse = knob.metadata["parse"]
+            env = environ.get(cls.env_name(key))
+            raw, origin = (config[key], "config") if key in config else (env, "env")
+            if raw is None:
+                continue
+            try:
+                values[knob.name] = parse(raw)
+            except ValueError as exc:
+                where = f"environment variable {cls.env_name(key)}" if origin == "env" else key
+                raise SettingError(key, f"{where}: {exc}") from None
+        known = {knob.metadata["key"] for knob in cls.knobs()}
+        extra = {k: v for k, v in config.items() if k not in known}
+        return cls(**values), extra
+
+    def as_config(self) -> dict[str, Any]:
+        """The settings under their YAML keys (durations in seconds)."""
+        return {f.metadata["key"]: getattr(self, f.name) for f in self.knobs()}
+
+
+class SettingError(ValueError):
+    """A bad value for one knob; ``key`` names it so the YAML loader can find its line."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def settings_help() -> str:
+    """One line per knob: key, environment variable, default and meaning."""
+    lines = []
+    for knob in Settings.knobs():
+        key = knob.metadata["key"]
+        lines.append(
+            f"  {key:<22} {Settings.env_name(key):<32} default {knob.default!r:<8} "
+            f"{knob.metadata['doc']}"
+        )
+    return "\n".join(lines)
