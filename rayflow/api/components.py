@@ -95,7 +95,7 @@ class Spout(Component):
         _not_running()
 
     def finish(self) -> None:
-        """A bounded source is done: ``next_tuple`` is not called again and end-of-stream follows."""
+        """A bounded source is done: no more ``next_tuple`` calls; end-of-stream follows."""
         _not_running()
 
 

@@ -30,7 +30,9 @@ class RunResult:
         return self.components.get(component, {}).get(name, 0)
 
 
-def merge_task_stats(name: str, stats: list[dict[str, Any]], ended: str, seconds: float) -> RunResult:
+def merge_task_stats(
+    name: str, stats: list[dict[str, Any]], ended: str, seconds: float
+) -> RunResult:
     """Sum per-task stats (as ``TaskCore.stats()`` returns them) into a :class:`RunResult`."""
     result = RunResult(name, ended=ended, seconds=seconds)
     for task in sorted(stats, key=lambda s: (s["component"], s["task"])):

@@ -51,8 +51,9 @@ def run_topology(
                     finish_by = now + FINISH_GRACE_SECONDS
                     deployment.command("finish", kind="spout")
                 if finish_by is not None and now > finish_by:
-                    log.warning("the topology did not drain within %.0fs; stopping it",
-                                FINISH_GRACE_SECONDS)
+                    log.warning(
+                        "the topology did not drain within %.0fs; stopping it", FINISH_GRACE_SECONDS
+                    )
                     deployment.command("stop")
                     finish_by = now + FINISH_GRACE_SECONDS
                 if line is not None and line.due():

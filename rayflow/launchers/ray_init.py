@@ -44,6 +44,7 @@ def ensure_ray(address: str | None = None, code_paths: Iterable[str] = ()) -> No
             ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING)
         else:
             ray.init(
+                address="local",  # a new Ray of our own, never one found on the machine
                 _node_ip_address=os.environ.get("RAYFLOW_NODE_IP", DEFAULT_NODE_IP),
                 include_dashboard=False,
                 runtime_env=runtime_env,

@@ -58,7 +58,9 @@ class TaskActor:
         push = self.handles[target].push.remote
         source, epoch = self.key, self.epoch
 
-        def transmit(seq: int, kind: int, stream: str, rows: Any, meta: Any, *, on_done: Any) -> None:
+        def transmit(
+            seq: int, kind: int, stream: str, rows: Any, meta: Any, *, on_done: Any
+        ) -> None:
             ref = push(source, epoch, seq, kind, stream, rows, meta)
             loop = self.core.loop  # type: ignore[union-attr]
 
@@ -101,4 +103,3 @@ class TaskActor:
         done: concurrent.futures.Future = concurrent.futures.Future()
         core.loop.call_soon_threadsafe(core.submit_control, name, arg, done)
         return await asyncio.wrap_future(done)
-

@@ -23,8 +23,8 @@ once the receiver has dequeued it (or it could not be delivered).
 from __future__ import annotations
 
 from collections import deque
-from time import monotonic
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 DATA, END, BARRIER, WATERMARK = 0, 1, 2, 3

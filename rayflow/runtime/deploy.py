@@ -8,6 +8,7 @@ the bolts before the spouts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -82,7 +83,9 @@ class RayDeployment:
 
     def _connect(self, on_wait: Callable[[str], None] | None) -> None:
         spec = self.spec
-        downstream = {c.id: sorted({s.target for s in spec.downstream(c.id)}) for c in spec.components}
+        downstream = {
+            c.id: sorted({s.target for s in spec.downstream(c.id)}) for c in spec.components
+        }
         # Ask each actor for its node first: routing to local tasks needs every placement.
         node_refs = {self.actors[key].node_id.remote(): key for key in self.tasks}
         deadline = time.monotonic() + spec.settings.startup_timeout
@@ -108,8 +111,11 @@ class RayDeployment:
                 (on_wait or log.warning)(message)
         refs = []
         for key, actor in self.actors.items():
-            targets = {(t, i): self.actors[(t, i)]
-                       for t in downstream[key[0]] for i in range(spec.component(t).parallelism)}
+            targets = {
+                (t, i): self.actors[(t, i)]
+                for t in downstream[key[0]]
+                for i in range(spec.component(t).parallelism)
+            }
             local = [k for k, node in self.nodes.items() if node == self.nodes[key]]
             refs.append(actor.connect.remote(targets, local))
         ray.get(refs)
@@ -132,8 +138,9 @@ class RayDeployment:
             except ray.exceptions.RayTaskError as exc:
                 cause = exc.as_instanceof_cause()
                 if isinstance(cause, TaskError):
-                    raise TaskError(cause.component, cause.task, cause.message,
-                                    cause.traceback_text) from None
+                    raise TaskError(
+                        cause.component, cause.task, cause.message, cause.traceback_text
+                    ) from None
                 raise TaskError(key[0], key[1], str(exc)) from None
             except ray.exceptions.RayActorError as exc:
                 raise TaskError(key[0], key[1], f"the task's actor died: {exc}") from None
@@ -141,8 +148,11 @@ class RayDeployment:
 
     def stats(self, timeout: float = 2.0) -> list[dict[str, Any]]:
         """The latest stats of every task still running (and the results of finished ones)."""
-        live = {key: actor.stats.remote() for key, actor in self.actors.items()
-                if key not in self.results}
+        live = {
+            key: actor.stats.remote()
+            for key, actor in self.actors.items()
+            if key not in self.results
+        }
         out = list(self.results.values())
         ready, _ = ray.wait(list(live.values()), num_returns=len(live), timeout=timeout)
         ready_set = set(ready)
@@ -155,10 +165,13 @@ class RayDeployment:
         return out
 
     def command(self, name: str, kind: str | None = None) -> None:
-        """Send a control command (``finish``, ``stop``, ...) to the spouts (kind="spout") or all."""
-        refs = [actor.control.remote(name) for key, actor in self.actors.items()
-                if key not in self.results
-                and (kind is None or self.spec.component(key[0]).kind == kind)]
+        """Send a command (``finish``, ``stop``, ...) to the spouts (kind="spout") or to all."""
+        refs = [
+            actor.control.remote(name)
+            for key, actor in self.actors.items()
+            if key not in self.results
+            and (kind is None or self.spec.component(key[0]).kind == kind)
+        ]
         try:
             ray.get(refs, timeout=10)
         except ray.exceptions.RayError as exc:
@@ -167,10 +180,8 @@ class RayDeployment:
     def kill(self) -> None:
         """End every actor now (no draining)."""
         for actor in self.actors.values():
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 ray.kill(actor)
-            except Exception:  # already gone
-                pass
 
 
 def _rounded(resources: dict[str, float]) -> dict[str, float]:

@@ -3,8 +3,9 @@
 A key (the values of the grouping fields) is encoded to canonical bytes, so ``1``, ``1.0`` and
 ``True`` are different keys and ``"a"`` is the same key in every process (Python's ``hash()`` is
 salted per process and must never be used). The bytes are hashed with CRC-32 and mixed with
-MurmurHash3's 32-bit finalizer; the hash modulo ``max_parallelism`` is the key group, and a task owns
-a contiguous range of key groups (Flink's assignment), which is what lets state move on rescale.
+MurmurHash3's 32-bit finalizer; the hash modulo ``max_parallelism`` is the key group, and a task
+owns a contiguous range of key groups (Flink's assignment), which is what lets state move on
+rescale.
 
 >>> encode_key("a"), encode_key(1), encode_key(1.0), encode_key(True)
 (b'sa', b'i1', b'f?\\xf0\\x00\\x00\\x00\\x00\\x00\\x00', b'T')

@@ -34,7 +34,9 @@ def build_cores(spec: TopologySpec, chaos: int | None = None) -> dict[TaskKey, T
 
     def connect_from(source: TaskKey) -> Any:
         def connect(target: TaskKey) -> Transmit:
-            def deliver(seq: int, kind: int, stream: str, rows: Any, meta: Any, on_done: Any) -> None:
+            def deliver(
+                seq: int, kind: int, stream: str, rows: Any, meta: Any, on_done: Any
+            ) -> None:
                 fut = cores[target].deliver(source, 0, seq, kind, stream, rows, meta)
                 if fut is None:
                     asyncio.get_running_loop().call_soon(on_done, None)
@@ -48,11 +50,20 @@ def build_cores(spec: TopologySpec, chaos: int | None = None) -> dict[TaskKey, T
                     deliver(seq, kind, stream, rows, meta, on_done)
                     return
                 loop = asyncio.get_running_loop()
-                loop.call_later(rng.random() * 0.003, deliver, seq, kind, stream, rows, meta,
-                                on_done)
+                loop.call_later(
+                    rng.random() * 0.003, deliver, seq, kind, stream, rows, meta, on_done
+                )
                 if rng.random() < 0.1:  # a duplicate; its credit must not count twice
-                    loop.call_later(rng.random() * 0.003, deliver, seq, kind, stream, rows, meta,
-                                    lambda _e: None)
+                    loop.call_later(
+                        rng.random() * 0.003,
+                        deliver,
+                        seq,
+                        kind,
+                        stream,
+                        rows,
+                        meta,
+                        lambda _e: None,
+                    )
 
             return transmit
 
@@ -72,8 +83,11 @@ async def run_local(
     """Run ``spec`` to its end (or for ``duration``, then finish the spouts gracefully)."""
     started = time.monotonic()
     cores = build_cores(spec, chaos)
-    order = [(c, i) for c in reversed(spec.topological_order())
-             for i in range(spec.component(c).parallelism)]
+    order = [
+        (c, i)
+        for c in reversed(spec.topological_order())
+        for i in range(spec.component(c).parallelism)
+    ]
     tasks = {key: asyncio.ensure_future(cores[key].run()) for key in order}
     ended = "finished"
     pending = set(tasks.values())

@@ -94,6 +94,7 @@ class TaskCore:
         self.exec_seconds = 0.0
         self.blocked_seconds = 0.0
         self.duplicates = 0
+        self.inbox_peak = 0
         self.started_at = time.time()
         self.errors: deque[dict[str, Any]] = deque(maxlen=_MAX_ERRORS_KEPT)
         self._logged_errors = 0
@@ -124,6 +125,8 @@ class TaskCore:
         if not channel.accept(seq, (channel, kind, stream, rows, meta, fut), self.inbox.append):
             self.duplicates += 1
             return None
+        if len(self.inbox) > self.inbox_peak:
+            self.inbox_peak = len(self.inbox)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -204,7 +207,9 @@ class TaskCore:
             obj = comp.instantiate()
         except Exception as exc:
             raise TaskError(
-                comp.id, self.key[1], f"creating {where} raised {type(exc).__name__}: {exc}",
+                comp.id,
+                self.key[1],
+                f"creating {where} raised {type(exc).__name__}: {exc}",
                 traceback.format_exc(),
             ) from exc
         self.obj = obj
@@ -232,7 +237,9 @@ class TaskCore:
         except Exception as exc:
             name = "open" if self.is_spout else "prepare"
             raise TaskError(
-                comp.id, self.key[1], f"{where}.{name}() raised {type(exc).__name__}: {exc}",
+                comp.id,
+                self.key[1],
+                f"{where}.{name}() raised {type(exc).__name__}: {exc}",
                 traceback.format_exc(),
             ) from exc
 
@@ -275,7 +282,8 @@ class TaskCore:
         if self._fatal is not None:
             target = f"{self.outputs and next(iter(self.outputs))}"
             raise TaskError(
-                self.key[0], self.key[1],
+                self.key[0],
+                self.key[1],
                 f"sending downstream failed ({target}...): {self._fatal}",
             )
 
@@ -383,7 +391,8 @@ class TaskCore:
                 self.open_inputs -= 1
             else:
                 raise TaskError(
-                    self.key[0], self.key[1],
+                    self.key[0],
+                    self.key[1],
                     f"got a {KIND_NAMES.get(kind, kind)} message, which this version of the "
                     "runtime does not handle",
                 )
@@ -464,7 +473,12 @@ class TaskCore:
         if self._logged_errors <= 20 or self._logged_errors % 1000 == 0:
             log.error(
                 "%s %s (%s.%s) raised; the tuple failed (%d errors so far)\n%s",
-                self.component.kind, self.name, cls, what, self._logged_errors, text,
+                self.component.kind,
+                self.name,
+                cls,
+                what,
+                self._logged_errors,
+                text,
             )
 
     # --------------------------------------------------------------- metrics
@@ -489,6 +503,7 @@ class TaskCore:
             },
             "execute_latency_ms": 1000 * self.exec_seconds / executed if executed else 0.0,
             "inbox": len(self.inbox),
+            "inbox_peak": self.inbox_peak,
             "inbox_capacity": self.settings.channel_credits * len(self.inputs),
             "pending_batches": sum(len(ch.pending) for ch in list(self.outputs.values())),
             "round_trip_ms": _mean_round_trip_ms(list(self.outputs.values())),

@@ -157,8 +157,15 @@ class ComponentSpec:
         return (
             ComponentSpec,
             (
-                self.id, self.kind, self.class_ref, self.parallelism, self.args,
-                dict(self.kwargs), dict(self.config), dict(self.resources), dict(self.outputs),
+                self.id,
+                self.kind,
+                self.class_ref,
+                self.parallelism,
+                self.args,
+                dict(self.kwargs),
+                dict(self.config),
+                dict(self.resources),
+                dict(self.outputs),
                 self.origin,
             ),
         )
@@ -203,7 +210,7 @@ class TopologySpec:
     name: str
     components: tuple[ComponentSpec, ...]
     streams: tuple[StreamSpec, ...]
-    settings: Settings = Settings()
+    settings: Settings = Settings()  # noqa: RUF009 (frozen, so one shared default is safe)
     config: Mapping[str, Any] = field(default_factory=dict)
     origin: Origin = field(default=Origin(), compare=False)
 

@@ -20,7 +20,13 @@ from rayflow.spec.model import DEFAULT_STREAM, GROUPING_TYPES, Origin
 from rayflow.spec.yaml_source import LineDict, Section, describe, did_you_mean, plain
 
 _COMPONENT_KEYS = (
-    "id", "className", "parallelism", "constructorArgs", "kwargs", "config", "resources",
+    "id",
+    "className",
+    "parallelism",
+    "constructorArgs",
+    "kwargs",
+    "config",
+    "resources",
 )
 _STREAM_KEYS = ("name", "from", "to", "grouping")
 _GROUPING_KEYS = ("type", "args", "streamId", "customClass")
@@ -120,14 +126,20 @@ def stream_draft(sec: Section) -> StreamDraft:
     kind = (grouping.text("type") or default_type).upper()
     if kind not in GROUPING_TYPES:
         hint = did_you_mean(kind, GROUPING_TYPES)
-        grouping.fail("type", f"unknown grouping type {grouping.data['type']!r}{hint}; "
-                      f"expected one of {', '.join(GROUPING_TYPES)}")
+        grouping.fail(
+            "type",
+            f"unknown grouping type {grouping.data['type']!r}{hint}; "
+            f"expected one of {', '.join(GROUPING_TYPES)}",
+        )
     fields = _grouping_fields(grouping, kind)
     custom_path, custom_args = None, ()
     if kind == "CUSTOM":
         if custom is None:
-            grouping.fail("customClass", "required for a CUSTOM grouping; expected "
-                          f"{CLASS_EXPECTED} or a map with className and constructorArgs")
+            grouping.fail(
+                "customClass",
+                "required for a CUSTOM grouping; expected "
+                f"{CLASS_EXPECTED} or a map with className and constructorArgs",
+            )
         custom_path, custom_args = _custom_class(grouping)
     elif custom is not None:
         grouping.fail("customClass", f"only a CUSTOM grouping takes a customClass (this is {kind})")
@@ -147,8 +159,9 @@ def stream_draft(sec: Section) -> StreamDraft:
 def _grouping_fields(grouping: Section, kind: str) -> tuple[str, ...]:
     if "args" not in grouping.data:
         if kind in _KEYED:
-            grouping.fail("args", f"required for a {kind} grouping; expected a list of the key "
-                          "field names")
+            grouping.fail(
+                "args", f"required for a {kind} grouping; expected a list of the key field names"
+            )
         return ()
     if kind not in _KEYED:
         grouping.fail("args", f"only FIELDS and PARTIAL_KEY groupings take args (this is {kind})")
@@ -164,8 +177,11 @@ def _custom_class(grouping: Section) -> tuple[str, tuple[Any, ...]]:
     if isinstance(value, str) and value:
         return value, ()
     if not isinstance(value, LineDict):
-        grouping.fail("customClass", f"expected {CLASS_EXPECTED} or a map with className and "
-                      f"constructorArgs, got {describe(value)}")
+        grouping.fail(
+            "customClass",
+            f"expected {CLASS_EXPECTED} or a map with className and "
+            f"constructorArgs, got {describe(value)}",
+        )
     custom = grouping.section("customClass")
     custom.check_keys(_CUSTOM_KEYS, {"className": CLASS_EXPECTED})
     path = custom.text("className")

@@ -124,7 +124,7 @@ def load_topology(
         origin = Origin(file, doc.line, "name")
         raise TopologyError(origin.prefix() + "required key is missing; expected a topology name")
     settings, extra = _settings(doc, overrides, environ)
-    _extend_sys_path([*doc.folders, os.getcwd()])
+    _extend_sys_path([f for folder in doc.folders for f in code_folders(folder)] + [os.getcwd()])
     components = [_build_component(draft) for draft in (*doc.spouts, *doc.bolts)]
     streams = [_build_stream(draft) for draft in doc.streams]
     return TopologySpec(
@@ -185,8 +185,11 @@ def _load_document(
 def _include(include: Section, file: str) -> tuple[str, bool]:
     include.check_keys(_INCLUDE_KEYS, {"file": "the path of a YAML file to include"})
     if include.boolean("resource", False):
-        include.fail("resource", "resource: true (a file on the class path) is not supported; "
-                     "use a file path relative to the including file")
+        include.fail(
+            "resource",
+            "resource: true (a file on the class path) is not supported; "
+            "use a file path relative to the including file",
+        )
     name = include.text("file")
     assert name is not None
     target = os.path.normpath(os.path.join(os.path.dirname(file), name))
@@ -212,6 +215,26 @@ def _settings(
         else:
             where = f"{doc.file}: "
         raise ConfigError(where + message) from None
+
+
+def code_folders(folder: str) -> list[str]:
+    """Where a topology's modules import from: its folder and, when that folder is a package
+    (``examples/`` with an ``__init__.py``), the folder above the package.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp()); (root / "pkg").mkdir()
+    >>> _ = (root / "pkg" / "__init__.py").write_text("")
+    >>> [os.path.relpath(f, root) for f in code_folders(str(root / "pkg"))]
+    ['pkg', '.']
+    """
+    folder = os.path.abspath(folder)
+    folders = [folder]
+    top = folder
+    while os.path.isfile(os.path.join(top, "__init__.py")):
+        top = os.path.dirname(top)
+    if top != folder:
+        folders.append(top)
+    return folders
 
 
 def _extend_sys_path(folders: list[str]) -> None:

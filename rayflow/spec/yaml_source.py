@@ -52,14 +52,16 @@ class LineList(list[Any]):
 def substitute(
     text: str, file: str, variables: Mapping[str, Any], environ: Mapping[str, str]
 ) -> tuple[str, list[int]]:
-    r"""Replace ``${NAME}`` (``variables``, then ``environ``) and ``${ENV-NAME}`` (``environ``).
+    r"""Replace ``${NAME}`` (``variables``, then ``environ``) and ``${ENV-NAME}`` (``environ``);
+    ``${NAME:-default}`` stands for ``default`` when NAME is defined nowhere.
 
     Returns the new text and, for each of its lines, the line of ``text`` it came from (a value
     holding newlines shifts the lines after it). Raises :class:`TopologyError` naming the file and
     line of a variable that is not defined.
 
-    >>> substitute("a: ${ENV-HOME}\nb: [${N}, $${N}]", "t.yaml", {"N": "1"}, {"HOME": "/h"})
-    ('a: /h\nb: [1, ${N}]', [1, 2])
+    >>> env = {"HOME": "/h"}
+    >>> substitute("a: ${ENV-HOME}\nb: [${N}, $${N}, ${M:-3}]", "t.yaml", {"N": "1"}, env)
+    ('a: /h\nb: [1, ${N}, 3]', [1, 2])
     """
     pieces: list[str] = []
     line_map = [1]
@@ -89,6 +91,10 @@ def _resolve(
 ) -> str:
     if not name:
         raise TopologyError(f"{where}empty variable reference '${{}}'; write '$${{' for a literal")
+    name, has_default, default = name.partition(":-")
+    name = name.strip()
+    if has_default and name not in variables and name.removeprefix("ENV-") not in environ:
+        return default
     if name.startswith("ENV-"):
         env_name = name[len("ENV-") :]
         if env_name in environ:
@@ -134,8 +140,10 @@ def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[Line
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, Hashable):
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                "found a key that is a map or a list", key_node.start_mark,
+                "while constructing a mapping",
+                node.start_mark,
+                "found a key that is a map or a list",
+                key_node.start_mark,
             )
         line = loader.source_line(key_node.start_mark)
         if index >= first_own:

@@ -112,7 +112,10 @@ def test_round_trip_with_non_default_values(tmp_path: Path) -> None:
     assert spec.name == "wordcount"
     assert spec.origin == Origin(str(path))
     assert [(c.id, c.kind) for c in spec.components] == [
-        ("sentences", "spout"), ("multi", "spout"), ("split", "bolt"), ("sink", "bolt"),
+        ("sentences", "spout"),
+        ("multi", "spout"),
+        ("split", "bolt"),
+        ("sink", "bolt"),
     ]
     spout = spec.component("sentences")
     assert spout.class_ref == ClassRef(f"{FIX}.WordSpout")
@@ -122,7 +125,10 @@ def test_round_trip_with_non_default_values(tmp_path: Path) -> None:
     assert dict(spout.kwargs) == {"seed": 3}
     assert dict(spout.config) == {"x": 1}
     assert dict(spout.resources) == {
-        "num_cpus": 1, "num_gpus": 0.5, "memory": 1000000, "resources": {"custom": 1},
+        "num_cpus": 1,
+        "num_gpus": 0.5,
+        "memory": 1000000,
+        "resources": {"custom": 1},
     }
     assert type(spout.resources["resources"]) is dict  # no line-tracking types leak out
     assert dict(spout.outputs) == {"default": ("word",)}
@@ -130,7 +136,8 @@ def test_round_trip_with_non_default_values(tmp_path: Path) -> None:
     instance = spout.instantiate()
     assert (instance.args, instance.kwargs) == ((10, "x"), {"seed": 3})
     assert dict(spec.component("multi").outputs) == {
-        "default": ("word",), "errors": ("error", "code"),
+        "default": ("word",),
+        "errors": ("error", "code"),
     }
     assert spec.component("sink").origin == Origin(str(path), 22, "bolts[1]")
     assert dict(spec.component("sink").outputs) == {"default": ()}
@@ -167,12 +174,16 @@ def test_defaults_and_cwd_and_topology_folder_on_sys_path(
     write(tmp_path / "topo", f"{here}.py", "class Spout:\n    def next_tuple(self): pass\n")
     write(tmp_path / "work", f"{there}.py", "class Bolt:\n    def process(self, t): pass\n")
     monkeypatch.chdir(tmp_path / "work")
-    path = write(tmp_path / "topo", "t.yaml", f"""
+    path = write(
+        tmp_path / "topo",
+        "t.yaml",
+        f"""
         name: t
         spouts: [{{id: s, className: {here}.Spout}}]
         bolts: [{{id: b, className: {there}.Bolt}}]
         streams: [{{from: s, to: b}}]
-    """)
+    """,
+    )
     spec = load_topology(path, environ={})
     assert spec.component("s").parallelism == 1
     assert spec.component("s").args == () and dict(spec.component("s").kwargs) == {}
@@ -195,7 +206,10 @@ def test_overrides_and_environment_settings(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------- variables
 def test_variables_environ_and_env_prefix(tmp_path: Path) -> None:
-    path = write(tmp_path, "t.yaml", """
+    path = write(
+        tmp_path,
+        "t.yaml",
+        """
         name: ${NAME}
         config:
           batch.size: ${SIZE}
@@ -208,7 +222,8 @@ def test_variables_environ_and_env_prefix(tmp_path: Path) -> None:
           - id: s
             className: FIX.WordSpout
             parallelism: ${PAR}
-    """)
+    """,
+    )
     spec = load_topology(
         path,
         variables={"NAME": "vt", "SIZE": "64"},
@@ -217,7 +232,10 @@ def test_variables_environ_and_env_prefix(tmp_path: Path) -> None:
     assert spec.name == "vt"
     assert spec.settings.batch_size == 64
     assert spec.config == {
-        "my.text": "64", "my.list": [64, 3], "my.home": "/h", "my.env_size": 999,
+        "my.text": "64",
+        "my.list": [64, 3],
+        "my.home": "/h",
+        "my.env_size": 999,
         "my.literal": "${NOT_A_VAR}",
     }
     assert spec.component("s").parallelism == 2
@@ -237,7 +255,10 @@ def test_undefined_variable_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_multi_line_variable_keeps_later_lines_right(tmp_path: Path) -> None:
-    path = write(tmp_path, "t.yaml", """
+    path = write(
+        tmp_path,
+        "t.yaml",
+        """
         name: t
         config:
           my.list: ${LIST}
@@ -245,7 +266,8 @@ def test_multi_line_variable_keeps_later_lines_right(tmp_path: Path) -> None:
           - id: s
             className: FIX.WordSpout
             parallelism: two
-    """)
+    """,
+    )
     message = load_error(path, variables={"LIST": "\n    - 1\n    - 2"})
     assert_at(message, path, 7, "spouts[0].parallelism")
 
@@ -315,9 +337,13 @@ def test_include_with_override(tmp_path: Path) -> None:
 
 
 def test_nested_include_is_relative_to_its_file(tmp_path: Path) -> None:
-    write(tmp_path / "sub" / "deeper", "spout.yaml", """
+    write(
+        tmp_path / "sub" / "deeper",
+        "spout.yaml",
+        """
         spouts: [{id: s, className: FIX.WordSpout}]
-    """)
+    """,
+    )
     write(tmp_path / "sub", "mid.yaml", "includes: [{file: deeper/spout.yaml}]\n")
     path = write(tmp_path, "t.yaml", "name: t\nincludes: [{file: sub/mid.yaml}]\n")
     assert [c.id for c in load_topology(path, environ={}).components] == ["s"]
@@ -353,90 +379,286 @@ STREAM = "streams:\n  - from: s\n    to: b\n"  # lines 8-10 after BASE
 ERRORS = [
     # (case, text after BASE or whole file if it starts with "name:", line, key, fragment)
     ("top-unknown", "bolt: []\n", 8, "bolt", "did you mean 'bolts'?"),
-    ("component-unknown", "name: t\nspouts:\n  - id: s\n    classname: FIX.WordSpout\n",
-     4, "spouts[0].classname", "unknown key (did you mean 'className'?); allowed keys: id, "),
-    ("missing-id", "name: t\nspouts:\n  - className: FIX.WordSpout\n",
-     3, "spouts[0].id", "required key is missing"),
-    ("missing-class", BASE + "  - id: c\n    parallelism: 2\n",
-     8, "bolts[1].className", "required key is missing; expected a dotted Python path"),
+    (
+        "component-unknown",
+        "name: t\nspouts:\n  - id: s\n    classname: FIX.WordSpout\n",
+        4,
+        "spouts[0].classname",
+        "unknown key (did you mean 'className'?); allowed keys: id, ",
+    ),
+    (
+        "missing-id",
+        "name: t\nspouts:\n  - className: FIX.WordSpout\n",
+        3,
+        "spouts[0].id",
+        "required key is missing",
+    ),
+    (
+        "missing-class",
+        BASE + "  - id: c\n    parallelism: 2\n",
+        8,
+        "bolts[1].className",
+        "required key is missing; expected a dotted Python path",
+    ),
     ("missing-from", "streams:\n  - to: b\n", 9, "streams[0].from", "required key is missing"),
     ("missing-to", "streams:\n  - from: s\n", 9, "streams[0].to", "required key is missing"),
-    ("missing-name", "spouts:\n  - id: s\n    className: FIX.WordSpout\n",
-     1, "name", "required key is missing"),
-    ("name-type", "name: [a]\nspouts: [{id: s, className: FIX.WordSpout}]\n",
-     1, "name", "expected a non-empty string, got a list"),
-    ("parallelism-text", "  - id: c\n    className: FIX.SinkBolt\n    parallelism: two\n",
-     10, "bolts[1].parallelism", "expected a positive integer, got 'two'"),
-    ("parallelism-zero", "  - id: c\n    className: FIX.SinkBolt\n    parallelism: 0\n",
-     10, "bolts[1].parallelism", "expected a positive integer, got 0"),
-    ("parallelism-bool", "  - id: c\n    className: FIX.SinkBolt\n    parallelism: yes\n",
-     10, "bolts[1].parallelism", "got True"),
-    ("args-type", "  - id: c\n    className: FIX.SinkBolt\n    constructorArgs: 3\n",
-     10, "bolts[1].constructorArgs", "expected a list, got 3"),
-    ("kwargs-type", "  - id: c\n    className: FIX.SinkBolt\n    kwargs: [1]\n",
-     10, "bolts[1].kwargs", "expected a map, got a list"),
-    ("kwargs-name", "  - id: c\n    className: FIX.SinkBolt\n    kwargs:\n      a-b: 1\n",
-     11, "bolts[1].kwargs.a-b", "expected a Python identifier"),
-    ("config-type", "  - id: c\n    className: FIX.SinkBolt\n    config: 3\n",
-     10, "bolts[1].config", "expected a map, got 3"),
-    ("resources-type", "  - id: c\n    className: FIX.SinkBolt\n    resources: x\n",
-     10, "bolts[1].resources", "expected a map, got 'x'"),
-    ("resources-unknown", "  - id: c\n    className: FIX.SinkBolt\n    resources: {cpus: 1}\n",
-     10, "bolts[1].resources.cpus", "did you mean 'num_cpus'?"),
-    ("resources-value", "  - id: c\n    className: FIX.SinkBolt\n    resources: {num_gpus: -1}\n",
-     10, "bolts[1].resources.num_gpus", "expected a non-negative number, got -1"),
+    (
+        "missing-name",
+        "spouts:\n  - id: s\n    className: FIX.WordSpout\n",
+        1,
+        "name",
+        "required key is missing",
+    ),
+    (
+        "name-type",
+        "name: [a]\nspouts: [{id: s, className: FIX.WordSpout}]\n",
+        1,
+        "name",
+        "expected a non-empty string, got a list",
+    ),
+    (
+        "parallelism-text",
+        "  - id: c\n    className: FIX.SinkBolt\n    parallelism: two\n",
+        10,
+        "bolts[1].parallelism",
+        "expected a positive integer, got 'two'",
+    ),
+    (
+        "parallelism-zero",
+        "  - id: c\n    className: FIX.SinkBolt\n    parallelism: 0\n",
+        10,
+        "bolts[1].parallelism",
+        "expected a positive integer, got 0",
+    ),
+    (
+        "parallelism-bool",
+        "  - id: c\n    className: FIX.SinkBolt\n    parallelism: yes\n",
+        10,
+        "bolts[1].parallelism",
+        "got True",
+    ),
+    (
+        "args-type",
+        "  - id: c\n    className: FIX.SinkBolt\n    constructorArgs: 3\n",
+        10,
+        "bolts[1].constructorArgs",
+        "expected a list, got 3",
+    ),
+    (
+        "kwargs-type",
+        "  - id: c\n    className: FIX.SinkBolt\n    kwargs: [1]\n",
+        10,
+        "bolts[1].kwargs",
+        "expected a map, got a list",
+    ),
+    (
+        "kwargs-name",
+        "  - id: c\n    className: FIX.SinkBolt\n    kwargs:\n      a-b: 1\n",
+        11,
+        "bolts[1].kwargs.a-b",
+        "expected a Python identifier",
+    ),
+    (
+        "config-type",
+        "  - id: c\n    className: FIX.SinkBolt\n    config: 3\n",
+        10,
+        "bolts[1].config",
+        "expected a map, got 3",
+    ),
+    (
+        "resources-type",
+        "  - id: c\n    className: FIX.SinkBolt\n    resources: x\n",
+        10,
+        "bolts[1].resources",
+        "expected a map, got 'x'",
+    ),
+    (
+        "resources-unknown",
+        "  - id: c\n    className: FIX.SinkBolt\n    resources: {cpus: 1}\n",
+        10,
+        "bolts[1].resources.cpus",
+        "did you mean 'num_cpus'?",
+    ),
+    (
+        "resources-value",
+        "  - id: c\n    className: FIX.SinkBolt\n    resources: {num_gpus: -1}\n",
+        10,
+        "bolts[1].resources.num_gpus",
+        "expected a non-negative number, got -1",
+    ),
     ("component-not-map", "  - c\n", 8, "bolts[1]", "expected a map (a bolt with id), got 'c'"),
     ("spouts-not-list", "name: t\nspouts: {id: s}\n", 2, "spouts", "expected a list, got a map"),
-    ("grouping-unknown-key", STREAM + "    grouping: {type: all, arg: [a]}\n",
-     11, "streams[0].grouping.arg", "did you mean 'args'?"),
-    ("grouping-type", STREAM + "    grouping:\n      type: shufle\n",
-     12, "streams[0].grouping.type", "unknown grouping type 'shufle' (did you mean 'SHUFFLE'?)"),
-    ("grouping-args-text", STREAM + "    grouping:\n      type: fields\n"
-     "      args: word\n", 13, "streams[0].grouping.args", "expected a non-empty list of field"),
-    ("grouping-args-numbers", STREAM + "    grouping:\n      type: fields\n"
-     "      args: [1, 2]\n", 13, "streams[0].grouping.args", "got [1, 2]"),
-    ("grouping-args-missing", STREAM + "    grouping:\n      type: fields\n",
-     12, "streams[0].grouping.args", "required for a FIELDS grouping"),
-    ("grouping-args-unused", STREAM + "    grouping: {type: shuffle, args: [word]}\n",
-     11, "streams[0].grouping.args", "only FIELDS and PARTIAL_KEY"),
-    ("custom-missing", STREAM + "    grouping: {type: custom}\n",
-     11, "streams[0].grouping.customClass", "required for a CUSTOM grouping"),
-    ("custom-unused", STREAM + "    grouping: {type: all, customClass: FIX.ModGrouping}\n",
-     11, "streams[0].grouping.customClass", "only a CUSTOM grouping"),
-    ("custom-not-grouping", STREAM + "    grouping:\n      customClass: FIX.Plain\n",
-     12, "streams[0].grouping.customClass", "has no choose_tasks method"),
-    ("class-module", "  - id: c\n    className: nope_mod_xyz.Bolt\n",
-     9, "bolts[1].className", "class not found: cannot import module 'nope_mod_xyz'"),
-    ("class-attribute", "  - id: c\n    className: FIX.Missing\n",
-     9, "bolts[1].className", "has no attribute 'Missing'"),
-    ("class-undotted", "  - id: c\n    className: Missing\n",
-     9, "bolts[1].className", "'Missing' is not a dotted path"),
-    ("not-a-spout", "name: t\nspouts:\n  - id: s\n    className: FIX.CountBolt\n",
-     4, "spouts[0].className", "is not a spout: it has no next_tuple method; it looks like a bolt"),
-    ("not-a-bolt", "  - id: c\n    className: FIX.Plain\n",
-     9, "bolts[1].className", "is not a bolt: it has no process method"),
-    ("outputs-string", "name: t\nspouts:\n  - id: s\n    className: FIX.StringOutputsSpout\n",
-     4, "spouts[0].className", "outputs must be a list of field names, got 'word'"),
-    ("outputs-number", "  - id: c\n    className: FIX.NumberOutputsBolt\n",
-     9, "bolts[1].className", "outputs must be a list of field names, got 5"),
-    ("duplicate-id", "  - id: s\n    className: FIX.SinkBolt\n",
-     8, "bolts[1]", "two components are named 's'"),
-    ("stream-unknown", "streams:\n  - from: nope\n    to: b\n",
-     9, "streams[0]", "stream from unknown component 'nope'"),
+    (
+        "grouping-unknown-key",
+        STREAM + "    grouping: {type: all, arg: [a]}\n",
+        11,
+        "streams[0].grouping.arg",
+        "did you mean 'args'?",
+    ),
+    (
+        "grouping-type",
+        STREAM + "    grouping:\n      type: shufle\n",
+        12,
+        "streams[0].grouping.type",
+        "unknown grouping type 'shufle' (did you mean 'SHUFFLE'?)",
+    ),
+    (
+        "grouping-args-text",
+        STREAM + "    grouping:\n      type: fields\n      args: word\n",
+        13,
+        "streams[0].grouping.args",
+        "expected a non-empty list of field",
+    ),
+    (
+        "grouping-args-numbers",
+        STREAM + "    grouping:\n      type: fields\n      args: [1, 2]\n",
+        13,
+        "streams[0].grouping.args",
+        "got [1, 2]",
+    ),
+    (
+        "grouping-args-missing",
+        STREAM + "    grouping:\n      type: fields\n",
+        12,
+        "streams[0].grouping.args",
+        "required for a FIELDS grouping",
+    ),
+    (
+        "grouping-args-unused",
+        STREAM + "    grouping: {type: shuffle, args: [word]}\n",
+        11,
+        "streams[0].grouping.args",
+        "only FIELDS and PARTIAL_KEY",
+    ),
+    (
+        "custom-missing",
+        STREAM + "    grouping: {type: custom}\n",
+        11,
+        "streams[0].grouping.customClass",
+        "required for a CUSTOM grouping",
+    ),
+    (
+        "custom-unused",
+        STREAM + "    grouping: {type: all, customClass: FIX.ModGrouping}\n",
+        11,
+        "streams[0].grouping.customClass",
+        "only a CUSTOM grouping",
+    ),
+    (
+        "custom-not-grouping",
+        STREAM + "    grouping:\n      customClass: FIX.Plain\n",
+        12,
+        "streams[0].grouping.customClass",
+        "has no choose_tasks method",
+    ),
+    (
+        "class-module",
+        "  - id: c\n    className: nope_mod_xyz.Bolt\n",
+        9,
+        "bolts[1].className",
+        "class not found: cannot import module 'nope_mod_xyz'",
+    ),
+    (
+        "class-attribute",
+        "  - id: c\n    className: FIX.Missing\n",
+        9,
+        "bolts[1].className",
+        "has no attribute 'Missing'",
+    ),
+    (
+        "class-undotted",
+        "  - id: c\n    className: Missing\n",
+        9,
+        "bolts[1].className",
+        "'Missing' is not a dotted path",
+    ),
+    (
+        "not-a-spout",
+        "name: t\nspouts:\n  - id: s\n    className: FIX.CountBolt\n",
+        4,
+        "spouts[0].className",
+        "is not a spout: it has no next_tuple method; it looks like a bolt",
+    ),
+    (
+        "not-a-bolt",
+        "  - id: c\n    className: FIX.Plain\n",
+        9,
+        "bolts[1].className",
+        "is not a bolt: it has no process method",
+    ),
+    (
+        "outputs-string",
+        "name: t\nspouts:\n  - id: s\n    className: FIX.StringOutputsSpout\n",
+        4,
+        "spouts[0].className",
+        "outputs must be a list of field names, got 'word'",
+    ),
+    (
+        "outputs-number",
+        "  - id: c\n    className: FIX.NumberOutputsBolt\n",
+        9,
+        "bolts[1].className",
+        "outputs must be a list of field names, got 5",
+    ),
+    (
+        "duplicate-id",
+        "  - id: s\n    className: FIX.SinkBolt\n",
+        8,
+        "bolts[1]",
+        "two components are named 's'",
+    ),
+    (
+        "stream-unknown",
+        "streams:\n  - from: nope\n    to: b\n",
+        9,
+        "streams[0]",
+        "stream from unknown component 'nope'",
+    ),
     ("stream-to-spout", "streams:\n  - from: b\n    to: s\n", 9, "streams[0]", "'s' is a spout"),
-    ("stream-undeclared", STREAM + "    grouping: {streamId: errors}\n",
-     9, "streams[0]", "'s' does not declare stream 'errors'"),
-    ("fields-unknown", STREAM + "    grouping: {type: FIELDS, args: [count]}\n",
-     9, "streams[0]", "FIELDS grouping on ['count'] but stream 'default' of 's' has fields"),
-    ("cycle", "  - id: c\n    className: FIX.CountBolt\nstreams:\n  - from: b\n    to: c\n"
-     "  - from: c\n    to: b\n", 11, "streams[0]", "the streams form a cycle through ['b', 'c']"),
-    ("config-value", "config:\n  reliability: none\n  batch.size: two\n",
-     10, "config.batch.size", "expected a positive integer, got 'two'"),
-    ("config-reliability", "config: {reliability: sometimes}\n",
-     8, "config.reliability", "expected one of none, at_least_once, exactly_once"),
+    (
+        "stream-undeclared",
+        STREAM + "    grouping: {streamId: errors}\n",
+        9,
+        "streams[0]",
+        "'s' does not declare stream 'errors'",
+    ),
+    (
+        "fields-unknown",
+        STREAM + "    grouping: {type: FIELDS, args: [count]}\n",
+        9,
+        "streams[0]",
+        "FIELDS grouping on ['count'] but stream 'default' of 's' has fields",
+    ),
+    (
+        "cycle",
+        "  - id: c\n    className: FIX.CountBolt\nstreams:\n  - from: b\n    to: c\n"
+        "  - from: c\n    to: b\n",
+        11,
+        "streams[0]",
+        "the streams form a cycle through ['b', 'c']",
+    ),
+    (
+        "config-value",
+        "config:\n  reliability: none\n  batch.size: two\n",
+        10,
+        "config.batch.size",
+        "expected a positive integer, got 'two'",
+    ),
+    (
+        "config-reliability",
+        "config: {reliability: sometimes}\n",
+        8,
+        "config.reliability",
+        "expected one of none, at_least_once, exactly_once",
+    ),
     ("config-key", "config:\n  1: x\n", 9, "config.1", "keys must be strings"),
-    ("duplicate-yaml-key", "config:\n  a: 1\n  a: 2\n",
-     10, "a", "this map already sets it at line 9"),
+    (
+        "duplicate-yaml-key",
+        "config:\n  a: 1\n  a: 2\n",
+        10,
+        "a",
+        "this map already sets it at line 9",
+    ),
 ]
 
 
@@ -456,8 +678,11 @@ def test_errors_name_file_line_and_key(
 
 
 def test_parallelism_above_max_parallelism(tmp_path: Path) -> None:
-    path = write(tmp_path, "t.yaml", BASE.replace("bolts:", "config: {max_parallelism: 4}\nbolts:")
-                 + "    parallelism: 5\n")
+    path = write(
+        tmp_path,
+        "t.yaml",
+        BASE.replace("bolts:", "config: {max_parallelism: 4}\nbolts:") + "    parallelism: 5\n",
+    )
     message = load_error(path)
     assert_at(message, path, 7, "bolts[0]")
     assert "between 1 and max_parallelism (4), got 5" in message
@@ -533,7 +758,11 @@ def test_load_properties_errors(tmp_path: Path) -> None:
 def test_properties_feed_variables(tmp_path: Path) -> None:
     props = tmp_path / "dev.properties"
     props.write_text("spout.parallelism=4\n")
-    path = write(tmp_path, "t.yaml", "name: t\nspouts:\n  - id: s\n"
-                 "    className: FIX.WordSpout\n    parallelism: ${spout.parallelism}\n")
+    path = write(
+        tmp_path,
+        "t.yaml",
+        "name: t\nspouts:\n  - id: s\n"
+        "    className: FIX.WordSpout\n    parallelism: ${spout.parallelism}\n",
+    )
     spec = load_topology(path, variables=load_properties(props), environ={})
     assert spec.component("s").parallelism == 4

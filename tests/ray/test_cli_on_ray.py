@@ -1,0 +1,67 @@
+"""``rayflow run`` as a user runs it: a subprocess, on the session's Ray or an embedded one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WORDCOUNT = str(ROOT / "examples" / "wordcount.yaml")
+
+pytestmark = pytest.mark.ray
+
+
+def rayflow(
+    *args: str, cwd: Path | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rayflow.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or ROOT,
+        env=env,
+    )
+
+
+def test_run_on_a_cluster_prints_exact_top_words(ray_session: str, tmp_path: Path) -> None:
+    # From another folder: the topology's package travels to the workers.
+    done = rayflow("run", WORDCOUNT, "-D", "LIMIT=20000", "--address", ray_session, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "topology 'wordcount' finished" in lines[0]
+    top = lines[lines.index("top:") + 1 :]
+    assert top[0].split() == ["the", "16000"]
+    assert {tuple(line.split()) for line in top[1:3]} == {("seven", "8000"), ("and", "8000")}
+
+
+def test_a_task_that_cannot_start_exits_1_with_the_users_traceback(
+    ray_session: str, tmp_path: Path
+) -> None:
+    topology = tmp_path / "broken.yaml"
+    topology.write_text(
+        "name: broken\n"
+        "spouts: [{id: s, className: rayflow.testing.TestingSpout, constructorArgs: [[1, 2]]}]\n"
+        "bolts: [{id: db, className: tests.helpers.BrokenPrepare}]\n"
+        "streams: [{from: s, to: db, grouping: {type: SHUFFLE}}]\n"
+    )
+    done = rayflow("run", str(topology), "--address", ray_session)
+    assert done.returncode == 1
+    assert "task db[0] failed" in done.stderr
+    assert "cannot connect to the database" in done.stderr
+    assert 'raise RuntimeError("cannot connect to the database")' in done.stderr
+
+
+def test_run_embedded_for_a_duration_then_prints_the_top_words(tmp_path: Path) -> None:
+    done = rayflow("run", WORDCOUNT, "--duration", "3s", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "stopped after its duration" in done.stdout
+    top = done.stdout.splitlines()
+    first = top[top.index("top:") + 1].split()
+    assert first[0] == "the" and int(first[1]) > 0
+    assert "[wordcount " in done.stderr, "the live throughput line"

@@ -1,0 +1,93 @@
+"""End-to-end on a real local Ray: exact results, groupings, backpressure, errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from examples.wordcount import SENTENCES, build
+from rayflow import TaskError, Topology, testing
+from rayflow.testing import ListSink, TestingSpout
+from tests.helpers import (
+    BrokenPrepare,
+    EndlessSpout,
+    FailingBolt,
+    SlowBolt,
+    check_grouping,
+    grouping_topology,
+)
+
+pytestmark = pytest.mark.ray
+
+
+def expected_counts(sentences: int) -> Counter[str]:
+    return Counter(w for i in range(sentences) for w in SENTENCES[i % len(SENTENCES)].split())
+
+
+def all_counts(topology: Topology, **run: object) -> Counter[str]:
+    # TopWords keeps ten; ask for every word so the whole count can be compared.
+    spec = topology.build()
+    top = spec.component("top")
+    object.__setattr__(top, "kwargs", {"n": 1000})
+    result = Topology.from_spec(spec).run(**run)  # type: ignore[arg-type]
+    return Counter(dict(result.outputs["top"]))
+
+
+@pytest.mark.parametrize("parallelism", [1, 3])
+def test_wordcount_counts_are_exact(ray_session: str, parallelism: int) -> None:
+    assert all_counts(build(limit=20_000, parallelism=parallelism)) == expected_counts(20_000)
+
+
+def test_the_same_topology_gives_the_same_result_in_process_and_on_ray(ray_session: str) -> None:
+    topology = grouping_topology("FIELDS")
+    local = testing.run(topology)
+    on_ray = topology.run()
+    assert sorted(local.outputs["sink"]) == sorted(on_ray.outputs["sink"])
+    assert local.components["tag"]["executed"] == on_ray.components["tag"]["executed"] == 60
+
+
+@pytest.mark.parametrize(
+    "grouping",
+    ["SHUFFLE", "FIELDS", "ALL", "GLOBAL", "DIRECT", "LOCAL_OR_SHUFFLE", "PARTIAL_KEY", "CUSTOM"],
+)
+def test_grouping_on_ray_delivers_like_storm(ray_session: str, grouping: str) -> None:
+    check_grouping(grouping, grouping_topology(grouping).run().outputs["sink"])
+
+
+def test_a_slow_bolt_throttles_the_spout_on_ray(ray_session: str) -> None:
+    delay, batch, credits = 0.002, 10, 2
+    t = Topology("slow", config={"batch.size": batch, "channel.credits": credits})
+    t.spout("numbers", EndlessSpout)
+    t.bolt("slow", SlowBolt, kwargs={"delay": delay}).shuffle("numbers")
+    t.bolt("sink", ListSink).shuffle("slow")
+    result = t.run(duration=2.0)
+    emitted = result.counter("numbers", "emitted")
+    assert result.ended == "duration"
+    assert emitted <= result.seconds / delay + (credits + 1) * batch
+    assert result.tasks["slow"][0]["inbox_peak"] <= credits
+    spout = result.tasks["numbers"][0]
+    assert spout["counters"]["blocked_seconds"] > 0.3 * spout["uptime"], "mostly waiting"
+    assert sorted(result.outputs["sink"]) == [(n,) for n in range(int(emitted))], "nothing lost"
+
+
+def test_user_errors_on_ray(ray_session: str) -> None:
+    t = Topology("failing")
+    t.spout("numbers", TestingSpout, args=(list(range(50)),))
+    t.bolt("maybe", FailingBolt, kwargs={"every": 5}, parallelism=2).shuffle("numbers")
+    t.bolt("sink", ListSink).shuffle("maybe")
+    result = t.run()
+    assert sorted(result.outputs["sink"]) == [(n,) for n in range(50) if n % 5]
+    assert result.counter("maybe", "failed") == 10
+    errors = [e for task in result.tasks["maybe"] for e in task["errors"]]
+    assert any("raise ValueError" in e["traceback"] for e in errors)
+
+
+def test_a_failing_prepare_on_ray_raises_task_error(ray_session: str) -> None:
+    t = Topology("broken")
+    t.spout("numbers", TestingSpout, args=([1, 2],))
+    t.bolt("db", BrokenPrepare, parallelism=2).shuffle("numbers")
+    with pytest.raises(TaskError) as info:
+        t.run()
+    assert info.value.component == "db"
+    assert "cannot connect to the database" in info.value.traceback_text

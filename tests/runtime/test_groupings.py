@@ -1,0 +1,34 @@
+"""Each grouping delivers what Storm's would, on the in-process host (the Ray run is in
+tests/ray)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rayflow import testing
+from tests.helpers import check_grouping, grouping_topology
+
+GROUPINGS = [
+    "SHUFFLE",
+    "FIELDS",
+    "ALL",
+    "GLOBAL",
+    "DIRECT",
+    "LOCAL_OR_SHUFFLE",
+    "PARTIAL_KEY",
+    "NONE",
+    "CUSTOM",
+]
+
+
+@pytest.mark.parametrize("grouping", GROUPINGS)
+def test_grouping_delivers_like_storm(grouping: str) -> None:
+    result = testing.run(grouping_topology(grouping))
+    check_grouping(grouping, result.outputs["sink"])
+
+
+@pytest.mark.parametrize("grouping", ["FIELDS", "SHUFFLE", "ALL"])
+def test_grouping_survives_reordered_and_duplicated_deliveries(grouping: str) -> None:
+    result = testing.run(grouping_topology(grouping), chaos=7)
+    check_grouping(grouping, result.outputs["sink"])
+    assert sum(t["counters"]["duplicates"] for ts in result.tasks.values() for t in ts) > 0

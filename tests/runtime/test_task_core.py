@@ -1,0 +1,136 @@
+"""The task core without Ray: ordering, duplicates, credits, backpressure, user errors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from rayflow import TaskError, Topology, testing
+from rayflow.runtime.channels import DATA, END, OutputChannel
+from rayflow.runtime.task import TaskCore
+from rayflow.testing import ListSink, TestingSpout
+from tests.helpers import BrokenPrepare, EndlessSpout, FailingBolt, SlowBolt
+
+
+def _sink_core(epoch: int = 0) -> TaskCore:
+    t = Topology("t")
+    t.spout("src", TestingSpout, args=([],))
+    t.bolt("sink", ListSink).shuffle("src")
+    return TaskCore(t.build(), "sink", 0, connect=lambda target: None, epoch=epoch)  # type: ignore
+
+
+def test_output_channel_queues_without_credit_and_drains_in_order() -> None:
+    sent: list[tuple[int, Any]] = []
+    events: list[str] = []
+    channel = OutputChannel(
+        ("sink", 0),
+        2,
+        lambda seq, kind, stream, rows, meta, on_done: sent.append((seq, on_done)),
+        on_writable=lambda ch: events.append("writable"),
+        on_blocked=lambda ch: events.append("blocked"),
+    )
+    for i in range(5):
+        channel.send(DATA, "default", [[i]], None)
+    assert [seq for seq, _ in sent] == [0, 1]
+    assert len(channel.pending) == 3 and events == ["blocked"]
+    sent[0][1](None)
+    sent[1][1](None)
+    assert [seq for seq, _ in sent] == [0, 1, 2, 3]
+    sent[2][1](None)
+    assert [seq for seq, _ in sent] == [0, 1, 2, 3, 4]
+    assert events == ["blocked", "writable"] and channel.writable
+    assert not channel.idle  # 3 and 4 are still in flight
+    sent[3][1](None)
+    sent[4][1](None)
+    assert channel.idle
+
+
+def test_core_releases_messages_in_sequence_and_drops_duplicates() -> None:
+    async def scenario() -> None:
+        core = _sink_core()
+        src = ("src", 0)
+        f2 = core.deliver(src, 0, 2, DATA, "default", [["c"]], None)
+        f0 = core.deliver(src, 0, 0, DATA, "default", [["a"]], None)
+        assert [item[3] for item in core.inbox] == [[["a"]]]  # 2 waits for 1
+        f1 = core.deliver(src, 0, 1, DATA, "default", [["b"]], None)
+        assert core.deliver(src, 0, 1, DATA, "default", [["b"]], None) is None  # duplicate
+        assert core.deliver(src, 0, 0, DATA, "default", [["a"]], None) is None  # duplicate
+        assert [item[3][0][0] for item in core.inbox] == ["a", "b", "c"]
+        assert core.duplicates == 2
+        assert f0 is not None and f1 is not None and f2 is not None
+        assert not f0.done(), "a credit returns when the batch is dequeued, not on arrival"
+        core.deliver(src, 0, 3, END, "", None, None)
+        stats = await core.run()
+        assert f0.done() and f1.done() and f2.done()
+        assert stats["collected"] == [("a",), ("b",), ("c",)]
+
+    asyncio.run(scenario())
+
+
+def test_messages_from_an_old_epoch_are_dropped() -> None:
+    async def scenario() -> None:
+        core = _sink_core(epoch=2)
+        assert core.deliver(("src", 0), 1, 0, DATA, "default", [["old"]], None) is None
+        assert not core.inbox
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_bolt_throttles_the_spout_and_bounds_buffers() -> None:
+    delay, batch, credits = 0.002, 10, 2
+    t = Topology("slow", config={"batch.size": batch, "channel.credits": credits})
+    t.spout("numbers", EndlessSpout)
+    t.bolt("slow", SlowBolt, kwargs={"delay": delay}).shuffle("numbers")
+    t.bolt("sink", ListSink).shuffle("slow")
+    result = testing.run(t, duration=1.0)
+    emitted = result.counter("numbers", "emitted")
+    slow = result.tasks["slow"][0]
+    # The slow bolt cannot take more than seconds/delay tuples; the spout may be ahead of it by
+    # at most the in-flight credits plus one partly filled batch.
+    assert emitted <= result.seconds / delay + (credits + 1) * batch
+    assert slow["inbox_peak"] <= credits
+    assert sorted(result.outputs["sink"]) == [(n,) for n in range(int(emitted))], "nothing lost"
+
+
+def test_a_raising_process_fails_that_tuple_and_the_task_goes_on() -> None:
+    t = Topology("failing")
+    t.spout("numbers", TestingSpout, args=(list(range(100)),))
+    t.bolt("maybe", FailingBolt, kwargs={"every": 10}).shuffle("numbers")
+    t.bolt("sink", ListSink).shuffle("maybe")
+    result = testing.run(t)
+    assert sorted(result.outputs["sink"]) == [(n,) for n in range(100) if n % 10]
+    assert result.counter("maybe", "failed") == 10
+    errors = result.tasks["maybe"][0]["errors"]
+    assert errors and "ValueError: bad tuple" in errors[-1]["error"]
+    assert "raise ValueError" in errors[-1]["traceback"]
+    assert errors[-1]["where"].endswith("FailingBolt.process")
+
+
+def test_a_raising_prepare_stops_the_run_with_the_users_traceback() -> None:
+    t = Topology("broken")
+    t.spout("numbers", TestingSpout, args=([1, 2],))
+    t.bolt("db", BrokenPrepare).shuffle("numbers")
+    with pytest.raises(TaskError) as info:
+        testing.run(t)
+    assert info.value.component == "db" and info.value.task == 0
+    assert "cannot connect to the database" in str(info.value)
+    assert "raise RuntimeError" in info.value.traceback_text
+
+
+def test_emitting_on_an_undeclared_stream_is_reported() -> None:
+    from rayflow import Bolt
+
+    class WrongStream(Bolt):
+        outputs = ["n"]
+
+        def process(self, tup: Any) -> None:
+            self.emit(tup.values, stream="nope")
+
+    t = Topology("undeclared")
+    t.spout("numbers", TestingSpout, args=([1],))
+    t.bolt("wrong", WrongStream).shuffle("numbers")
+    result = testing.run(t)
+    error = result.tasks["wrong"][0]["errors"][0]["error"]
+    assert "stream 'nope'" in error and "declared: default" in error
