@@ -1,0 +1,40 @@
+# rayflow: the two commands that matter are `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+DURATION ?=
+
+.PHONY: venv run test lint unit bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+## run: install, then run the word count on an embedded Ray (Ctrl-C or DURATION=30s stops it)
+run: venv
+	$(BIN)/rayflow run examples/wordcount.yaml $(if $(DURATION),--duration $(DURATION))
+
+## lint: ruff check and format check
+lint: venv
+	$(BIN)/ruff check rayflow tests examples benchmarks
+	$(BIN)/ruff format --check rayflow tests examples benchmarks
+
+## unit: the tests that need no Ray (seconds)
+unit: venv
+	$(BIN)/pytest -m "not ray" --doctest-modules rayflow tests
+
+## test: install everything, lint, and run every test (doctests, unit, real Ray)
+test: lint
+	$(BIN)/pytest --doctest-modules --durations=15 rayflow tests
+
+## bench: the word count benchmark against the single-process baseline and Bytewax
+bench: venv
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m benchmarks.wordcount
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
