@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import socket
 import subprocess
@@ -243,6 +244,7 @@ class Report:
     words: int
     parallelism: int
     batch_size: int
+    linger_ms: float | None
     variants: list[Measured] = field(default_factory=list)
     latency: Latency | None = None
     skipped: list[str] = field(default_factory=list)
@@ -269,8 +271,8 @@ def percentile(ordered: list[float], q: float) -> float:
     """
     if not ordered:
         return float("nan")
-    rank = max(1, -(-int(q * len(ordered) * 1000) // 1000))  # ceil(q * n), float-safe
-    return ordered[min(rank, len(ordered)) - 1]
+    rank = math.ceil(q * len(ordered) - 1e-9)
+    return ordered[min(max(rank, 1), len(ordered)) - 1]
 
 
 def check_counts(variant: str, counts: dict[str, int], expected: dict[str, int]) -> None:
@@ -289,16 +291,21 @@ def sentence_list(n: int) -> list[str]:
     return [SENTENCES[i % len(SENTENCES)] for i in range(n)]
 
 
-def run_baseline(n: int) -> tuple[dict[str, int], Measured]:
-    """The plain single-process loop (building the list of sentences is not timed)."""
+def run_baseline(n: int, repeat: int = 3) -> tuple[dict[str, int], Measured]:
+    """The plain single-process loop, median of ``repeat`` runs (building the list of sentences
+    is not timed)."""
     sentences = sentence_list(n)
-    started = time.perf_counter()
-    counts: dict[str, int] = {}
-    for s in sentences:
-        for w in s.split():
-            counts[w] = counts.get(w, 0) + 1
-    seconds = time.perf_counter() - started
-    return counts, Measured("baseline (1 process)", sum(counts.values()), seconds)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        counts: dict[str, int] = {}
+        for s in sentences:
+            for w in s.split():
+                counts[w] = counts.get(w, 0) + 1
+        times.append(time.perf_counter() - started)
+    seconds = sorted(times)[len(times) // 2]
+    return counts, Measured("baseline (1 process)", sum(counts.values()), seconds,
+                            note=f"median of {repeat}")
 
 
 def build_topology(batch: bool, sentences: int, parallelism: int, per_call: int) -> Topology:
@@ -321,13 +328,13 @@ def run_rayflow(
     batch: bool,
     sentences: int,
     parallelism: int,
-    batch_size: int,
+    overrides: dict[str, Any],
     per_call: int,
     expected: dict[str, int],
 ) -> Measured:
     topology = build_topology(batch, sentences, parallelism, per_call)
     began = time.time()
-    result = topology.run(overrides={"batch.size": batch_size})
+    result = topology.run(overrides=overrides)
     wall = time.time() - began
     failed = sum(result.counter(c, "failed") for c in result.components)
     if result.ended != "finished" or failed:
@@ -357,7 +364,7 @@ def run_rayflow(
 
 
 def run_latency(
-    words_per_s: float, load: float, seconds: float, parallelism: int, batch_size: int
+    words_per_s: float, load: float, seconds: float, parallelism: int, overrides: dict[str, Any]
 ) -> Latency:
     rate = load * words_per_s / WORDS_PER_SENTENCE  # sentences/s
     limit = max(1, int(rate * seconds))
@@ -368,7 +375,7 @@ def run_latency(
     t.bolt("count", LatencyCount, parallelism=parallelism, kwargs={"stride": stride}).fields(
         "split", "word"
     )
-    result = t.run(overrides={"batch.size": batch_size})
+    result = t.run(overrides=overrides)
     if result.ended != "finished":
         raise BenchError(f"latency: the run ended {result.ended!r}")
     samples: list[tuple[float, float]] = result.outputs.get("count", [])
@@ -377,7 +384,9 @@ def run_latency(
     first = min(ts for ts, _ in samples)
     last = max(ts for ts, _ in samples)
     warmup = min(1.0, (last - first) / 5)  # the first second fills the pipes: left out
-    kept = sorted(lat for ts, lat in samples if ts >= first + warmup)
+    kept = sorted(lat for ts, lat in samples if ts >= first + warmup) or sorted(
+        lat for _, lat in samples
+    )
     achieved = len(samples) * stride / (last - first) if last > first else 0.0
     return Latency(
         load,
@@ -482,18 +491,30 @@ def run_bytewax(
             argvs = [[*base, "-i", str(i), "-a", addresses] for i in range(processes)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        logs = [Path(outdir) / f"process-{i}.log" for i in range(len(argvs))]
         began = time.time()
-        procs = [subprocess.Popen(argv, cwd=ROOT, env=env) for argv in argvs]
+        procs = []
+        for argv, log in zip(argvs, logs, strict=True):
+            with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+                procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out,
+                                              stderr=subprocess.STDOUT))
+        problem = ""
         try:
             codes = [p.wait(timeout=max(1.0, began + timeout - time.time())) for p in procs]
         except subprocess.TimeoutExpired:
             for p in procs:
                 p.kill()
-            raise BenchError(f"{variant}: did not finish within {timeout:.0f}s") from None
+                p.wait()
+            problem = f"did not finish within {timeout:.0f}s"
+        else:
+            if any(codes):
+                problem = f"a process exited with status {max(codes, key=abs)}"
         wall = time.time() - began
-        if any(codes):
-            raise BenchError(f"{variant}: a bytewax process exited with status {max(codes)}")
-        starts, ends = [], []
+        if problem:
+            tail = "".join(log.read_text(errors="replace")[-2000:] for log in logs)
+            raise BenchError(f"{variant}: {problem}; its output ended with:\n{tail}")
+        starts: list[float] = []
+        ends: list[float] = []
         counts: dict[str, int] = {}
         for path in sorted(Path(outdir).glob("*.json")):
             report = json.loads(path.read_text())
@@ -515,8 +536,9 @@ def run_bytewax(
 def print_table(report: Report) -> None:
     base = report.variants[0].words_per_s
     print()
+    linger = "default" if report.linger_ms is None else f"{report.linger_ms:g} ms"
     print(f"{report.sentences:,} sentences, {report.words:,} words, parallelism "
-          f"{report.parallelism}, batch.size {report.batch_size}")
+          f"{report.parallelism}, batch.size {report.batch_size}, batch.linger.ms {linger}")
     print(f"{'variant':<24} {'words/s':>9}  {'ratio to baseline':>17}  {'overhead':>9}")
     for m in report.variants:
         overhead = "" if m.overhead is None else f"{m.overhead:.2f}s"
@@ -548,6 +570,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="tasks of split and of count, and Bytewax processes (default 2)")
     parser.add_argument("--batch-size", type=int, default=1000,
                         help="rayflow batch.size and Bytewax source batch (default 1000)")
+    parser.add_argument("--linger-ms", type=float, default=None,
+                        help="rayflow batch.linger.ms (default: rayflow's, 5 ms)")
     parser.add_argument("--spout-per-call", type=int, default=1,
                         help="sentences the rayflow spout emits per next_tuple (default 1)")
     parser.add_argument("--skip-bytewax", action="store_true", help="leave Bytewax out")
@@ -568,7 +592,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     expected, baseline = run_baseline(args.sentences)
     announce(baseline)
-    report = Report(args.sentences, baseline.words, args.parallelism, args.batch_size, [baseline])
+    report = Report(args.sentences, baseline.words, args.parallelism, args.batch_size,
+                    args.linger_ms, [baseline])
+    overrides: dict[str, Any] = {"batch.size": args.batch_size}
+    if args.linger_ms is not None:
+        overrides["batch.linger.ms"] = f"{args.linger_ms:g}ms"
 
     from rayflow.launchers.ray_init import ensure_ray
 
@@ -578,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for variant, batch in (("rayflow per-tuple", False), ("rayflow batch", True)):
             measured = run_rayflow(variant, batch, args.sentences, args.parallelism,
-                                   args.batch_size, args.spout_per_call, expected)
+                                   overrides, args.spout_per_call, expected)
             announce(measured)
             report.variants.append(measured)
 
@@ -598,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_latency:
             per_tuple = report.variants[1].words_per_s
             report.latency = run_latency(per_tuple, args.latency_load, args.latency_seconds,
-                                         args.parallelism, args.batch_size)
+                                         args.parallelism, overrides)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -72,6 +72,10 @@ class Collector:
     def _make_emit(self) -> Any:
         single = self._single
         multi = self._emit_multi
+        fast = "default" if "default" in single else next(iter(single), None)
+        if fast is not None:
+            # The stream most emits go to gets a closure specialised for its route.
+            return self.routes[fast][0].make_emit(fast, self._emit_slow)
 
         def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
             try:
@@ -82,6 +86,13 @@ class Collector:
             add(values)
 
         return emit
+
+    def _emit_slow(self, values: list[Any], stream: str) -> None:
+        add = self._single.get(stream)
+        if add is None:
+            self._emit_multi(values, stream)
+        else:
+            add(values)
 
     def _emit_multi(self, values: list[Any], stream: str) -> None:
         for route in self._routes_of(stream):
@@ -132,6 +143,4 @@ class Collector:
     def discard_all(self) -> None:
         """Drop buffered rows (a task being stopped without draining)."""
         for route in self.all_routes:
-            route.bufs = [[] for _ in route.bufs]
-            if hasattr(route, "buf"):
-                route.buf = route.bufs[getattr(route, "target", getattr(route, "cur", 0))]
+            route.discard()

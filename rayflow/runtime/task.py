@@ -86,6 +86,7 @@ class TaskCore:
         self._finishing = False
         self._stopping = False
         self._fatal: BaseException | None = None
+        self._fatal_target = ""
         self.obj: Spout | Bolt | None = None
 
         self.executed = 0
@@ -276,15 +277,15 @@ class TaskCore:
     def _on_output_error(self, channel: OutputChannel, error: BaseException) -> None:
         if self._fatal is None:
             self._fatal = error
+            self._fatal_target = f"{channel.key[0]}[{channel.key[1]}]"
         self._wake_loop()
 
     def _check_fatal(self) -> None:
         if self._fatal is not None:
-            target = f"{self.outputs and next(iter(self.outputs))}"
             raise TaskError(
                 self.key[0],
                 self.key[1],
-                f"sending downstream failed ({target}...): {self._fatal}",
+                f"sending to {self._fatal_target} failed: {self._fatal}",
             )
 
     async def _wait_writable(self) -> None:
@@ -424,6 +425,18 @@ class TaskCore:
 
         process = bolt.process
         user_error = self._user_error
+        if self.settings.tuple_reuse and bolt.auto_ack:
+
+            def execute_rows_reusing(rows: list, source: TupleSource, meta: Any) -> None:
+                tup = Tuple(None, source)  # type: ignore[arg-type]
+                for row in rows:
+                    tup.values = row
+                    try:
+                        process(tup)
+                    except Exception as exc:
+                        user_error("process", exc)
+
+            return execute_rows_reusing
 
         def execute_rows(rows: list, source: TupleSource, meta: Any) -> None:
             for row in rows:

@@ -278,6 +278,13 @@ class TopologySpec:
             seen[comp.id] = comp
         for stream in self.streams:
             self._validate_stream(stream, seen)
+        fed = {s.target for s in self.streams}
+        for comp in self.bolts:
+            if comp.id not in fed:
+                raise TopologyError(
+                    f"{comp.origin.prefix()}bolt '{comp.id}' subscribes to nothing; add a stream "
+                    f"to it (for example from '{self.spouts[0].id}')"
+                )
         self._reject_cycles()
 
     def _validate_component(self, comp: ComponentSpec, seen: Mapping[str, ComponentSpec]) -> None:

@@ -53,6 +53,15 @@ def _millis(value: Any) -> float:
     return parse_duration(value, "ms")
 
 
+def _flag(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 def _text(value: Any) -> str:
     return str(value)
 
@@ -76,6 +85,12 @@ class Settings:
     )
     channel_credits: int = _knob(
         "channel.credits", 4, _positive_int, "batches in flight per channel (backpressure)"
+    )
+    tuple_reuse: bool = _knob(
+        "tuple.reuse",
+        False,
+        _flag,
+        "per-tuple process() gets one reused Tuple object per batch (faster; don't keep tup)",
     )
     max_parallelism: int = _knob(
         "max_parallelism", 128, _positive_int, "key groups; the upper bound of any parallelism"

@@ -193,7 +193,11 @@ def test_defaults_and_cwd_and_topology_folder_on_sys_path(
 
 
 def test_overrides_and_environment_settings(tmp_path: Path) -> None:
-    path = write(tmp_path, "t.yaml", BASE + "config: {batch.size: 5, app.key: 1}\n")
+    path = write(
+        tmp_path,
+        "t.yaml",
+        BASE + "streams: [{from: s, to: b}]\nconfig: {batch.size: 5, app.key: 1}\n",
+    )
     spec = load_topology(
         path,
         overrides={"batch.size": 7, "app.key": 2, "app.new": "x"},
