@@ -73,7 +73,7 @@ def test_a_wrong_topology_says_what_is_wrong(build: object, message: str) -> Non
 
 
 def test_a_bad_config_value_names_the_key() -> None:
-    with pytest.raises(TopologyError, match="batch.size"):
+    with pytest.raises(TopologyError, match=r"batch\.size"):
         Topology("t", config={"batch.size": 0}).spout("w", Words).build()
 
 
@@ -93,7 +93,7 @@ def test_tuple_access_by_index_and_name() -> None:
 
 
 def test_emit_outside_a_running_topology_explains_itself() -> None:
-    with pytest.raises(RayflowError, match="rayflow.testing.run"):
+    with pytest.raises(RayflowError, match=r"rayflow\.testing\.run"):
         Pass().emit(["x"])
 
 
