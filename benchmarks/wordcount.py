@@ -304,8 +304,9 @@ def run_baseline(n: int, repeat: int = 3) -> tuple[dict[str, int], Measured]:
                 counts[w] = counts.get(w, 0) + 1
         times.append(time.perf_counter() - started)
     seconds = sorted(times)[len(times) // 2]
-    return counts, Measured("baseline (1 process)", sum(counts.values()), seconds,
-                            note=f"median of {repeat}")
+    return counts, Measured(
+        "baseline (1 process)", sum(counts.values()), seconds, note=f"median of {repeat}"
+    )
 
 
 def build_topology(batch: bool, sentences: int, parallelism: int, per_call: int) -> Topology:
@@ -356,11 +357,18 @@ def run_rayflow(
             counts[word] = count
     check_counts(variant, counts, expected)
     if len(starts) != 1 or len(ends) != parallelism:
-        raise BenchError(f"{variant}: expected timing reports from 1 spout and {parallelism} "
-                         f"count tasks, got {len(starts)} and {len(ends)}")
+        raise BenchError(
+            f"{variant}: expected timing reports from 1 spout and {parallelism} "
+            f"count tasks, got {len(starts)} and {len(ends)}"
+        )
     seconds = max(ends) - min(starts)
-    return Measured(variant, sum(counts.values()), seconds, overhead=wall - seconds,
-                    note=f"run() took {wall:.2f}s")
+    return Measured(
+        variant,
+        sum(counts.values()),
+        seconds,
+        overhead=wall - seconds,
+        note=f"run() took {wall:.2f}s",
+    )
 
 
 def run_latency(
@@ -496,8 +504,9 @@ def run_bytewax(
         procs = []
         for argv, log in zip(argvs, logs, strict=True):
             with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-                procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out,
-                                              stderr=subprocess.STDOUT))
+                procs.append(
+                    subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                )
         problem = ""
         try:
             codes = [p.wait(timeout=max(1.0, began + timeout - time.time())) for p in procs]
@@ -528,8 +537,13 @@ def run_bytewax(
     if not starts or not ends:
         raise BenchError(f"{variant}: the workers wrote no timing reports")
     seconds = max(ends) - min(starts)
-    return Measured(variant, sum(counts.values()), seconds, overhead=wall - seconds,
-                    note=f"processes ran {wall:.2f}s")
+    return Measured(
+        variant,
+        sum(counts.values()),
+        seconds,
+        overhead=wall - seconds,
+        note=f"processes ran {wall:.2f}s",
+    )
 
 
 # ================================================================ main
@@ -537,49 +551,83 @@ def print_table(report: Report) -> None:
     base = report.variants[0].words_per_s
     print()
     linger = "default" if report.linger_ms is None else f"{report.linger_ms:g} ms"
-    print(f"{report.sentences:,} sentences, {report.words:,} words, parallelism "
-          f"{report.parallelism}, batch.size {report.batch_size}, batch.linger.ms {linger}")
+    print(
+        f"{report.sentences:,} sentences, {report.words:,} words, parallelism "
+        f"{report.parallelism}, batch.size {report.batch_size}, batch.linger.ms {linger}"
+    )
     print(f"{'variant':<24} {'words/s':>9}  {'ratio to baseline':>17}  {'overhead':>9}")
     for m in report.variants:
         overhead = "" if m.overhead is None else f"{m.overhead:.2f}s"
-        print(f"{m.variant:<24} {human(m.words_per_s):>9}  {m.words_per_s / base:>16.2f}x"
-              f"  {overhead:>9}")
+        print(
+            f"{m.variant:<24} {human(m.words_per_s):>9}  {m.words_per_s / base:>16.2f}x"
+            f"  {overhead:>9}"
+        )
     for line in report.skipped:
         print(line)
     lat = report.latency
     if lat is not None:
-        print(f"{f'latency at {lat.load:.0%} load':<24} p50 {lat.p50_ms:.1f} ms  "
-              f"p99 {lat.p99_ms:.1f} ms  (max {lat.max_ms:.1f} ms; "
-              f"{human(lat.offered_words_per_s)} words/s offered, "
-              f"{human(lat.achieved_words_per_s)} achieved; {lat.samples:,} samples)")
+        print(
+            f"{f'latency at {lat.load:.0%} load':<24} p50 {lat.p50_ms:.1f} ms  "
+            f"p99 {lat.p99_ms:.1f} ms  (max {lat.max_ms:.1f} ms; "
+            f"{human(lat.offered_words_per_s)} words/s offered, "
+            f"{human(lat.achieved_words_per_s)} achieved; {lat.samples:,} samples)"
+        )
 
 
 def announce(m: Measured) -> None:
     extra = f", overhead {m.overhead:.2f}s ({m.note})" if m.overhead is not None else ""
-    print(f"{m.variant}: {m.words:,} words in {m.seconds:.2f}s = {human(m.words_per_s)} "
-          f"words/s{extra}", flush=True)
+    print(
+        f"{m.variant}: {m.words:,} words in {m.seconds:.2f}s = {human(m.words_per_s)} "
+        f"words/s{extra}",
+        flush=True,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.wordcount", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--sentences", type=int, default=1_000_000,
-                        help="sentences per variant (6.4 words each; default 1,000,000)")
-    parser.add_argument("--parallelism", type=int, default=2,
-                        help="tasks of split and of count, and Bytewax processes (default 2)")
-    parser.add_argument("--batch-size", type=int, default=1000,
-                        help="rayflow batch.size and Bytewax source batch (default 1000)")
-    parser.add_argument("--linger-ms", type=float, default=None,
-                        help="rayflow batch.linger.ms (default: rayflow's, 5 ms)")
-    parser.add_argument("--spout-per-call", type=int, default=1,
-                        help="sentences the rayflow spout emits per next_tuple (default 1)")
+    parser.add_argument(
+        "--sentences",
+        type=int,
+        default=1_000_000,
+        help="sentences per variant (6.4 words each; default 1,000,000)",
+    )
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        default=2,
+        help="tasks of split and of count, and Bytewax processes (default 2)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        help="rayflow batch.size and Bytewax source batch (default 1000)",
+    )
+    parser.add_argument(
+        "--linger-ms",
+        type=float,
+        default=None,
+        help="rayflow batch.linger.ms (default: rayflow's, 5 ms)",
+    )
+    parser.add_argument(
+        "--spout-per-call",
+        type=int,
+        default=1,
+        help="sentences the rayflow spout emits per next_tuple (default 1)",
+    )
     parser.add_argument("--skip-bytewax", action="store_true", help="leave Bytewax out")
     parser.add_argument("--skip-latency", action="store_true", help="leave the latency run out")
-    parser.add_argument("--latency-load", type=float, default=0.5,
-                        help="offered load as a fraction of per-tuple throughput (default 0.5)")
-    parser.add_argument("--latency-seconds", type=float, default=5.0,
-                        help="length of the latency run (default 5)")
+    parser.add_argument(
+        "--latency-load",
+        type=float,
+        default=0.5,
+        help="offered load as a fraction of per-tuple throughput (default 0.5)",
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=5.0, help="length of the latency run (default 5)"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     for name in ("sentences", "parallelism", "batch_size", "spout_per_call"):
@@ -592,8 +640,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     expected, baseline = run_baseline(args.sentences)
     announce(baseline)
-    report = Report(args.sentences, baseline.words, args.parallelism, args.batch_size,
-                    args.linger_ms, [baseline])
+    report = Report(
+        args.sentences,
+        baseline.words,
+        args.parallelism,
+        args.batch_size,
+        args.linger_ms,
+        [baseline],
+    )
     overrides: dict[str, Any] = {"batch.size": args.batch_size}
     if args.linger_ms is not None:
         overrides["batch.linger.ms"] = f"{args.linger_ms:g}ms"
@@ -605,8 +659,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ray: started in {time.time() - began:.1f}s (not counted)", flush=True)
     try:
         for variant, batch in (("rayflow per-tuple", False), ("rayflow batch", True)):
-            measured = run_rayflow(variant, batch, args.sentences, args.parallelism,
-                                   overrides, args.spout_per_call, expected)
+            measured = run_rayflow(
+                variant,
+                batch,
+                args.sentences,
+                args.parallelism,
+                overrides,
+                args.spout_per_call,
+                expected,
+            )
             announce(measured)
             report.variants.append(measured)
 
@@ -618,15 +679,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             timeout = max(120.0, 200 * baseline.seconds)
             for processes in sorted({1, args.parallelism}):
-                measured = run_bytewax(processes, args.sentences, args.batch_size, expected,
-                                       timeout)
+                measured = run_bytewax(
+                    processes, args.sentences, args.batch_size, expected, timeout
+                )
                 announce(measured)
                 report.variants.append(measured)
 
         if not args.skip_latency:
             per_tuple = report.variants[1].words_per_s
-            report.latency = run_latency(per_tuple, args.latency_load, args.latency_seconds,
-                                         args.parallelism, overrides)
+            report.latency = run_latency(
+                per_tuple, args.latency_load, args.latency_seconds, args.parallelism, overrides
+            )
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

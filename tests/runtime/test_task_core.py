@@ -134,3 +134,30 @@ def test_emitting_on_an_undeclared_stream_is_reported() -> None:
     result = testing.run(t)
     error = result.tasks["wrong"][0]["errors"][0]["error"]
     assert "stream 'nope'" in error and "declared: default" in error
+
+
+def test_without_acking_a_spout_gets_ack_right_after_each_emit() -> None:
+    from rayflow import Spout
+
+    class AckEcho(Spout):
+        outputs = {"default": ["n"], "acks": ["msg_id"]}
+
+        def open(self, context: Any) -> None:
+            self.n = 0
+
+        def next_tuple(self) -> None:
+            if self.n == 5:
+                self.finish()
+                return
+            self.emit([self.n], msg_id=f"m{self.n}")
+            self.n += 1
+
+        def ack(self, msg_id: Any) -> None:
+            self.emit([msg_id], stream="acks")
+
+    t = Topology("acks")
+    t.spout("src", AckEcho)
+    t.bolt("acked", ListSink).shuffle("src", stream="acks")
+    result = testing.run(t)
+    assert result.outputs["acked"] == [(f"m{i}",) for i in range(5)]
+    assert result.counter("src", "acked") == 5
