@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from examples.wordcount import SENTENCES, SplitSentence, WordCount
 from rayflow import Batch, Bolt, Context, Spout, Topology, Tuple
+from rayflow.spec.settings import Settings
 
 if TYPE_CHECKING:
     from bytewax.dataflow import Dataflow
@@ -602,8 +603,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=1000,
-        help="rayflow batch.size and Bytewax source batch (default 1000)",
+        default=Settings().batch_size,
+        help=f"rayflow batch.size and Bytewax source batch (default {Settings().batch_size})",
     )
     parser.add_argument(
         "--linger-ms",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 from typing import Any
 
@@ -17,6 +18,23 @@ import ray
 from rayflow.runtime.channels import Transmit
 from rayflow.runtime.task import TaskCore, TaskKey
 from rayflow.spec.model import TopologySpec
+
+
+GC_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Make Python's cycle collector cheap for a data plane.
+
+    Every tuple is a fresh list, and batches keep thousands alive at once, so with the default
+    threshold (700 allocations) the collector runs every few hundred tuples and walks the worker's
+    whole heap (Ray's included) each time it reaches the older generations: measured here, that
+    was most of a task's CPU. Freezing what exists at start and collecting the young generation
+    every 50,000 allocations keeps cycles collected at a small fraction of the cost.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
 @ray.remote(concurrency_groups={"control": 4})
@@ -89,6 +107,7 @@ class TaskActor:
     async def run(self) -> dict[str, Any]:
         """Run the task to its end; raises ``TaskError`` with the user's traceback on failure."""
         assert self.core is not None, "connect() must be called before run()"
+        tune_garbage_collector()
         return await self.core.run()
 
     @ray.method(concurrency_group="control")

@@ -19,6 +19,7 @@ per-tuple hot path: keep it to a handful of Python operations.
 
 from __future__ import annotations
 
+import pickle
 import random
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,9 @@ from rayflow.runtime.channels import DATA, OutputChannel
 from rayflow.runtime.keys import encode_compound, encode_key, key_group_of, task_for_key_group
 
 _CACHE_LIMIT = 1 << 16
+INLINE_BYTES = 64 * 1024  # Ray passes call arguments under ~100 KiB inline, bigger ones via the
+# object store (slower, and they overtake nothing but arrive later); batches aim below this.
+_RECALIBRATE_EVERY = 256  # flushes between two measurements of the pickled row size
 
 Emit = Callable[..., None]
 EmitFallback = Callable[[list[Any], str], None]
@@ -55,8 +59,22 @@ class Route:
         self.stream = stream
         self.channels = list(channels)
         self.size = batch_size
+        self.max_size = batch_size
         self.bufs: list[list[Any]] = [[] for _ in channels]
         self.stats = stats
+        self._resizers: list[Callable[[int], None]] = []
+        self._flushes = 0
+
+    def set_size(self, rows: int) -> None:
+        """Rows per batch from now on (specialised emit closures are told too)."""
+        self.size = rows
+        for resize in self._resizers:
+            resize(rows)
+
+    def _calibrate(self, rows: list[Any]) -> None:
+        """Keep batches small enough to travel inline: measure the pickled size of a batch."""
+        per_row = len(pickle.dumps(rows, 5)) / len(rows)
+        self.set_size(max(16, min(self.max_size, int(INLINE_BYTES / per_row))))
 
     def add(self, values: list[Any]) -> None:
         raise NotImplementedError
@@ -92,6 +110,9 @@ class Route:
         if rows:
             self.bufs[i] = []
             n = len(rows)
+            if self._flushes % _RECALIBRATE_EVERY == 0 and n >= 16:
+                self._calibrate(rows)
+            self._flushes += 1
             self.stats.transferred += n
             if self.counts_emits:
                 self.stats.emitted += n
@@ -140,6 +161,11 @@ class SingleRoute(Route):
             if len(buf) >= size:
                 flush(target)
 
+        def resize(rows: int) -> None:
+            nonlocal size
+            size = rows
+
+        self._resizers.append(resize)
         return emit
 
     def flush(self, i: int) -> None:
@@ -306,6 +332,11 @@ class FieldsRoute(Route):
             if len(buf) >= size:
                 flush(task)
 
+        def resize(rows: int) -> None:
+            nonlocal size
+            size = rows
+
+        self._resizers.append(resize)
         return emit
 
     def _add_compound(self, values: list[Any]) -> None:

@@ -330,15 +330,12 @@ class TaskCore:
             if c.acks_due:
                 self._ack_unreliable()
             now = time.monotonic()
-            if c.spout_emits == started:
+            if now - last_flush >= linger:
                 c.flush_all()
                 last_flush = now
-                await asyncio.sleep(_IDLE_SPOUT_SLEEP)
-            else:
-                if now - last_flush >= linger:
-                    c.flush_all()
-                    last_flush = now
-                await asyncio.sleep(0)
+            # Nothing emitted: back off 1 ms (Storm's wait strategy); partial batches still wait
+            # for the linger time, so a trickle of tuples does not become a trickle of calls.
+            await asyncio.sleep(_IDLE_SPOUT_SLEEP if c.spout_emits == started else 0)
         await self._end_of_stream(spout.close)
 
     def _ack_unreliable(self) -> None:

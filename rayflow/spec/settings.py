@@ -78,7 +78,8 @@ class Settings:
         "reliability", "none", _reliability, "none | at_least_once | exactly_once"
     )
     batch_size: int = _knob(
-        "batch.size", 1000, _positive_int, "tuples per batch sent between tasks"
+        "batch.size", 4096, _positive_int,
+        "most tuples per batch between tasks (fewer when rows are big: batches stay < 64 KiB)",
     )
     batch_linger: float = _knob(
         "batch.linger.ms", 0.005, _millis, "longest a partly filled batch waits (ms or 5ms)"
