@@ -16,9 +16,9 @@ from typing import Any
 import ray
 
 from rayflow.runtime.channels import Transmit
+from rayflow.runtime.sockets import DataServer, SocketChannel
 from rayflow.runtime.task import TaskCore, TaskKey
 from rayflow.spec.model import TopologySpec
-
 
 GC_THRESHOLD = 50_000
 
@@ -47,6 +47,7 @@ class TaskActor:
         component_id: str,
         task_index: int,
         epoch: int = 0,
+        secret: bytes = b"",
     ) -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -56,23 +57,49 @@ class TaskActor:
         self.epoch = epoch
         self.core: TaskCore | None = None
         self.handles: dict[TaskKey, Any] = {}
+        self.transport = spec.settings.channel_transport
+        self.server = DataServer(secret, deliver=None) if self.transport == "socket" else None
+        self.secret = secret
+        self.sockets: dict[TaskKey, SocketChannel] = {}
 
     def __repr__(self) -> str:  # Ray prefixes the actor's log lines with this
         return f"{self.spec.name}:{self.key[0]}[{self.key[1]}]"
 
-    async def node_id(self) -> str:
-        """The Ray node this task was placed on (answers once the actor is up)."""
-        return ray.get_runtime_context().get_node_id()
+    async def prepare(self) -> dict[str, Any]:
+        """Answers once the actor is up: its Ray node and, for socket channels, where it listens."""
+        address = None
+        if self.server is not None:
+            address = await self.server.start(ray.util.get_node_ip_address())
+        return {"node": ray.get_runtime_context().get_node_id(), "address": address}
 
-    async def connect(self, handles: dict[TaskKey, Any], local_tasks: list[TaskKey]) -> None:
-        """Wire the outputs to the downstream actors (``local_tasks``: those on this node)."""
-        self.handles = handles
-        self.core = TaskCore(
-            self.spec, self.key[0], self.key[1], self._connect, self.epoch, local_tasks
-        )
+    async def connect(
+        self,
+        targets: dict[TaskKey, tuple[Any, tuple[str, int] | None]],
+        local_tasks: list[TaskKey],
+    ) -> None:
+        """Wire the outputs to the downstream tasks: ``targets[key] = (actor, data address)``;
+        ``local_tasks`` are the tasks on this task's node."""
+        self.handles = {key: handle for key, (handle, _address) in targets.items()}
+        if self.transport == "socket":
+            channels = {key: SocketChannel(key) for key in targets}
+            await asyncio.gather(
+                *(
+                    channels[key].open(address, self.secret, self.key, self.epoch)  # type: ignore[arg-type]
+                    for key, (_handle, address) in targets.items()
+                )
+            )
+            self.sockets = channels
+        connect = self._connect_socket if self.transport == "socket" else self._connect_ray
+        self.core = TaskCore(self.spec, self.key[0], self.key[1], connect, self.epoch, local_tasks)
         self.core.loop = asyncio.get_running_loop()
+        if self.server is not None:
+            self.server.deliver = self.core.deliver
+            self.server.ready.set()
 
-    def _connect(self, target: TaskKey) -> Transmit:
+    def _connect_socket(self, target: TaskKey) -> Transmit:
+        return self.sockets[target].transmit
+
+    def _connect_ray(self, target: TaskKey) -> Transmit:
         push = self.handles[target].push.remote
         source, epoch = self.key, self.epoch
 
@@ -108,7 +135,11 @@ class TaskActor:
         """Run the task to its end; raises ``TaskError`` with the user's traceback on failure."""
         assert self.core is not None, "connect() must be called before run()"
         tune_garbage_collector()
-        return await self.core.run()
+        try:
+            return await self.core.run()
+        finally:
+            for channel in self.sockets.values():
+                channel.close()
 
     @ray.method(concurrency_group="control")
     async def stats(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +60,8 @@ class RayDeployment:
         self.epoch = epoch
         self.actors: dict[TaskKey, Any] = {}
         self.nodes: dict[TaskKey, str] = {}
+        self.addresses: dict[TaskKey, tuple[str, int] | None] = {}
+        self.secret = secrets.token_bytes(16)  # only this deployment's tasks may send data
         self.runs: dict[Any, TaskKey] = {}
         self.results: dict[TaskKey, dict[str, Any]] = {}
 
@@ -73,7 +76,7 @@ class RayDeployment:
             options = actor_options(comp)
             for i in range(comp.parallelism):
                 self.actors[(comp.id, i)] = TaskActor.options(**options).remote(
-                    spec, comp.id, i, self.epoch
+                    spec, comp.id, i, self.epoch, self.secret
                 )
         self._connect(on_wait)
         order = [c for c in reversed(spec.topological_order())]
@@ -87,13 +90,15 @@ class RayDeployment:
             c.id: sorted({s.target for s in spec.downstream(c.id)}) for c in spec.components
         }
         # Ask each actor for its node first: routing to local tasks needs every placement.
-        node_refs = {self.actors[key].node_id.remote(): key for key in self.tasks}
+        node_refs = {self.actors[key].prepare.remote(): key for key in self.tasks}
         deadline = time.monotonic() + spec.settings.startup_timeout
         waiting = list(node_refs)
         while waiting:
             ready, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=5.0)
             for ref in ready:
-                self.nodes[node_refs[ref]] = ray.get(ref)
+                info = ray.get(ref)
+                self.nodes[node_refs[ref]] = info["node"]
+                self.addresses[node_refs[ref]] = info["address"]
             if waiting:
                 names = ", ".join(f"{c}[{i}]" for c, i in (node_refs[r] for r in waiting[:5]))
                 message = (
@@ -112,7 +117,7 @@ class RayDeployment:
         refs = []
         for key, actor in self.actors.items():
             targets = {
-                (t, i): self.actors[(t, i)]
+                (t, i): (self.actors[(t, i)], self.addresses[(t, i)])
                 for t in downstream[key[0]]
                 for i in range(spec.component(t).parallelism)
             }

@@ -62,6 +62,13 @@ def _flag(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def _transport(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("socket", "ray"):
+        raise ValueError(f"expected socket or ray, got {value!r}")
+    return text
+
+
 def _text(value: Any) -> str:
     return str(value)
 
@@ -78,7 +85,9 @@ class Settings:
         "reliability", "none", _reliability, "none | at_least_once | exactly_once"
     )
     batch_size: int = _knob(
-        "batch.size", 4096, _positive_int,
+        "batch.size",
+        4096,
+        _positive_int,
         "most tuples per batch between tasks (fewer when rows are big: batches stay < 64 KiB)",
     )
     batch_linger: float = _knob(
@@ -92,6 +101,12 @@ class Settings:
         False,
         _flag,
         "per-tuple process() gets one reused Tuple object per batch (faster; don't keep tup)",
+    )
+    channel_transport: str = _knob(
+        "channel.transport",
+        "socket",
+        _transport,
+        "how batches travel between task actors: socket (TCP, faster) or ray (actor calls)",
     )
     max_parallelism: int = _knob(
         "max_parallelism", 128, _positive_int, "key groups; the upper bound of any parallelism"

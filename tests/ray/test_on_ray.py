@@ -39,6 +39,13 @@ def test_wordcount_counts_are_exact(ray_session: str, parallelism: int) -> None:
     assert all_counts(build(limit=20_000, parallelism=parallelism)) == expected_counts(20_000)
 
 
+def test_wordcount_is_exact_over_ray_actor_calls_too(ray_session: str) -> None:
+    topology = build(limit=20_000, parallelism=2)
+    topology.config["channel.transport"] = "ray"
+    topology.config["batch.size"] = 64  # many batches: reordering by Ray shows up
+    assert all_counts(topology) == expected_counts(20_000)
+
+
 def test_the_same_topology_gives_the_same_result_in_process_and_on_ray(ray_session: str) -> None:
     topology = grouping_topology("FIELDS")
     local = testing.run(topology)
