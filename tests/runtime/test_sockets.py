@@ -31,8 +31,11 @@ def test_batches_arrive_in_order_and_credits_return_on_dequeue() -> None:
             channel.transmit(seq, DATA, "default", [[seq]], None, on_done=done.append)
         while len(arrived) < 3:
             await asyncio.sleep(0.01)
-        assert [m[:3] for m in arrived] == [(("src", 1), 3, 0), (("src", 1), 3, 1),
-                                            (("src", 1), 3, 2)]
+        assert [m[:3] for m in arrived] == [
+            (("src", 1), 3, 0),
+            (("src", 1), 3, 1),
+            (("src", 1), 3, 2),
+        ]
         assert arrived[2][5] == [[2]]
         await asyncio.sleep(0.05)
         assert done == [], "no credit before the receiver dequeues"
