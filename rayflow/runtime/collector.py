@@ -67,6 +67,7 @@ class Collector:
         self.all_routes = [r for rs in self.routes.values() for r in rs]
         self._single = {s: rs[0].add for s, rs in self.routes.items() if len(rs) == 1}
         self.emit = self._make_emit()
+        self.spout_emit = self._make_spout_emit()
 
     # ----------------------------------------------------------------- emits
     def _make_emit(self) -> Any:
@@ -108,12 +109,19 @@ class Collector:
                 f"declare in outputs (declared: {declared})"
             ) from None
 
-    def spout_emit(self, values: list[Any], msg_id: Any = None, stream: str = "default") -> None:
-        """``Spout.emit``: counts the emit (the loop uses it) and remembers ``msg_id``."""
-        self.spout_emits += 1
-        self.emit(values, stream)
-        if msg_id is not None:
-            self.acks_due.append(msg_id)
+    def _make_spout_emit(self) -> Any:
+        """``Spout.emit``: counts the emit (the spout loop uses it) and remembers ``msg_id``."""
+        emit = self.emit
+        acks_due = self.acks_due
+        collector = self
+
+        def spout_emit(values: list[Any], msg_id: Any = None, stream: str = "default") -> None:
+            collector.spout_emits += 1
+            emit(values, stream)
+            if msg_id is not None:
+                acks_due.append(msg_id)
+
+        return spout_emit
 
     def emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
         routes = self._routes_of(stream)

@@ -197,6 +197,25 @@ class ShuffleRoute(Route):
             if len(buf) >= size:
                 self._advance()
 
+    def make_emit(self, fast_stream: str, fallback: EmitFallback) -> Emit:
+        size = self.size
+        route = self
+
+        def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
+            if stream != fast_stream:
+                return fallback(values, stream)
+            buf = route.buf
+            buf.append(values)
+            if len(buf) >= size:
+                route._advance()
+
+        def resize(rows: int) -> None:
+            nonlocal size
+            size = rows
+
+        self._resizers.append(resize)
+        return emit
+
     def _advance(self) -> None:
         self.flush(self.cur)
         n = len(self.candidates)

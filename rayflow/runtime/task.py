@@ -340,7 +340,8 @@ class TaskCore:
 
     def _ack_unreliable(self) -> None:
         """Reliability none: ack each msg_id right after its emit, as Storm does without ackers."""
-        due, self.collector.acks_due = self.collector.acks_due, []
+        due = self.collector.acks_due[:]
+        self.collector.acks_due.clear()  # the same list: the spout's emit closure holds it
         ack = self.obj.ack  # type: ignore[union-attr]
         for msg_id in due:
             self.acked += 1
