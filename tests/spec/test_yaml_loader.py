@@ -12,6 +12,7 @@ import pytest
 
 from rayflow.errors import ConfigError, TopologyError
 from rayflow.spec.model import ClassRef, Origin
+from rayflow.spec.settings import Settings
 from rayflow.spec.yaml_loader import load_properties, load_topology
 
 from . import fixtures_mod
@@ -188,7 +189,7 @@ def test_defaults_and_cwd_and_topology_folder_on_sys_path(
     assert spec.component("s").parallelism == 1
     assert spec.component("s").args == () and dict(spec.component("s").kwargs) == {}
     assert spec.streams[0].grouping.type == "SHUFFLE"
-    assert spec.settings.batch_size == 1000 and spec.config == {}
+    assert spec.settings.batch_size == Settings().batch_size and spec.config == {}
     assert str(tmp_path / "topo") in sys.path
 
 
