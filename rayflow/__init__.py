@@ -9,7 +9,19 @@ import os as _os
 # started without it can still be reached by setting RAY_AUTH_MODE before importing rayflow).
 _os.environ.setdefault("RAY_AUTH_MODE", "token")
 
-from rayflow.api import Batch, Bolt, BoltDeclarer, Context, RunResult, Spout, Topology, Tuple
+from rayflow.api import (
+    Batch,
+    Bolt,
+    BoltDeclarer,
+    Context,
+    RunResult,
+    Spout,
+    Timer,
+    Topology,
+    Tuple,
+    Window,
+    WindowedBolt,
+)
 from rayflow.errors import ClusterError, ConfigError, RayflowError, TaskError, TopologyError
 
 __version__ = "0.1.0"
@@ -25,7 +37,10 @@ __all__ = [
     "RunResult",
     "Spout",
     "TaskError",
+    "Timer",
     "Topology",
     "TopologyError",
     "Tuple",
+    "Window",
+    "WindowedBolt",
 ]

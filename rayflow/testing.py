@@ -19,7 +19,9 @@ then runs on a local Ray with ``topology.run()`` and should give the same result
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from rayflow.api.components import Bolt, Context, Spout
@@ -29,33 +31,57 @@ from rayflow.api.tuple import Tuple
 from rayflow.spec.model import TopologySpec
 
 
+@dataclass(frozen=True)
+class Pause:
+    """A scripted pause in a :class:`TestingSpout`: emit nothing for ``seconds``."""
+
+    seconds: float
+
+
 class TestingSpout(Spout):
     """Emits scripted items, then finishes. An item that is a list or tuple is one row of values;
-    anything else is a one-field row. Each row is emitted with its index as ``msg_id``.
+    a :class:`Pause` waits; anything else is a one-field row. Each row is emitted with its index
+    as ``msg_id``.
 
-    With parallelism above 1, task ``i`` emits the items at positions ``i, i + n, i + 2n, ...``.
-    Subclass with another ``outputs`` for other field names.
+    With parallelism above 1, task ``i`` emits the items at positions ``i, i + n, i + 2n, ...``,
+    or ``per_task[i]`` when given. Subclass with another ``outputs`` for other field names.
     """
 
     __test__ = False  # not a pytest test class
     outputs = ["value"]
 
-    def __init__(self, items: Iterable[Any], per_call: int = 1) -> None:
+    def __init__(
+        self,
+        items: Iterable[Any] = (),
+        per_call: int = 1,
+        per_task: Mapping[int, Iterable[Any]] | None = None,
+    ) -> None:
         self.items = list(items)
+        self.per_task = {int(k): list(v) for k, v in (per_task or {}).items()}
         self.per_call = per_call
         self.acked: list[Any] = []
         self.failed: list[Any] = []
 
     def open(self, context: Context) -> None:
-        self.positions = iter(range(context.task_index, len(self.items), context.parallelism))
+        if self.per_task:
+            self.items = self.per_task.get(context.task_index, [])
+            self.positions = iter(range(len(self.items)))
+        else:
+            self.positions = iter(range(context.task_index, len(self.items), context.parallelism))
+        self.resume_at = 0.0
 
     def next_tuple(self) -> None:
+        if self.resume_at and time.monotonic() < self.resume_at:
+            return
         for _ in range(self.per_call):
             index = next(self.positions, None)
             if index is None:
                 self.finish()
                 return
             item = self.items[index]
+            if isinstance(item, Pause):
+                self.resume_at = time.monotonic() + item.seconds
+                return
             self.emit(list(item) if isinstance(item, list | tuple) else [item], msg_id=index)
 
     def ack(self, msg_id: Any) -> None:

@@ -42,6 +42,23 @@ class Context:
     topology_name: str
     config: Mapping[str, Any] = field(default_factory=dict)
     component_parallelism: Mapping[str, int] = field(default_factory=dict)
+    inputs: tuple[tuple[str, int], ...] = ()
+    """The upstream tasks, as (component, task index)."""
+    key_fields: tuple[str, ...] = ()
+    """The fields grouping's key fields when every input is grouped by the same fields."""
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A timer that fired: ``on_timer(timer)`` gets it.
+
+    ``timestamp`` is in milliseconds since the epoch; ``event_time`` says whether the watermark
+    (True) or the wall clock (False) reached it; ``payload`` is what ``register_timer`` was given.
+    """
+
+    timestamp: int
+    event_time: bool = True
+    payload: Any = None
 
 
 def _not_running(*_args: Any, **_kwargs: Any) -> None:
@@ -98,6 +115,23 @@ class Spout(Component):
         """A bounded source is done: no more ``next_tuple`` calls; end-of-stream follows."""
         _not_running()
 
+    def emit_watermark(self, timestamp: int) -> None:
+        """Event time at this spout has reached ``timestamp`` (ms): no earlier tuples follow.
+
+        Usually the runtime does this: set ``watermark.timestamp_field`` (and
+        ``watermark.max_out_of_orderness``) in the spout's config.
+        """
+        _not_running()
+
+    def mark_idle(self) -> None:
+        """This spout has nothing for now; downstream event time goes on without it."""
+        _not_running()
+
+    def current_processing_time(self) -> int:
+        """The task's clock, in milliseconds since the epoch."""
+        _not_running()
+        return 0
+
 
 class Bolt(Component):
     """Processes tuples and may emit new ones."""
@@ -136,6 +170,24 @@ class Bolt(Component):
     def emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
         """Emit many tuples at once (the fast path for ``process_batch``)."""
         _not_running()
+
+    def on_timer(self, timer: Timer) -> None:
+        """A timer registered with ``register_timer`` fired (in the task loop, like ``process``)."""
+
+    def register_timer(self, timestamp: int, event_time: bool = True, payload: Any = None) -> None:
+        """Call ``on_timer`` once event time (the watermark) or, with ``event_time=False``, the
+        wall clock reaches ``timestamp`` (ms). One timer per (time, payload)."""
+        _not_running()
+
+    def current_watermark(self) -> int:
+        """This task's event time: the smallest watermark over its active inputs (ms)."""
+        _not_running()
+        return 0
+
+    def current_processing_time(self) -> int:
+        """The task's clock, in milliseconds since the epoch."""
+        _not_running()
+        return 0
 
     def ack(self, tup: Tuple) -> None:
         """Mark ``tup`` as processed (needed only with ``auto_ack = False``)."""

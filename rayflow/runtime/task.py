@@ -20,10 +20,21 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rayflow.api.components import Bolt, Context, Spout
-from rayflow.api.tuple import Batch, Tuple, TupleSource
+from rayflow.api.tuple import Tuple, TupleSource
 from rayflow.errors import TaskError, TopologyError
-from rayflow.runtime.channels import DATA, END, KIND_NAMES, InputChannel, OutputChannel, Transmit
+from rayflow.runtime.channels import (
+    DATA,
+    END,
+    KIND_NAMES,
+    WATERMARK,
+    InputChannel,
+    OutputChannel,
+    Transmit,
+)
 from rayflow.runtime.collector import Collector
+from rayflow.runtime.eventtime import MAX_TIME, InputWatermarks, Timers
+from rayflow.runtime.executors import Execute, make_executor
+from rayflow.runtime.task_time import TICK, EventTimeMixin, _duration_ms
 from rayflow.spec.model import TopologySpec
 
 log = logging.getLogger("rayflow.task")
@@ -33,12 +44,17 @@ _MAX_ERRORS_KEPT = 10
 _IDLE_SPOUT_SLEEP = 0.001  # Storm's default wait strategy: 1 ms when next_tuple emitted nothing
 
 
+def wall_clock_ms() -> int:
+    """Processing time: milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
 def _wake(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_result(None)
 
 
-class TaskCore:
+class TaskCore(EventTimeMixin):
     """One task: runs the user's spout or bolt between its input and output channels."""
 
     def __init__(
@@ -49,6 +65,7 @@ class TaskCore:
         connect: Callable[[TaskKey], Transmit],
         epoch: int = 0,
         local_tasks: Iterable[TaskKey] = (),
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.spec = spec
         self.component = spec.component(component_id)
@@ -63,6 +80,21 @@ class TaskCore:
             for i in range(spec.component(upstream).parallelism):
                 self.inputs[(upstream, i)] = InputChannel((upstream, i))
         self.open_inputs = len(self.inputs)
+        self.clock = clock
+        self.watermarks = InputWatermarks(self.inputs)
+        self.timers = Timers()
+        self.config = spec.component_config(component_id)
+        self.tick_interval = _duration_ms(self.config.get("tick.interval"), "tick.interval")
+        self.watermark_interval = _duration_ms(
+            self.config.get("watermark.interval", "200ms"), "watermark.interval"
+        )
+        self.out_of_orderness = _duration_ms(
+            self.config.get("watermark.max_out_of_orderness", 0), "watermark.max_out_of_orderness"
+        )
+        self.idle_timeout = _duration_ms(
+            self.config.get("watermark.idle_timeout"), "watermark.idle_timeout"
+        )
+        self.max_event_time: int | None = None  # spouts: the largest timestamp emitted
 
         self.outputs: dict[TaskKey, OutputChannel] = {}
         for target in sorted({s.target for s in spec.downstream(component_id)}):
@@ -77,6 +109,8 @@ class TaskCore:
                 )
         self.collector = Collector(spec, component_id, self.outputs, local_tasks)
 
+        self.sent_watermark = -(2**63)
+        self.idle_sent = False
         self.blocked = 0  # output channels waiting for a credit: take no new input while > 0
         self.inbox: deque[tuple[Any, ...]] = deque()
         self.control: deque[tuple[str, Any, Any]] = deque()
@@ -216,22 +250,30 @@ class TaskCore:
         self.obj = obj
         c = self.collector
         if self.is_spout:
-            obj.emit = c.spout_emit  # type: ignore[method-assign]
+            obj.emit = self._spout_emit()  # type: ignore[method-assign]
             obj.finish = self._user_finish  # type: ignore[method-assign]
+            obj.emit_watermark = self._emit_watermark  # type: ignore[method-assign]
+            obj.mark_idle = self._mark_idle  # type: ignore[method-assign]
         else:
             obj.emit = c.emit  # type: ignore[method-assign]
             obj.emit_many = c.emit_many  # type: ignore[method-assign]
             obj.ack = self._user_ack  # type: ignore[method-assign]
             obj.fail = self._user_fail  # type: ignore[method-assign]
+            obj.register_timer = self.timers.register  # type: ignore[method-assign]
+            obj.current_watermark = self._current_watermark  # type: ignore[method-assign]
         obj.emit_direct = c.emit_direct  # type: ignore[method-assign]
+        obj.current_processing_time = self.clock  # type: ignore[method-assign]
         context = Context(
             comp.id,
             self.key[1],
             comp.parallelism,
             self.spec.name,
-            self.spec.component_config(comp.id),
+            self.config,
             {c.id: c.parallelism for c in self.spec.components},
+            tuple(self.inputs),
+            self._key_fields(),
         )
+        obj.context = context  # type: ignore[attr-defined]
         hook = obj.open if self.is_spout else obj.prepare  # type: ignore[union-attr]
         try:
             hook(context)
@@ -252,6 +294,13 @@ class TaskCore:
 
     def _user_fail(self, tup: Tuple) -> None:
         self.failed += 1
+
+    def _key_fields(self) -> tuple[str, ...]:
+        groupings = {
+            s.grouping.fields_ if s.grouping.type == "FIELDS" else ()
+            for s in self.spec.upstream(self.key[0])
+        }
+        return groupings.pop() if len(groupings) == 1 else ()
 
     async def _sleep(self, timeout: float | None = None) -> None:
         """Wait until a delivery, a credit, a command or ``timeout`` wakes the loop."""
@@ -303,6 +352,8 @@ class TaskCore:
         linger = self.settings.batch_linger
         budget = self.settings.batch_size
         last_flush = time.monotonic()
+        next_watermark = last_flush
+        last_emit = last_flush
         while not self._stopping:
             if self.control:
                 self._handle_control()
@@ -330,6 +381,14 @@ class TaskCore:
             if c.acks_due:
                 self._ack_unreliable()
             now = time.monotonic()
+            if c.spout_emits != started:
+                last_emit = now
+                self.idle_sent = False
+            if self.max_event_time is not None and now >= next_watermark:
+                next_watermark = now + self.watermark_interval / 1000
+                self._emit_watermark(self.max_event_time - self.out_of_orderness - 1)
+            if self.idle_timeout and now - last_emit >= self.idle_timeout / 1000:
+                self._mark_idle()
             if now - last_flush >= linger:
                 c.flush_all()
                 last_flush = now
@@ -351,11 +410,14 @@ class TaskCore:
     async def _run_bolt(self) -> None:
         bolt = self.obj
         assert isinstance(bolt, Bolt)
-        execute = self._choose_executor(bolt)
+        execute = self._execute = self._choose_executor(bolt)
         c = self.collector
         inbox = self.inbox
         linger = self.settings.batch_linger
         last_flush = time.monotonic()
+        timers = self.timers
+        if self.tick_interval:
+            timers.register(self.clock() + self.tick_interval, False, TICK)
         while not self._stopping:
             if self.control:
                 self._handle_control()
@@ -364,6 +426,10 @@ class TaskCore:
             if self.blocked:
                 await self._wait_writable()
                 continue
+            upcoming = timers.next_processing_time()
+            if upcoming is not None and self.clock() >= upcoming:
+                self._fire_processing_timers()
+                continue
             if not inbox:
                 if self.open_inputs == 0:
                     break
@@ -371,23 +437,32 @@ class TaskCore:
                 if remaining <= 0:
                     c.flush_all()
                     last_flush = time.monotonic()
-                    if not self.blocked:
-                        await self._sleep()
-                else:
+                    remaining = None
+                if upcoming is not None:
+                    until_timer = max(0.0, (upcoming - self.clock()) / 1000)
+                    remaining = until_timer if remaining is None else min(remaining, until_timer)
+                if not self.blocked:
                     await self._sleep(remaining)
                 continue
             channel, kind, stream, rows, meta, fut = inbox.popleft()
             if not fut.done():
                 fut.set_result(None)  # the credit goes back on dequeue
             if kind == DATA:
+                if self.watermarks.idle:
+                    self.watermarks.activate(channel.key)
                 source = channel.sources.get(stream) or self._source(channel, stream)
                 start = time.perf_counter()
                 execute(rows, source, meta)
                 self.exec_seconds += time.perf_counter() - start
                 self.executed += len(rows)
+            elif kind == WATERMARK:
+                self._on_watermark(channel, rows)
             elif kind == END:
                 channel.ended = True
                 self.open_inputs -= 1
+                advanced = self.watermarks.end(channel.key)
+                if advanced is not None:
+                    self._advance_event_time(advanced)
             else:
                 raise TaskError(
                     self.key[0],
@@ -409,41 +484,8 @@ class TaskCore:
         )
         return source
 
-    def _choose_executor(self, bolt: Bolt) -> Callable[[list, TupleSource, Any], None]:
-        if type(bolt).process_batch is not Bolt.process_batch:
-            process_batch = bolt.process_batch
-
-            def execute_batch(rows: list, source: TupleSource, meta: Any) -> None:
-                try:
-                    process_batch(Batch(rows, source, meta))
-                except Exception as exc:
-                    self._user_error("process_batch", exc, len(rows))
-
-            return execute_batch
-
-        process = bolt.process
-        user_error = self._user_error
-        if self.settings.tuple_reuse and bolt.auto_ack:
-
-            def execute_rows_reusing(rows: list, source: TupleSource, meta: Any) -> None:
-                tup = Tuple(None, source)  # type: ignore[arg-type]
-                for row in rows:
-                    tup.values = row
-                    try:
-                        process(tup)
-                    except Exception as exc:
-                        user_error("process", exc)
-
-            return execute_rows_reusing
-
-        def execute_rows(rows: list, source: TupleSource, meta: Any) -> None:
-            for row in rows:
-                try:
-                    process(Tuple(row, source))
-                except Exception as exc:
-                    user_error("process", exc)
-
-        return execute_rows
+    def _choose_executor(self, bolt: Bolt) -> Execute:
+        return make_executor(bolt, self.settings.tuple_reuse, self._user_error)
 
     # ------------------------------------------------------------- the end
     async def _end_of_stream(self, closer: Callable[[], None]) -> None:
@@ -452,7 +494,13 @@ class TaskCore:
             self.collector.discard_all()
             self._call_user(closer, closer.__name__)
             return
+        if not self.is_spout:  # the end of the input is the end of time, on both clocks
+            for timestamp, event_time, payload in self.timers.due(MAX_TIME, False):
+                if payload != TICK:
+                    self._fire(timestamp, event_time, payload)
         self._call_user(closer, closer.__name__)
+        if self.is_spout:  # a bounded source that ends takes event time to the end
+            self._emit_watermark(MAX_TIME)
         self.collector.broadcast(END)
         while not all(ch.idle for ch in self.outputs.values()):
             self._check_fatal()

@@ -21,6 +21,7 @@ from typing import Any
 
 from rayflow.errors import TopologyError
 from rayflow.spec.settings import Settings
+from rayflow.spec.windows import WindowError, WindowSpec
 
 DEFAULT_STREAM = "default"
 GROUPING_TYPES = (
@@ -302,6 +303,17 @@ class TopologySpec:
             raise TopologyError(
                 f"{at}parallelism of '{comp.id}' must be an integer, got {comp.parallelism!r}"
             )
+        window = comp.config.get("window") or getattr(comp.class_ref.cls, "window", None)
+        if window is not None and comp.kind == "bolt":
+            try:
+                late = WindowSpec.parse(window).late_stream
+            except WindowError as exc:
+                raise TopologyError(f"{at}bolt '{comp.id}': {exc}") from None
+            if late and late not in comp.outputs:
+                raise TopologyError(
+                    f"{at}bolt '{comp.id}': window.late_stream '{late}' is not declared in its "
+                    f"outputs (declared: {', '.join(comp.outputs)})"
+                )
         if not 1 <= comp.parallelism <= self.settings.max_parallelism:
             raise TopologyError(
                 f"{at}parallelism of '{comp.id}' must be between 1 and max_parallelism "

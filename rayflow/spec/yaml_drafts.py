@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rayflow.spec.model import DEFAULT_STREAM, GROUPING_TYPES, Origin
+from rayflow.spec.windows import WindowError, WindowSpec
 from rayflow.spec.yaml_source import LineDict, Section, describe, did_you_mean, plain
 
 _COMPONENT_KEYS = (
@@ -27,6 +28,7 @@ _COMPONENT_KEYS = (
     "kwargs",
     "config",
     "resources",
+    "window",
 )
 _STREAM_KEYS = ("name", "from", "to", "grouping")
 _GROUPING_KEYS = ("type", "args", "streamId", "customClass")
@@ -86,11 +88,25 @@ def component_draft(sec: Section, kind: str) -> ComponentDraft:
         parallelism=sec.positive_int("parallelism", 1),
         args=tuple(plain(sec.items("constructorArgs"))),
         kwargs=plain(kwargs.data),
-        config=plain(sec.section("config").data),
+        config=_config_with_window(sec),
         resources=_resources(sec.section("resources")),
         origin=sec.origin(),
         class_origin=sec.origin("className"),
     )
+
+
+def _config_with_window(sec: Section) -> dict[str, Any]:
+    """The component's ``config``; a ``window`` map (windowed bolts) is checked and joins it."""
+    config = plain(sec.section("config").data)
+    if "window" in sec.data:
+        window = sec.section("window")
+        try:
+            WindowSpec.parse(plain(window.data))
+        except WindowError as exc:
+            where = window if exc.key in window.data else sec
+            where.fail(exc.key if exc.key in window.data else "window", str(exc))
+        config["window"] = plain(window.data)
+    return config
 
 
 def _resources(sec: Section) -> dict[str, Any]:

@@ -1,0 +1,251 @@
+"""Windowed bolts: tumbling, sliding and session windows, by count or by time, in processing or
+event time, keyed or not, with allowed lateness and a late stream.
+
+A windowed bolt is an ordinary bolt built on the core's timers and watermarks (no special case in
+the runtime): it keeps the tuples of each open window and calls :meth:`WindowedBolt.process_window`
+when the window closes: when the watermark passes its end (event time), when the clock does
+(processing time), or when it holds ``size`` tuples (count windows).
+
+>>> from rayflow import Topology, testing
+>>> from rayflow.testing import ListSink, TestingSpout
+>>> class Events(TestingSpout):
+...     outputs = ["word", "ts"]
+>>> class CountWords(WindowedBolt):
+...     outputs = ["word", "count", "start"]
+...     window = {"type": "tumbling", "size": "10s", "timestamp_field": "ts"}
+...     def process_window(self, window, tuples):
+...         self.emit([window.key[0], len(tuples), window.start])
+>>> t = Topology("windows")
+>>> _ = t.spout("events", Events, args=([("a", 1_000), ("b", 2_000), ("a", 12_000)],))
+>>> _ = t.bolt("count", CountWords).fields("events", "word")
+>>> _ = t.bolt("sink", ListSink).global_("count")
+>>> sorted(testing.run(t).outputs["sink"])
+[('a', 1, 0), ('a', 1, 10000), ('b', 1, 0)]
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rayflow.api.components import Bolt, Timer
+from rayflow.api.tuple import Tuple
+from rayflow.errors import TopologyError
+from rayflow.spec.windows import WindowSpec
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window: ``[start, end)`` in ms for time windows (None for count windows), its key
+    (the values of the key fields, or None when not keyed) and how many tuples it holds."""
+
+    start: int | None
+    end: int | None
+    key: tuple[Any, ...] | None
+    count: int
+
+
+@dataclass
+class _Pane:
+    start: int
+    end: int
+    tuples: list[Tuple] = field(default_factory=list)
+    fired: bool = False
+
+
+class WindowedBolt(Bolt):
+    """Subclass it, set ``window`` (or the component's ``window:`` in YAML) and define
+    ``process_window(window, tuples)``; emit results from there.
+
+    ``window`` keys: ``type`` (tumbling, sliding, session), ``size`` (``5s`` or a count such as
+    ``100``), ``slide``, ``gap`` (sessions), ``time`` (processing or event), ``timestamp_field``,
+    ``max_out_of_orderness`` (event time from the tuples themselves, when no spout sends
+    watermarks), ``allowed_lateness``, ``late_stream`` (tuples too late for any window go there,
+    never dropped silently), ``key`` (key fields; by default the fields of the fields grouping).
+    """
+
+    window: ClassVar[Mapping[str, Any] | None] = None
+
+    def process_window(self, window: Window, tuples: list[Tuple]) -> None:
+        """A window closed (or, within allowed lateness, changed): handle its tuples."""
+        raise NotImplementedError(f"{type(self).__name__} must define process_window()")
+
+    # ------------------------------------------------------------------ setup
+    def _windows_setup(self) -> None:
+        context = self.context  # type: ignore[attr-defined]
+        raw = context.config.get("window") or type(self).window
+        if raw is None:
+            raise TopologyError(
+                f"windowed bolt '{context.component_id}' has no window: set the class's `window` "
+                "or the component's `window:`"
+            )
+        self._spec = spec = WindowSpec.parse(raw)
+        self._key_fields = spec.key if spec.key is not None else context.key_fields
+        self._copy = bool(context.config.get("tuple.reuse"))
+        self._panes: dict[tuple[Any, int], _Pane] = {}
+        self._sessions: dict[Any, list[_Pane]] = {}
+        self._counts: dict[Any, deque[Tuple]] = {}
+        self._seen: dict[Any, int] = {}
+        self._own_marks: dict[tuple[str, int], int] = {}
+        self._own_watermark = -(2**63)
+
+    # --------------------------------------------------------------- tuples
+    def process(self, tup: Tuple) -> None:
+        if not hasattr(self, "_spec"):
+            self._windows_setup()
+        if self._copy:
+            tup = Tuple(tup.values, tup.source)
+        spec = self._spec
+        key = tuple(tup[f] for f in self._key_fields) if self._key_fields else None
+        if spec.count:
+            self._add_counted(key, tup)
+            return
+        if spec.time == "event":
+            ts = tup[spec.timestamp_field]  # type: ignore[index]
+            if spec.max_out_of_orderness is not None:
+                self._observe(tup, ts)
+        else:
+            ts = self.current_processing_time()
+        if spec.type == "session":
+            self._add_to_session(key, tup, ts)
+        else:
+            self._add_to_panes(key, tup, ts)
+
+    def _now(self) -> int:
+        if self._spec.time == "processing":
+            return self.current_processing_time()
+        return max(self.current_watermark(), self._own_watermark)
+
+    def _is_late(self, end: int) -> bool:
+        return self._spec.time == "event" and end - 1 + self._spec.allowed_lateness <= self._now()
+
+    def _late(self, tup: Tuple) -> None:
+        if self._spec.late_stream:
+            self.emit(tup.values, stream=self._spec.late_stream)
+        else:
+            raise TopologyError(
+                f"a tuple at {tup[self._spec.timestamp_field]} ms came after its window closed "  # type: ignore[index]
+                "and its allowed lateness; set window.late_stream to keep such tuples"
+            )
+
+    def _add_to_panes(self, key: Any, tup: Tuple, ts: int) -> None:
+        spec = self._spec
+        step = spec.slide or spec.size
+        last = ts - (ts % step)
+        starts = range(last, ts - spec.size, -step)
+        if all(self._is_late(start + spec.size) for start in starts):
+            self._late(tup)
+            return
+        for start in starts:
+            end = start + spec.size
+            if self._is_late(end):
+                continue
+            pane = self._panes.get((key, start))
+            if pane is None:
+                pane = self._panes[(key, start)] = _Pane(start, end)
+                self.register_timer(end - 1, spec.time == "event", ("fire", key, start))
+            pane.tuples.append(tup)
+            if pane.fired:  # late but within allowed lateness: fire again with it
+                self._fire(key, pane)
+
+    def _add_to_session(self, key: Any, tup: Tuple, ts: int) -> None:
+        spec = self._spec
+        if self._is_late(ts + spec.gap):
+            self._late(tup)
+            return
+        sessions = self._sessions.setdefault(key, [])
+        merged = _Pane(ts, ts + spec.gap, [tup])
+        for pane in [p for p in sessions if p.start < merged.end and merged.start < p.end]:
+            sessions.remove(pane)
+            merged = _Pane(
+                min(pane.start, merged.start),
+                max(pane.end, merged.end),
+                pane.tuples + merged.tuples,
+                pane.fired,
+            )
+        sessions.append(merged)
+        if merged.fired:
+            self._fire(key, merged)
+        self.register_timer(merged.end - 1, spec.time == "event", ("session", key, merged.end))
+
+    def _add_counted(self, key: Any, tup: Tuple) -> None:
+        spec = self._spec
+        window = self._counts.setdefault(key, deque(maxlen=spec.size))
+        window.append(tup)
+        seen = self._seen[key] = self._seen.get(key, 0) + 1
+        if spec.type == "tumbling" and len(window) == spec.size:
+            self.process_window(Window(None, None, key, spec.size), list(window))
+            window.clear()
+        elif spec.type == "sliding" and seen % spec.slide == 0:
+            self.process_window(Window(None, None, key, len(window)), list(window))
+
+    def _observe(self, tup: Tuple, ts: int) -> None:
+        """Watermarks from the tuples themselves: max timestamp per input task, minus the
+        allowed out-of-orderness; the bolt's event time is the minimum over its inputs."""
+        source = (tup.component, tup.task)
+        if ts > self._own_marks.get(source, -(2**63)):
+            self._own_marks[source] = ts
+            inputs = self.context.inputs  # type: ignore[attr-defined]
+            if all(task in self._own_marks for task in inputs):
+                low = min(self._own_marks.values()) - self._spec.max_out_of_orderness - 1  # type: ignore[operator]
+                if low > self._own_watermark:
+                    self._own_watermark = low
+                    for at, payload in sorted(self._pending_own(low), key=lambda d: d[0]):
+                        self.on_timer(Timer(at, True, payload))
+
+    # --------------------------------------------------------------- timers
+    def on_timer(self, timer: Timer) -> None:
+        if not hasattr(self, "_spec"):
+            self._windows_setup()
+        what, key, at = timer.payload
+        if what == "fire":
+            pane = self._panes.get((key, at))
+            if pane is None:
+                return
+            if timer.timestamp >= pane.end - 1 + self._spec.allowed_lateness and pane.fired:
+                del self._panes[(key, at)]  # the allowed lateness is over
+                return
+            if not pane.fired:
+                self._fire(key, pane)
+            self._expire(timer, pane, ("fire", key, at), lambda: self._panes.pop((key, at), None))
+        elif what == "session":
+            for pane in list(self._sessions.get(key, ())):
+                if pane.end != at:
+                    continue  # merged into a longer session since; its own timer will come
+                if pane.fired and timer.timestamp >= pane.end - 1 + self._spec.allowed_lateness:
+                    self._sessions[key].remove(pane)
+                    continue
+                if not pane.fired:
+                    self._fire(key, pane)
+                self._expire(
+                    timer, pane, ("session", key, at), lambda p=pane: self._sessions[key].remove(p)
+                )
+
+    def _expire(self, timer: Timer, pane: _Pane, payload: tuple, drop: Any) -> None:
+        lateness = self._spec.allowed_lateness
+        if lateness and timer.event_time:
+            self.register_timer(pane.end - 1 + lateness, True, payload)
+        else:
+            drop()
+
+    def _pending_own(self, upto: int) -> list[tuple[int, tuple]]:
+        """Windows whose end the bolt's own watermark has passed (event time from tuples)."""
+        due = [
+            (p.end - 1, ("fire", k, s))
+            for (k, s), p in self._panes.items()
+            if not p.fired and p.end - 1 <= upto
+        ]
+        due += [
+            (p.end - 1, ("session", k, p.end))
+            for k, ps in self._sessions.items()
+            for p in ps
+            if not p.fired and p.end - 1 <= upto
+        ]
+        return due
+
+    def _fire(self, key: Any, pane: _Pane) -> None:
+        pane.fired = True
+        tuples = pane.tuples
+        self.process_window(Window(pane.start, pane.end, key, len(tuples)), list(tuples))

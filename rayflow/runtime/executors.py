@@ -1,0 +1,62 @@
+"""How a bolt task runs one input batch: ``process_batch`` when the bolt defines it, else
+``process`` per row (with a fresh :class:`Tuple` each, or one reused with ``tuple.reuse``).
+A user exception fails the row (or the batch) and the task goes on.
+
+>>> from rayflow import Bolt
+>>> from rayflow.api.tuple import TupleSource
+>>> class Echo(Bolt):
+...     def process(self, tup):
+...         print(tup[0])
+>>> run = make_executor(Echo(), False, lambda *error: None)
+>>> run([["a"], ["b"]], TupleSource("default", "src", 0, ("x",)), None)
+a
+b
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rayflow.api.components import Bolt
+from rayflow.api.tuple import Batch, Tuple, TupleSource
+
+Execute = Callable[[list, TupleSource, Any], None]
+UserError = Callable[..., None]  # (what, exception, count=1)
+
+
+def make_executor(bolt: Bolt, reuse_tuples: bool, user_error: UserError) -> Execute:
+    """The function that hands one batch's rows to ``bolt``."""
+    if type(bolt).process_batch is not Bolt.process_batch:
+        process_batch = bolt.process_batch
+
+        def execute_batch(rows: list, source: TupleSource, meta: Any) -> None:
+            try:
+                process_batch(Batch(rows, source, meta))
+            except Exception as exc:
+                user_error("process_batch", exc, len(rows))
+
+        return execute_batch
+
+    process = bolt.process
+    if reuse_tuples and bolt.auto_ack:
+
+        def execute_rows_reusing(rows: list, source: TupleSource, meta: Any) -> None:
+            tup = Tuple(None, source)  # type: ignore[arg-type]
+            for row in rows:
+                tup.values = row
+                try:
+                    process(tup)
+                except Exception as exc:
+                    user_error("process", exc)
+
+        return execute_rows_reusing
+
+    def execute_rows(rows: list, source: TupleSource, meta: Any) -> None:
+        for row in rows:
+            try:
+                process(Tuple(row, source))
+            except Exception as exc:
+                user_error("process", exc)
+
+    return execute_rows

@@ -1,0 +1,206 @@
+"""Windows and event time on the in-process host: results equal a reference computed here."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from rayflow import Topology, TopologyError, testing
+from tests.windowing import (
+    Events,
+    Pause,
+    TickCounter,
+    TimerBolt,
+    late_of,
+    reference_sessions,
+    reference_windows,
+    window_topology,
+    windows_of,
+)
+
+WATERMARKS = {"watermark.timestamp_field": "ts", "watermark.max_out_of_orderness": "5s"}
+
+
+def shuffled_events(n: int = 300, seed: int = 3) -> list[tuple[str, int]]:
+    """Events over 60 s, each at most 4 s out of order (within the 5 s bound)."""
+    rng = random.Random(seed)
+    events = [(f"k{i % 5}", i * 200) for i in range(n)]
+    out: list[tuple[str, int]] = []
+    for i in range(0, n, 20):  # shuffle within blocks of 20 events (4 s)
+        block = events[i : i + 20]
+        rng.shuffle(block)
+        out += block
+    return out
+
+
+@pytest.mark.parametrize(
+    ("window", "reference"),
+    [
+        (
+            {"type": "tumbling", "size": "10s", "timestamp_field": "ts"},
+            lambda ev: reference_windows(ev, 10_000),
+        ),
+        (
+            {"type": "sliding", "size": "10s", "slide": "5s", "timestamp_field": "ts"},
+            lambda ev: reference_windows(ev, 10_000, 5_000),
+        ),
+        (
+            {"type": "session", "gap": "3s", "timestamp_field": "ts"},
+            lambda ev: reference_sessions(ev, 3_000),
+        ),
+    ],
+    ids=["tumbling", "sliding", "session"],
+)
+def test_event_time_windows_equal_the_reference(window: dict, reference: object) -> None:
+    events = shuffled_events()
+    if window["type"] == "session":  # make gaps: drop events in a few 5 s stretches
+        events = [(k, ts) for k, ts in events if not 20_000 <= ts % 30_000 < 25_000]
+    result = testing.run(window_topology(window, events, spout_config=WATERMARKS))
+    rows = result.outputs["sink"]
+    assert late_of(rows) == []
+    assert windows_of(rows) == reference(events)  # type: ignore[operator]
+
+
+def test_late_tuples_update_within_allowed_lateness_and_go_to_the_late_stream_after() -> None:
+    window = {
+        "type": "tumbling",
+        "size": "10s",
+        "timestamp_field": "ts",
+        "allowed_lateness": "5s",
+        "late_stream": "late",
+    }
+    events = [
+        ("a", 1_000),
+        ("a", 2_000),
+        ("a", 12_000),
+        ("a", 13_000),  # watermark 12_999
+        Pause(0.3),
+        ("a", 3_000),  # late, within lateness: window [0, 10s) fires again
+        ("a", 18_000),
+        Pause(0.3),
+        ("a", 4_000),
+    ]  # watermark 17_999: beyond lateness
+    spout = {"watermark.timestamp_field": "ts", "watermark.interval": "10ms"}
+    result = testing.run(window_topology(window, events, spout_config=spout))
+    rows = result.outputs["sink"]
+    first = [r for r in windows_of(rows) if r[1] == 0]
+    assert sorted(first) == [
+        ("a", 0, 10_000, 2, (1_000, 2_000)),
+        ("a", 0, 10_000, 3, (1_000, 2_000, 3_000)),
+    ]
+    assert late_of(rows) == [("a", 4_000)]
+
+
+def test_a_slow_input_holds_event_time_back() -> None:
+    window = {"type": "tumbling", "size": "10s", "timestamp_field": "ts", "late_stream": "late"}
+    per_task = {
+        0: [("a", ts) for ts in range(0, 40_000, 1_000)],  # quick, then finishes
+        1: [("b", 1_000), Pause(0.5), ("b", 5_000)],  # slow: its watermark stays at 999
+    }
+    spout = {"watermark.timestamp_field": "ts", "watermark.interval": "10ms"}
+    result = testing.run(window_topology(window, per_task=per_task, spout_config=spout))
+    rows = result.outputs["sink"]
+    assert late_of(rows) == []
+    assert ("b", 0, 10_000, 2, (1_000, 5_000)) in windows_of(rows)
+
+
+def test_an_idle_input_does_not_hold_event_time_back() -> None:
+    window = {"type": "tumbling", "size": "10s", "timestamp_field": "ts", "late_stream": "late"}
+    per_task = {
+        0: [("a", ts) for ts in range(0, 40_000, 1_000)],
+        # Idle after 100 ms: event time goes on without it, so its next tuple is late.
+        # (Without idleness its watermark, 999, would hold every window open.)
+        1: [("b", 1_000), Pause(0.8), ("b", 2_000)],
+    }
+    spout = {
+        "watermark.timestamp_field": "ts",
+        "watermark.interval": "10ms",
+        "watermark.idle_timeout": "100ms",
+    }
+    result = testing.run(window_topology(window, per_task=per_task, spout_config=spout))
+    rows = result.outputs["sink"]
+    assert late_of(rows) == [("b", 2_000)]
+    assert ("a", 0, 10_000, 10, tuple(range(0, 10_000, 1_000))) in windows_of(rows)
+
+
+def test_event_time_from_the_tuples_when_no_spout_sends_watermarks() -> None:
+    window = {
+        "type": "tumbling",
+        "size": "10s",
+        "timestamp_field": "ts",
+        "max_out_of_orderness": "5s",
+    }
+    events = shuffled_events()
+    result = testing.run(window_topology(window, events, keyed=False))
+    assert windows_of(result.outputs["sink"]) == reference_windows(
+        [(None, ts) for _k, ts in events],
+        10_000,  # type: ignore[misc]
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("tumbling", {("k0", 3), ("k1", 3)}),
+        ("sliding", {("k0", 2), ("k0", 3), ("k1", 2), ("k1", 3)}),
+    ],
+)
+def test_count_windows_per_key(kind: str, expected: set) -> None:
+    window = (
+        {"type": kind, "size": 3} if kind == "tumbling" else {"type": kind, "size": 3, "slide": 2}
+    )
+    events = [(f"k{i % 2}", i) for i in range(12)]
+    result = testing.run(window_topology(window, events))
+    got = {(row[1], row[4]) for row in result.outputs["sink"]}
+    assert got == expected
+    counts = [row for row in result.outputs["sink"] if row[1] == "k0"]
+    if kind == "tumbling":
+        assert sorted(r[5] for r in counts) == [(0, 2, 4), (6, 8, 10)]
+
+
+def test_processing_time_windows_follow_the_clock() -> None:
+    # Bursts in three consecutive 500 ms windows: each window counts one burst.
+    import time
+
+    now = time.time() * 1000
+    first = (now // 500 + 2) * 500  # a window boundary at least 500 ms ahead
+    items: list = [Pause((first - now) / 1000 + 0.1)]
+    for burst in range(3):
+        items += [("k", burst)] * (burst + 1) + [Pause(0.5)]
+    window = {"type": "tumbling", "size": "500ms", "time": "processing"}
+    result = testing.run(window_topology(window, items))
+    counts = sorted((row[2], row[4]) for row in result.outputs["sink"])
+    assert [count for _start, count in counts] == [1, 2, 3]
+    starts = [start for start, _count in counts]
+    assert starts == [first, first + 500, first + 1000]
+
+
+def test_tick_tuples_arrive_at_the_configured_interval() -> None:
+    t = Topology("ticks")
+    t.spout("events", Events, kwargs={"items": [Pause(0.65)]})
+    t.bolt("ticker", TickCounter, config={"tick.interval": "100ms"}).shuffle("events")
+    t.bolt("sink", testing.ListSink).shuffle("ticker")
+    ticks = testing.run(t).outputs["sink"][0][0]
+    assert 4 <= ticks <= 7
+
+
+def test_event_time_timers_fire_when_the_watermark_passes() -> None:
+    t = Topology("timers")
+    events = [("a", 100), ("a", 500), ("a", 2_000)]
+    t.spout(
+        "events",
+        Events,
+        kwargs={"items": events},
+        config={"watermark.timestamp_field": "ts", "watermark.interval": "1ms"},
+    )
+    t.bolt("timer", TimerBolt).shuffle("events")
+    t.bolt("sink", testing.ListSink).shuffle("timer")
+    fired = testing.run(t).outputs["sink"]
+    assert [at for at, _wm in fired] == [110, 510, 2_010]
+    assert all(wm >= at for at, wm in fired)
+
+
+def test_a_bad_window_is_rejected_naming_the_key() -> None:
+    with pytest.raises(TopologyError, match=r"window\.size"):
+        window_topology({"type": "tumbling", "size": "often"}, []).build()
