@@ -1,7 +1,7 @@
 """Flink's socket window word count: words from a socket, counted in 5 s tumbling windows.
 
-    nc -lk 9000                                     # in one terminal; type lines
-    rayflow run examples/socket_window_wordcount.yaml   # in another
+nc -lk 9000                                     # in one terminal; type lines
+rayflow run examples/socket_window_wordcount.yaml   # in another
 """
 
 from __future__ import annotations

@@ -24,8 +24,13 @@ class SocketTextSpout(Spout):
 
     outputs = ["line"]
 
-    def __init__(self, hostname: str = "localhost", port: int = 9000, encoding: str = "utf-8",
-                 connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        hostname: str = "localhost",
+        port: int = 9000,
+        encoding: str = "utf-8",
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.hostname = hostname
         self.port = int(port)
         self.encoding = encoding
