@@ -148,3 +148,19 @@ def check_grouping(
         assert all(task == (0 if n % 2 == 0 else parallelism - 1) for _k, n, task in rows)
     else:  # SHUFFLE, NONE, LOCAL_OR_SHUFFLE
         assert tasks == set(range(parallelism)), f"{grouping} should reach every task"
+
+
+class StuckOnce(Bolt):
+    """Blocks its task loop for ``seconds`` on the first tuple (user code that hangs)."""
+
+    outputs = ["value"]
+
+    def __init__(self, seconds: float = 6.0) -> None:
+        self.seconds = seconds
+        self.stuck = False
+
+    def process(self, tup: Tuple) -> None:
+        if not self.stuck:
+            self.stuck = True
+            time.sleep(self.seconds)
+        self.emit(tup.values)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from rayflow.api.result import RunResult, merge_task_stats
 from rayflow.launchers.progress import ProgressLine
 from rayflow.launchers.ray_init import ensure_ray
+from rayflow.launchers.watchdog import StallWatch
 from rayflow.spec.durations import parse_duration
 from rayflow.spec.model import TopologySpec
 
@@ -39,6 +40,8 @@ def run_topology(
     ended = "finished"
     deadline = None if duration is None else started + parse_duration(duration)
     finish_by: float | None = None
+    watch = StallWatch(spec.settings.stall_timeout)
+    next_check = started
     try:
         deployment.start(on_wait=_printer(line))
         while True:
@@ -56,8 +59,14 @@ def run_topology(
                     )
                     deployment.command("stop")
                     finish_by = now + FINISH_GRACE_SECONDS
-                if line is not None and line.due():
-                    line.update(deployment.stats(timeout=1.0))
+                if now >= next_check:
+                    next_check = now + 1.0
+                    stats = deployment.stats(timeout=1.0)
+                    stalled = watch.check(stats, now)
+                    if stalled:
+                        _printer(line)(f"warning: {stalled}")
+                    if line is not None and line.due():
+                        line.update(stats)
             except KeyboardInterrupt:
                 if finish_by is not None:
                     raise

@@ -565,6 +565,7 @@ class TaskCore(EventTimeMixin):
             "inbox_peak": self.inbox_peak,
             "inbox_capacity": self.settings.channel_credits * len(self.inputs),
             "pending_batches": sum(len(ch.pending) for ch in list(self.outputs.values())),
+            "blocked_on": [f"{k[0]}[{k[1]}]" for k, ch in list(self.outputs.items()) if ch.pending],
             "round_trip_ms": _mean_round_trip_ms(list(self.outputs.values())),
             "active": self.active,
             "uptime": time.time() - self.started_at,

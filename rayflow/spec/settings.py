@@ -123,6 +123,9 @@ class Settings:
     checkpoint_storage: str = _knob(
         "checkpoint.storage", "", _text, "exactly_once: folder or fsspec URL for snapshots"
     )
+    stall_timeout: float = _knob(
+        "stall.timeout", 60.0, _seconds, "warn naming the stuck component after this long"
+    )
     startup_timeout: float = _knob(
         "startup.timeout", 60.0, _seconds, "how long a task may stay unscheduled before failing"
     )

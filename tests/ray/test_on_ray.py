@@ -98,3 +98,21 @@ def test_a_failing_prepare_on_ray_raises_task_error(ray_session: str) -> None:
         t.run()
     assert info.value.component == "db"
     assert "cannot connect to the database" in info.value.traceback_text
+
+
+def test_the_watchdog_names_a_stuck_component(
+    ray_session: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rayflow.testing import Pause
+    from tests.helpers import StuckOnce
+
+    t = Topology("stuck", config={"stall.timeout": "2s", "batch.linger.ms": 1})
+    items = [x for n in range(6) for x in (n, Pause(0.1))]
+    t.spout("numbers", TestingSpout, args=(items,))
+    t.bolt("slowpoke", StuckOnce, kwargs={"seconds": 6.0}).shuffle("numbers")
+    t.bolt("sink", ListSink).shuffle("slowpoke")
+    with caplog.at_level("WARNING", logger="rayflow.run"):
+        result = t.run()
+    assert sorted(result.outputs["sink"]) == [(n,) for n in range(6)]
+    warnings = [r.getMessage() for r in caplog.records if "no progress" in r.getMessage()]
+    assert warnings and "slowpoke[0] takes no input (numbers[0] wait on it)" in warnings[0]

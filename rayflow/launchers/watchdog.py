@@ -1,0 +1,70 @@
+"""The no-progress watchdog: names the component where a running topology is stuck.
+
+It watches the tasks' counters; when none moved for ``timeout`` seconds while some task still had
+input waiting, it reports the tasks holding input they do not process (a bolt stuck in user code,
+or waiting for a downstream that does not read), instead of letting the run hang silently.
+
+>>> w = StallWatch(timeout=10)
+>>> busy = [{"component": "count", "task": 0, "state": "running", "inbox": 4,
+...          "pending_batches": 0, "counters": {"executed": 5, "emitted": 0}}]
+>>> w.check(busy, now=0.0) is None
+True
+>>> message = w.check(busy, now=11.0)
+>>> message.startswith("no progress for 11s: count[0] holds 4 input batches")
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StallWatch:
+    """Call :meth:`check` with each round of task stats; it returns a message once stuck."""
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self.last_progress: float | None = None
+        self.last_totals: tuple[float, ...] | None = None
+        self.reported = False
+
+    def check(self, stats: list[dict[str, Any]], now: float) -> str | None:
+        totals = tuple(
+            sum(task["counters"].get(k, 0) for task in stats if "counters" in task)
+            for k in ("executed", "emitted")
+        )
+        if totals != self.last_totals or self.last_progress is None:
+            self.last_totals, self.last_progress, self.reported = totals, now, False
+            return None
+        waiting = [
+            t
+            for t in stats
+            if t.get("state") == "running" and (t.get("inbox", 0) or t.get("pending_batches", 0))
+        ]
+        stalled = now - self.last_progress
+        if not waiting or stalled < self.timeout or self.reported:
+            return None
+        self.reported = True
+        parts = []
+        # A task waiting to send is held by its downstream: name the one that holds them.
+        names = {f"{t['component']}[{t['task']}]": t for t in stats if "component" in t}
+        for target in sorted({n for t in waiting for n in t.get("blocked_on", ())}):
+            held = names.get(target)
+            if held is not None and not held.get("pending_batches"):
+                waiters = [
+                    f"{t['component']}[{t['task']}]"
+                    for t in waiting
+                    if target in t.get("blocked_on", ())
+                ]
+                parts.append(f"{target} takes no input ({', '.join(waiters[:3])} wait on it)")
+        for task in waiting[:5]:
+            name = f"{task['component']}[{task['task']}]"
+            if task.get("inbox"):
+                parts.append(f"{name} holds {task['inbox']} input batches and executes nothing")
+            else:
+                parts.append(f"{name} waits to send {task['pending_batches']} batches downstream")
+        return (
+            f"no progress for {stalled:.0f}s: "
+            + "; ".join(parts)
+            + " (stuck in user code, or waiting on a slow downstream?)"
+        )
