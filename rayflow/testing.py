@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rayflow.api.components import Bolt, Context, Spout
+from rayflow.api.components import Bolt, Context
+from rayflow.api.reliable import ReliableSpout
 from rayflow.api.result import RunResult
 from rayflow.api.topology import Topology
 from rayflow.api.tuple import Tuple
@@ -38,13 +39,15 @@ class Pause:
     seconds: float
 
 
-class TestingSpout(Spout):
+class TestingSpout(ReliableSpout):
     """Emits scripted items, then finishes. An item that is a list or tuple is one row of values;
     a :class:`Pause` waits; anything else is a one-field row. Each row is emitted with its index
-    as ``msg_id``.
+    as ``msg_id``; under at-least-once a failed row is replayed (see :class:`ReliableSpout`) and
+    the spout finishes only when every row is acked.
 
     With parallelism above 1, task ``i`` emits the items at positions ``i, i + n, i + 2n, ...``,
     or ``per_task[i]`` when given. Subclass with another ``outputs`` for other field names.
+    With ``collect_acks`` the acked indexes are the task's collected rows.
     """
 
     __test__ = False  # not a pytest test class
@@ -55,10 +58,12 @@ class TestingSpout(Spout):
         items: Iterable[Any] = (),
         per_call: int = 1,
         per_task: Mapping[int, Iterable[Any]] | None = None,
+        collect_acks: bool = False,
     ) -> None:
         self.items = list(items)
         self.per_task = {int(k): list(v) for k, v in (per_task or {}).items()}
         self.per_call = per_call
+        self.collect_acks = collect_acks
         self.acked: list[Any] = []
         self.failed: list[Any] = []
 
@@ -69,26 +74,38 @@ class TestingSpout(Spout):
         else:
             self.positions = iter(range(context.task_index, len(self.items), context.parallelism))
         self.resume_at = 0.0
+        self.done = False
+
+    def next_message(self) -> tuple[Any, list[Any]] | None:
+        if self.resume_at and time.monotonic() < self.resume_at:
+            return None
+        index = next(self.positions, None)
+        if index is None:
+            self.done = True
+            return None
+        item = self.items[index]
+        if isinstance(item, Pause):
+            self.resume_at = time.monotonic() + item.seconds
+            return None
+        return index, list(item) if isinstance(item, list | tuple) else [item]
+
+    def exhausted(self) -> bool:
+        return self.done
 
     def next_tuple(self) -> None:
-        if self.resume_at and time.monotonic() < self.resume_at:
-            return
         for _ in range(self.per_call):
-            index = next(self.positions, None)
-            if index is None:
-                self.finish()
-                return
-            item = self.items[index]
-            if isinstance(item, Pause):
-                self.resume_at = time.monotonic() + item.seconds
-                return
-            self.emit(list(item) if isinstance(item, list | tuple) else [item], msg_id=index)
+            super().next_tuple()
 
     def ack(self, msg_id: Any) -> None:
+        super().ack(msg_id)
         self.acked.append(msg_id)
 
     def fail(self, msg_id: Any) -> None:
+        super().fail(msg_id)
         self.failed.append(msg_id)
+
+    def collected_rows(self) -> list[tuple[Any, ...]] | None:
+        return [(msg_id,) for msg_id in self.acked] if self.collect_acks else None
 
 
 class ListSink(Bolt):

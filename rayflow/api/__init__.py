@@ -1,6 +1,7 @@
 """What users import: the topology builder, spout and bolt base classes, tuples."""
 
 from rayflow.api.components import Bolt, Context, Spout, Timer
+from rayflow.api.reliable import ReliableSpout
 from rayflow.api.result import RunResult
 from rayflow.api.topology import BoltDeclarer, Topology
 from rayflow.api.tuple import Batch, Tuple
@@ -11,6 +12,7 @@ __all__ = [
     "Bolt",
     "BoltDeclarer",
     "Context",
+    "ReliableSpout",
     "RunResult",
     "Spout",
     "Timer",

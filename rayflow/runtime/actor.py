@@ -76,6 +76,7 @@ class TaskActor:
         self,
         targets: dict[TaskKey, tuple[Any, tuple[str, int] | None]],
         local_tasks: list[TaskKey],
+        spouts: dict[TaskKey, Any] | None = None,
     ) -> None:
         """Wire the outputs to the downstream tasks: ``targets[key] = (actor, data address)``;
         ``local_tasks`` are the tasks on this task's node."""
@@ -90,7 +91,21 @@ class TaskActor:
             )
             self.sockets = channels
         connect = self._connect_socket if self.transport == "socket" else self._connect_ray
-        self.core = TaskCore(self.spec, self.key[0], self.key[1], connect, self.epoch, local_tasks)
+        feedback = None
+        if spouts:  # an acker: completed trees go to the spout tasks, batched, fire and forget
+
+            def feedback(spout: TaskKey, items: list) -> None:
+                spouts[spout].receive_acks.remote(items)
+
+        self.core = TaskCore(
+            self.spec,
+            self.key[0],
+            self.key[1],
+            connect,
+            self.epoch,
+            local_tasks,
+            feedback=feedback,
+        )
         self.core.loop = asyncio.get_running_loop()
         if self.server is not None:
             self.server.deliver = self.core.deliver
@@ -144,6 +159,13 @@ class TaskActor:
     @ray.method(concurrency_group="control")
     async def stats(self) -> dict[str, Any]:
         return self.core.stats() if self.core is not None else {"state": "created"}
+
+    @ray.method(concurrency_group="control")
+    async def receive_acks(self, items: list) -> None:
+        """Completed trees from an acker (at-least-once), handed to the task loop."""
+        core = self.core
+        assert core is not None and core.loop is not None
+        core.loop.call_soon_threadsafe(core.receive_acks, items)
 
     @ray.method(concurrency_group="control")
     async def control(self, name: str, arg: Any = None) -> Any:

@@ -18,13 +18,13 @@ from typing import Any
 import ray
 
 from rayflow.errors import ClusterError, TaskError, TopologyError
+from rayflow.runtime.acking import ACKER, prepare_spec, spout_tasks
 from rayflow.runtime.actor import TaskActor
 from rayflow.runtime.task import TaskKey
 from rayflow.spec.model import ComponentSpec, TopologySpec
 
 log = logging.getLogger("rayflow.deploy")
 
-SUPPORTED_RELIABILITY = ("none",)
 _RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
 
 
@@ -51,12 +51,7 @@ class RayDeployment:
     """The actors of one run of one topology."""
 
     def __init__(self, spec: TopologySpec, epoch: int = 0) -> None:
-        if spec.settings.reliability not in SUPPORTED_RELIABILITY:
-            raise TopologyError(
-                f"reliability '{spec.settings.reliability}' is not available in this version "
-                f"yet; use one of {', '.join(SUPPORTED_RELIABILITY)}"
-            )
-        self.spec = spec
+        self.spec = spec = prepare_spec(spec)
         self.epoch = epoch
         self.actors: dict[TaskKey, Any] = {}
         self.nodes: dict[TaskKey, str] = {}
@@ -122,7 +117,8 @@ class RayDeployment:
                 for i in range(spec.component(t).parallelism)
             }
             local = [k for k, node in self.nodes.items() if node == self.nodes[key]]
-            refs.append(actor.connect.remote(targets, local))
+            spouts = {k: self.actors[k] for k in spout_tasks(spec)} if key[0] == ACKER else None
+            refs.append(actor.connect.remote(targets, local, spouts))
         ray.get(refs)
 
     def _asks(self, component_id: str) -> dict[str, Any]:

@@ -60,3 +60,29 @@ def make_executor(bolt: Bolt, reuse_tuples: bool, user_error: UserError) -> Exec
                 user_error("process", exc)
 
     return execute_rows
+
+
+def make_acking_executor(bolt: Bolt, acking: Any, user_error: UserError) -> Execute:
+    """At-least-once: each row carries its acking ids as a hidden last value; ``process`` runs
+    per tuple (also for bolts with ``process_batch``: acking is per tuple), and with ``auto_ack``
+    the tuple is acked when ``process`` returns and failed when it raises."""
+    from rayflow.runtime.acking import AckMeta
+
+    process = bolt.process
+    auto_ack = bolt.auto_ack
+
+    def execute_acked(rows: list, source: TupleSource, meta: Any) -> None:
+        for row in rows:
+            tup = Tuple(row, source, AckMeta(row.pop()))
+            acking.current = tup
+            try:
+                process(tup)
+            except Exception as exc:
+                user_error("process", exc, 0)
+                acking.fail(tup)
+            else:
+                if auto_ack:
+                    acking.ack(tup)
+        acking.current = None
+
+    return execute_acked

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from rayflow.api.result import RunResult, merge_task_stats
+from rayflow.runtime.acking import prepare_spec
 from rayflow.runtime.channels import Transmit
 from rayflow.runtime.task import TaskCore, TaskKey
 from rayflow.spec.durations import parse_duration
@@ -69,11 +70,16 @@ def build_cores(spec: TopologySpec, chaos: int | None = None) -> dict[TaskKey, T
 
         return connect
 
+    def feedback(spout: TaskKey, items: list) -> None:
+        cores[spout].receive_acks(items)
+
+    every = [(c.id, j) for c in spec.components for j in range(c.parallelism)]
     for comp in spec.components:
         for i in range(comp.parallelism):
             key = (comp.id, i)
-            every = [(c.id, j) for c in spec.components for j in range(c.parallelism)]
-            cores[key] = TaskCore(spec, comp.id, i, connect_from(key), local_tasks=every)
+            cores[key] = TaskCore(
+                spec, comp.id, i, connect_from(key), local_tasks=every, feedback=feedback
+            )
     return cores
 
 
@@ -82,6 +88,7 @@ async def run_local(
 ) -> RunResult:
     """Run ``spec`` to its end (or for ``duration``, then finish the spouts gracefully)."""
     started = time.monotonic()
+    spec = prepare_spec(spec)
     cores = build_cores(spec, chaos)
     order = [
         (c, i)

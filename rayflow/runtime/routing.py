@@ -79,6 +79,18 @@ class Route:
     def add(self, values: list[Any]) -> None:
         raise NotImplementedError
 
+    # The acking path asks where a row goes, then appends one copy per task: under at-least-once
+    # every copy needs its own edge id, so routes cannot share one row object among tasks.
+    def targets_of(self, values: list[Any]) -> Sequence[int]:
+        """The tasks ``values`` goes to (the grouping's decision, nothing appended)."""
+        raise NotImplementedError
+
+    def append_to(self, task: int, row: list[Any]) -> None:
+        buf = self.bufs[task]
+        buf.append(row)
+        if len(buf) >= self.size:
+            self.flush(task)
+
     def make_emit(self, fast_stream: str, fallback: EmitFallback) -> Emit:
         """An ``emit(values, stream, anchors)`` for a stream with this route only.
 
@@ -150,6 +162,9 @@ class SingleRoute(Route):
         if len(buf) >= self.size:
             self.flush(self.target)
 
+    def targets_of(self, values: list[Any]) -> Sequence[int]:
+        return (self.target,)
+
     def make_emit(self, fast_stream: str, fallback: EmitFallback) -> Emit:
         bufs, target, size, flush = self.bufs, self.target, self.size, self.flush
 
@@ -216,6 +231,18 @@ class ShuffleRoute(Route):
         self._resizers.append(resize)
         return emit
 
+    def targets_of(self, values: list[Any]) -> Sequence[int]:
+        return (self.cur,)
+
+    def append_to(self, task: int, row: list[Any]) -> None:
+        buf = self.bufs[task]
+        buf.append(row)
+        if len(buf) >= self.size:
+            if task == self.cur:
+                self._advance()
+            else:
+                self.flush(task)
+
     def _advance(self) -> None:
         self.flush(self.cur)
         n = len(self.candidates)
@@ -237,6 +264,9 @@ class ShuffleRoute(Route):
 
 class AllRoute(Route):
     """Every row to every task."""
+
+    def targets_of(self, values: list[Any]) -> Sequence[int]:
+        return range(len(self.bufs))
 
     def add(self, values: list[Any]) -> None:
         for i, buf in enumerate(self.bufs):
@@ -261,6 +291,10 @@ class DirectRoute(Route):
             f"stream '{self.stream}' has a DIRECT subscriber: emit to it with "
             "emit_direct(task_index, values, stream=...)"
         )
+
+    def targets_of(self, values: list[Any]) -> Sequence[int]:
+        self.add(values)  # raises: DIRECT subscribers get rows only through emit_direct
+        return ()
 
     def add_direct(self, task: int, values: list[Any]) -> None:
         if not 0 <= task < len(self.bufs):
@@ -298,6 +332,12 @@ class FieldsRoute(Route):
             self.cache.clear()
         task = self.cache[key] = self.task_of_key(key)
         return task
+
+    def targets_of(self, values: list[Any]) -> Sequence[int]:
+        if len(self.indexes) > 1:
+            key = encode_compound([values[i] for i in self.indexes])
+            return (self.group_to_task[key_group_of(key, self.max_parallelism)],)
+        return (self.task_of_key(values[self.index]),)
 
     def add(self, values: list[Any]) -> None:
         key = values[self.index]
@@ -375,7 +415,17 @@ class PartialKeyRoute(FieldsRoute):
         self.load = [0] * len(self.channels)
         self.add = self._add_partial  # type: ignore[method-assign]
 
+    def targets_of(self, values: list[Any]) -> Sequence[int]:
+        return (self._choose(values),)
+
     def _add_partial(self, values: list[Any]) -> None:
+        task = self._choose(values)
+        buf = self.bufs[task]
+        buf.append(values)
+        if len(buf) >= self.size:
+            self.flush(task)
+
+    def _choose(self, values: list[Any]) -> int:
         if len(self.indexes) == 1:
             encoded = encode_key(values[self.index])
         else:
@@ -385,10 +435,7 @@ class PartialKeyRoute(FieldsRoute):
         second = zlib.crc32(encoded, 0x9E3779B9) % n
         task = first if self.load[first] <= self.load[second] else second
         self.load[task] += 1
-        buf = self.bufs[task]
-        buf.append(values)
-        if len(buf) >= self.size:
-            self.flush(task)
+        return task
 
 
 class CustomRoute(Route):
@@ -398,15 +445,20 @@ class CustomRoute(Route):
         super().__init__(*args)
         self.choose: Callable[[list[Any], int], Iterable[int]] = grouping.choose_tasks
 
-    def add(self, values: list[Any]) -> None:
+    def targets_of(self, values: list[Any]) -> Sequence[int]:
         n = len(self.bufs)
-        first = True
-        for task in self.choose(values, n):
+        tasks = list(self.choose(values, n))
+        for task in tasks:
             if not 0 <= task < n:
                 raise TopologyError(
                     f"custom grouping on stream '{self.stream}' chose task {task}; "
                     f"valid tasks are 0..{n - 1}"
                 )
+        return tasks
+
+    def add(self, values: list[Any]) -> None:
+        first = True
+        for task in self.targets_of(values):
             buf = self.bufs[task]
             buf.append(values)
             if not first:
@@ -424,6 +476,10 @@ class DropRoute(Route):
 
     def add(self, values: list[Any]) -> None:
         self.stats.emitted += 1
+
+    def targets_of(self, values: list[Any]) -> Sequence[int]:
+        self.stats.emitted += 1
+        return ()
 
     def add_many(self, rows: Iterable[list[Any]]) -> None:
         self.stats.emitted += sum(1 for _ in rows)

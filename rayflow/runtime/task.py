@@ -22,6 +22,7 @@ from typing import Any
 from rayflow.api.components import Bolt, Context, Spout
 from rayflow.api.tuple import Tuple, TupleSource
 from rayflow.errors import TaskError, TopologyError
+from rayflow.runtime.acking import ACKER, Acking, spout_tasks
 from rayflow.runtime.channels import (
     DATA,
     END,
@@ -33,7 +34,7 @@ from rayflow.runtime.channels import (
 )
 from rayflow.runtime.collector import Collector
 from rayflow.runtime.eventtime import MAX_TIME, InputWatermarks, Timers
-from rayflow.runtime.executors import Execute, make_executor
+from rayflow.runtime.executors import Execute, make_acking_executor, make_executor
 from rayflow.runtime.task_time import TICK, EventTimeMixin, _duration_ms
 from rayflow.spec.model import TopologySpec
 
@@ -66,6 +67,7 @@ class TaskCore(EventTimeMixin):
         epoch: int = 0,
         local_tasks: Iterable[TaskKey] = (),
         clock: Callable[[], int] = wall_clock_ms,
+        feedback: Callable[[TaskKey, list], None] | None = None,
     ) -> None:
         self.spec = spec
         self.component = spec.component(component_id)
@@ -81,6 +83,9 @@ class TaskCore(EventTimeMixin):
                 self.inputs[(upstream, i)] = InputChannel((upstream, i))
         self.open_inputs = len(self.inputs)
         self.clock = clock
+        self.feedback = feedback  # ackers: sends completed trees to a spout task
+        self.reliable = self.settings.reliability == "at_least_once"
+        self.acking: Acking | None = None
         self.watermarks = InputWatermarks(self.inputs)
         self.timers = Timers()
         self.config = spec.component_config(component_id)
@@ -249,19 +254,25 @@ class TaskCore(EventTimeMixin):
             ) from exc
         self.obj = obj
         c = self.collector
+        if self.reliable:
+            self._bind_acking(obj)
+        elif self.is_spout:
+            obj.emit = self._spout_emit(c.spout_emit)  # type: ignore[method-assign]
         if self.is_spout:
-            obj.emit = self._spout_emit()  # type: ignore[method-assign]
             obj.finish = self._user_finish  # type: ignore[method-assign]
             obj.emit_watermark = self._emit_watermark  # type: ignore[method-assign]
             obj.mark_idle = self._mark_idle  # type: ignore[method-assign]
         else:
-            obj.emit = c.emit  # type: ignore[method-assign]
-            obj.emit_many = c.emit_many  # type: ignore[method-assign]
-            obj.ack = self._user_ack  # type: ignore[method-assign]
-            obj.fail = self._user_fail  # type: ignore[method-assign]
+            if not self.reliable:
+                obj.emit = c.emit  # type: ignore[method-assign]
+                obj.emit_many = c.emit_many  # type: ignore[method-assign]
+                obj.emit_direct = c.emit_direct  # type: ignore[method-assign]
+                obj.ack = self._user_ack  # type: ignore[method-assign]
+                obj.fail = self._user_fail  # type: ignore[method-assign]
             obj.register_timer = self.timers.register  # type: ignore[method-assign]
             obj.current_watermark = self._current_watermark  # type: ignore[method-assign]
-        obj.emit_direct = c.emit_direct  # type: ignore[method-assign]
+        if not self.reliable:
+            obj.emit_direct = c.emit_direct  # type: ignore[method-assign]
         obj.current_processing_time = self.clock  # type: ignore[method-assign]
         context = Context(
             comp.id,
@@ -288,6 +299,51 @@ class TaskCore(EventTimeMixin):
 
     def _user_finish(self) -> None:
         self._finishing = True
+
+    def _bind_acking(self, obj: Any) -> None:
+        """At-least-once: emits anchor, ``ack``/``fail`` reach the ackers (see runtime.acking)."""
+        if self.key[0] == ACKER:
+            tasks = spout_tasks(self.spec)
+            feedback = self.feedback
+            assert feedback is not None, "an acker needs a way back to the spouts"
+            obj.send_to_spout = lambda index, items: feedback(tasks[index], items)
+            return
+        settings = self.settings
+        spout_index = spout_tasks(self.spec).index(self.key) if self.is_spout else -1
+        acking = self.acking = Acking(
+            self.collector,
+            spout_index,
+            settings.message_timeout,
+            settings.max_spout_pending,
+            on_ack=lambda msg_id: self._call_user(obj.ack, "ack", msg_id),
+            on_fail=lambda msg_id: self._call_user(obj.fail, "fail", msg_id),
+        )
+        if self.is_spout:
+            obj.emit = self._spout_emit(acking.spout_emit)
+            obj.emit_direct = self.collector.emit_direct
+            return
+        obj.emit = acking.bolt_emit
+        obj.emit_many = acking.bolt_emit_many
+        obj.emit_direct = acking.emit_direct
+        obj.ack = acking.ack
+        obj.fail = acking.fail
+
+    def _acking_stats(self) -> dict[str, Any]:
+        acking = self.acking
+        assert acking is not None
+        return {
+            "pending": len(acking.pending),
+            "pending_peak": acking.pending_peak,
+            "complete_latency_ms": (
+                1000 * acking.complete_latency / acking.acked if acking.acked else 0.0
+            ),
+        }
+
+    def receive_acks(self, items: list[tuple[int, bool]]) -> None:
+        """Completed or failed trees from an acker (call on the loop's thread)."""
+        if self.acking is not None:
+            self.acking.completions.extend(items)
+            self._wake_loop()
 
     def _user_ack(self, tup: Tuple) -> None:
         self.acked += 1
@@ -368,6 +424,15 @@ class TaskCore(EventTimeMixin):
             if self.blocked:
                 await self._wait_writable()
                 continue
+            acking = self.acking
+            if acking is not None:
+                if acking.completions or acking.pending:
+                    acking.settle()
+                if acking.full:  # max.spout.pending: send what waits, then wait for trees
+                    c.flush_all()
+                    last_flush = time.monotonic()
+                    await self._sleep(0.01)
+                    continue
             started = c.spout_emits
             for _ in range(budget):
                 before = c.spout_emits
@@ -376,7 +441,12 @@ class TaskCore(EventTimeMixin):
                 except Exception as exc:
                     self._user_error("next_tuple", exc)
                     break
-                if c.spout_emits == before or self._finishing or self.blocked:
+                if (
+                    c.spout_emits == before
+                    or self._finishing
+                    or self.blocked
+                    or (acking is not None and acking.full)
+                ):
                     break
             if c.acks_due:
                 self._ack_unreliable()
@@ -485,6 +555,8 @@ class TaskCore(EventTimeMixin):
         return source
 
     def _choose_executor(self, bolt: Bolt) -> Execute:
+        if self.acking is not None:
+            return make_acking_executor(bolt, self.acking, self._user_error)
         return make_executor(bolt, self.settings.tuple_reuse, self._user_error)
 
     # ------------------------------------------------------------- the end
@@ -554,8 +626,8 @@ class TaskCore(EventTimeMixin):
                 "emitted": s.emitted,
                 "transferred": s.transferred,
                 "executed": executed,
-                "failed": self.failed,
-                "acked": self.acked,
+                "failed": self.failed + (self.acking.failed if self.acking else 0),
+                "acked": self.acked + (self.acking.acked if self.acking else 0),
                 "duplicates": self.duplicates,
                 "exec_seconds": self.exec_seconds,
                 "blocked_seconds": self.blocked_seconds,
@@ -570,6 +642,7 @@ class TaskCore(EventTimeMixin):
             "active": self.active,
             "uptime": time.time() - self.started_at,
             "errors": list(self.errors),
+            **(self._acking_stats() if self.acking is not None else {}),
         }
 
 

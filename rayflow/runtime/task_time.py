@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rayflow.api.components import Timer
-from rayflow.api.tuple import TICK_STREAM, TupleSource
+from rayflow.api.tuple import TICK_STREAM, Tuple, TupleSource
 from rayflow.errors import TopologyError
 from rayflow.runtime.channels import WATERMARK, InputChannel
 from rayflow.spec.durations import parse_duration
@@ -24,9 +24,8 @@ IDLE = None  # a watermark message whose payload is None marks the sender idle
 class EventTimeMixin:
     """Watermark generation (spouts), watermark merging and timers (bolts), tick tuples."""
 
-    def _spout_emit(self) -> Callable[..., None]:
+    def _spout_emit(self, emit: Callable[..., None]) -> Callable[..., None]:
         """The spout's emit; with ``watermark.timestamp_field`` it also tracks event time."""
-        emit = self.collector.spout_emit
         field = self.config.get("watermark.timestamp_field")
         if not field:
             return emit
@@ -85,7 +84,8 @@ class EventTimeMixin:
     def _fire(self, timestamp: int, event_time: bool, payload: Any) -> None:
         if payload is TICK:
             self.timers.register(timestamp + self.tick_interval, False, TICK)
-            self._execute([[]], TupleSource(TICK_STREAM, "__system", -1, ()), None)
+            tick = Tuple([], TupleSource(TICK_STREAM, "__system", -1, ()))
+            self._call_user(self.obj.process, "process", tick)  # type: ignore[union-attr]
             return
         self._call_user(self.obj.on_timer, "on_timer", Timer(timestamp, event_time, payload))  # type: ignore[union-attr]
 

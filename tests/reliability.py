@@ -1,0 +1,104 @@
+"""Components for the at-least-once tests (importable by task actors)."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from rayflow import Bolt, Context, Topology, Tuple
+from rayflow.testing import ListSink, TestingSpout
+
+
+class Numbers(TestingSpout):
+    """Numbered messages; 20 replays before the dead-letter stream (a 10% failure rate
+    never gets there)."""
+
+    outputs = {"default": ["n"], "dead": ["msg_id", "values", "attempts"]}
+    dead_letter_stream = "dead"
+    max_retries = 20
+
+
+class FewRetries(Numbers):
+    max_retries = 2
+
+
+class RandomFail(Bolt):
+    """Fails about ``rate`` of the tuples it sees (explicitly, like a rich bolt would)."""
+
+    outputs = ["n"]
+    auto_ack = False
+
+    def __init__(self, rate: float = 0.05, seed: int = 0) -> None:
+        self.rate = rate
+        self.seed = seed
+
+    def prepare(self, context: Context) -> None:
+        self.random = random.Random(self.seed + context.task_index)
+
+    def process(self, tup: Tuple) -> None:
+        if self.random.random() < self.rate:
+            self.fail(tup)
+            return
+        self.emit(tup.values, anchors=[tup])
+        self.ack(tup)
+
+
+class RaiseSometimes(Bolt):
+    """Raises on about ``rate`` of the tuples (auto_ack fails them), forwards the others."""
+
+    outputs = ["n"]
+
+    def __init__(self, rate: float = 0.05, poison: int | None = None) -> None:
+        self.rate = rate
+        self.poison = poison
+
+    def prepare(self, context: Context) -> None:
+        self.random = random.Random(100 + context.task_index)
+
+    def process(self, tup: Tuple) -> None:
+        if tup[0] == self.poison or self.random.random() < self.rate:
+            raise ValueError(f"cannot handle {tup[0]}")
+        self.emit(tup.values)
+
+
+class SleepOnce(Bolt):
+    """Sleeps ``seconds`` the first time it sees ``n`` (past message.timeout), then forwards."""
+
+    outputs = ["n"]
+
+    def __init__(self, n: int = 3, seconds: float = 2.5) -> None:
+        self.n = n
+        self.seconds = seconds
+        self.slept = False
+
+    def process(self, tup: Tuple) -> None:
+        if tup[0] == self.n and not self.slept:
+            self.slept = True
+            time.sleep(self.seconds)
+        self.emit(tup.values)
+
+
+def pipeline(
+    n: int,
+    config: dict[str, Any] | None = None,
+    poison: int | None = None,
+    fail_rate: float = 0.05,
+    raise_rate: float = 0.05,
+    parallelism: int = 2,
+    spout: type = Numbers,
+) -> Topology:
+    """numbers -> maybe-fail -> maybe-raise -> sink (3 stages, parallelism 2-3)."""
+    t = Topology(
+        "reliable", config={"reliability": "at_least_once", "batch.size": 64, **(config or {})}
+    )
+    t.spout("numbers", spout, parallelism=2, kwargs={"items": list(range(n)), "collect_acks": True})
+    t.bolt("fail", RandomFail, parallelism=parallelism, kwargs={"rate": fail_rate}).shuffle(
+        "numbers"
+    )
+    t.bolt(
+        "raise", RaiseSometimes, parallelism=3, kwargs={"rate": raise_rate, "poison": poison}
+    ).fields("fail", "n")
+    t.bolt("sink", ListSink).shuffle("raise")
+    t.bolt("dead", ListSink).shuffle("numbers", stream="dead")
+    return t

@@ -1,0 +1,69 @@
+"""At-least-once on the in-process host: nothing lost, timeouts, max pending, poison messages."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rayflow import Topology, testing
+from rayflow.runtime.acking import AckerCore
+from rayflow.testing import ListSink
+from tests.reliability import FewRetries, Numbers, SleepOnce, pipeline
+
+
+def test_acker_completes_a_tree_whatever_order_the_xors_arrive_in() -> None:
+    acker = AckerCore()
+    acker.update(1, 0b0110, spout=-1)  # a bolt's ack before the spout's init
+    assert acker.completions == {}
+    acker.update(1, 0b0011, spout=-1)
+    acker.update(1, 0b0101, spout=3)
+    assert acker.completions == {3: [(1, True)]} and not acker.pending
+
+
+def test_acker_reports_a_failure_to_the_spout_once_it_is_known() -> None:
+    acker = AckerCore()
+    acker.update(9, 0, spout=-2)
+    acker.update(9, 0b1, spout=0)
+    assert acker.completions == {0: [(9, False)]}
+
+
+def test_nothing_is_lost_when_bolts_fail_and_raise() -> None:
+    n = 500
+    result = testing.run(pipeline(n))
+    acked = Counter(msg for (msg,) in result.outputs["numbers"])
+    assert acked == Counter(range(n)), "every message acked exactly once at its spout"
+    seen = {n for (n,) in result.outputs["sink"]}
+    assert seen == set(range(n)), "the sink saw every message at least once"
+    assert result.counter("numbers", "failed") > 0, "some trees failed and were replayed"
+    assert result.outputs["dead"] == []
+
+
+def test_a_tuple_slower_than_the_message_timeout_is_failed_and_replayed() -> None:
+    t = Topology(
+        "timeout",
+        config={
+            "reliability": "at_least_once",
+            "message.timeout": "1s",
+            "batch.size": 4,
+            "batch.linger.ms": 1,
+        },
+    )
+    t.spout("numbers", Numbers, kwargs={"items": list(range(8)), "collect_acks": True})
+    t.bolt("sleepy", SleepOnce, kwargs={"n": 3, "seconds": 1.5}).shuffle("numbers")
+    t.bolt("sink", ListSink).shuffle("sleepy")
+    result = testing.run(t)
+    assert sorted(msg for (msg,) in result.outputs["numbers"]) == list(range(8))
+    assert result.counter("numbers", "failed") >= 1
+    assert Counter(n for (n,) in result.outputs["sink"])[3] == 2, "3 was replayed once"
+
+
+def test_max_spout_pending_bounds_the_trees_in_flight() -> None:
+    result = testing.run(pipeline(300, {"max.spout.pending": 5}, fail_rate=0, raise_rate=0))
+    assert sorted(msg for (msg,) in result.outputs["numbers"]) == list(range(300))
+    assert max(task["pending_peak"] for task in result.tasks["numbers"]) <= 5
+
+
+def test_a_poison_message_reaches_the_dead_letter_stream_and_the_rest_flows_on() -> None:
+    result = testing.run(pipeline(100, poison=42, fail_rate=0, raise_rate=0, spout=FewRetries))
+    assert result.outputs["dead"] == [(42, [42], 3)]  # first try + max_retries (2) replays
+    assert sorted(n for (n,) in result.outputs["sink"]) == [n for n in range(100) if n != 42]
+    assert sorted(msg for (msg,) in result.outputs["numbers"]) == [n for n in range(100) if n != 42]
