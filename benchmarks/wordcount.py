@@ -68,21 +68,33 @@ class SentenceSpout(Spout):
 
     outputs = {"default": ["sentence"], TIMING: TIMING_FIELDS}
 
-    def __init__(self, limit: int, per_call: int = 1) -> None:
+    def __init__(self, limit: int, per_call: int = 1, reliable: bool = False) -> None:
         self.limit = limit
         self.per_call = per_call
+        self.reliable = reliable
 
     def open(self, context: Context) -> None:
         self.task = context.task_index
         self.next_index = context.task_index
         self.step = context.parallelism
         self.started = time.time()
+        self.emitted = self.acked = 0
+
+    def ack(self, msg_id: Any) -> None:
+        self.acked += 1
 
     def next_tuple(self) -> None:
         i = self.next_index
         if i >= self.limit:
+            if self.acked < self.emitted:
+                return  # at-least-once: finish once every tree is acked
             self.emit(["spout", self.task, self.started, time.time()], stream=TIMING)
             self.finish()
+            return
+        if self.reliable:
+            self.emit([SENTENCES[i % len(SENTENCES)]], msg_id=i)
+            self.emitted += 1
+            self.next_index = i + self.step
             return
         if self.per_call == 1:
             self.emit([SENTENCES[i % len(SENTENCES)]])
@@ -310,10 +322,13 @@ def run_baseline(n: int, repeat: int = 3) -> tuple[dict[str, int], Measured]:
     )
 
 
-def build_topology(batch: bool, sentences: int, parallelism: int, per_call: int) -> Topology:
+def build_topology(
+    batch: bool, sentences: int, parallelism: int, per_call: int, reliable: bool = False
+) -> Topology:
     split, count = (SplitBatch, CountBatch) if batch else (SplitSentence, TimedWordCount)
     t = Topology("bench-wordcount-" + ("batch" if batch else "tuple"))
-    t.spout("sentences", SentenceSpout, kwargs={"limit": sentences, "per_call": per_call})
+    kwargs = {"limit": sentences, "per_call": per_call, "reliable": reliable}
+    t.spout("sentences", SentenceSpout, kwargs=kwargs)
     t.bolt("split", split, parallelism=parallelism).shuffle("sentences")
     t.bolt("count", count, parallelism=parallelism).fields("split", "word")
     (
@@ -333,8 +348,9 @@ def run_rayflow(
     overrides: dict[str, Any],
     per_call: int,
     expected: dict[str, int],
+    reliable: bool = False,
 ) -> Measured:
-    topology = build_topology(batch, sentences, parallelism, per_call)
+    topology = build_topology(batch, sentences, parallelism, per_call, reliable)
     began = time.time()
     result = topology.run(overrides=overrides)
     wall = time.time() - began
@@ -621,6 +637,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-bytewax", action="store_true", help="leave Bytewax out")
     parser.add_argument("--skip-latency", action="store_true", help="leave the latency run out")
     parser.add_argument(
+        "--skip-acking", action="store_true", help="leave the at-least-once run out"
+    )
+    parser.add_argument(
         "--latency-load",
         type=float,
         default=0.5,
@@ -671,6 +690,24 @@ def main(argv: list[str] | None = None) -> int:
             )
             announce(measured)
             report.variants.append(measured)
+        if not args.skip_acking:
+            acked = run_rayflow(
+                "per-tuple at_least_once",
+                False,
+                args.sentences,
+                args.parallelism,
+                {**overrides, "reliability": "at_least_once"},
+                1,
+                expected,
+                reliable=True,
+            )
+            announce(acked)
+            report.variants.append(acked)
+            unacked = report.variants[1].words_per_s
+            report.skipped.append(
+                f"acking: at_least_once runs at {acked.words_per_s / unacked:.2f}x of the "
+                "same per-tuple topology without acking (target 0.6x)"
+            )
 
         if args.skip_bytewax:
             report.skipped.append("bytewax: skipped (--skip-bytewax)")

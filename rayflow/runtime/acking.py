@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rayflow.api.components import Bolt
-from rayflow.api.tuple import Tuple
+from rayflow.api.tuple import Batch, Tuple
 from rayflow.errors import TopologyError
 from rayflow.spec.model import ClassRef, ComponentSpec, Grouping, StreamSpec, TopologySpec
 
@@ -51,13 +51,6 @@ class AckMeta:
         self.done = False
 
 
-class RootGrouping:
-    """Routes ``__ack`` rows to the acker task owning their root."""
-
-    def choose_tasks(self, values: list[Any], num_tasks: int) -> list[int]:
-        return [values[0] % num_tasks]
-
-
 def with_ackers(spec: TopologySpec, ackers: int = 1) -> TopologySpec:
     """The topology plus its acker bolts and an ``__ack`` stream from every component."""
     if any(c.id == ACKER for c in spec.components):
@@ -73,7 +66,8 @@ def with_ackers(spec: TopologySpec, ackers: int = 1) -> TopologySpec:
         parallelism=ackers,
         config={"tick.interval": max(1000, int(spec.settings.message_timeout * 1000))},
     )
-    grouping = Grouping("CUSTOM", (), ClassRef.of(RootGrouping), (), RootGrouping())
+    # One acker: every row to it; several: partitioned by root (key groups of the root id).
+    grouping = Grouping("GLOBAL") if ackers == 1 else Grouping.fields("root")
     streams = [StreamSpec(c.id, ACKER, grouping, ACK_STREAM) for c in components]
     return TopologySpec(
         spec.name,
@@ -133,13 +127,15 @@ class AckerBolt(Bolt):
         self.core = AckerCore()
         self.timeout = float(context.config.get("message.timeout", 30.0))
 
-    def process(self, tup: Tuple) -> None:
+    def process(self, tup: Tuple) -> None:  # only tick tuples come here
         if tup.is_tick:
             self.core.expire(time.monotonic() - 2 * self.timeout)
-            return
-        root, value, spout = tup.values
-        self.core.update(root, value, spout)
-        if self.core.completions:
+
+    def process_batch(self, batch: Batch) -> None:
+        update = self.core.update
+        for root, value, spout in batch.values:
+            update(root, value, spout)
+        if self.core.completions:  # one message per spout task and input batch
             for spout_task, items in self.core.completions.items():
                 self.send_to_spout(spout_task, items)  # type: ignore[attr-defined]
             self.core.completions = {}
@@ -182,8 +178,18 @@ class Acking:
         self, values: list[Any], stream: str = "default", anchors: Iterable[Tuple] | None = None
     ) -> None:
         """Emit one tuple anchored to ``anchors`` (default: the input being processed)."""
+        current = self.current
+        if anchors is None and current is not None and isinstance(current.meta, AckMeta):
+            # The common case, kept short: anchored to the one input being processed.
+            meta = current.meta
+            for route in self.collector._routes_of(stream):
+                for task in route.targets_of(values):
+                    edge = new_id(64)
+                    meta.xor ^= edge
+                    route.append_to(task, [*values, tuple((r, edge) for r, _ in meta.pairs)])
+            return
         if anchors is None:
-            anchors = () if self.current is None else (self.current,)
+            anchors = () if current is None else (current,)
         metas = [a.meta for a in anchors if isinstance(a.meta, AckMeta)]
 
         def roots() -> dict[int, int]:
