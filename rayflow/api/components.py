@@ -46,6 +46,8 @@ class Context:
     """The upstream tasks, as (component, task index)."""
     key_fields: tuple[str, ...] = ()
     """The fields grouping's key fields when every input is grouped by the same fields."""
+    reuses_tuples: bool = False
+    """``process`` gets one reused Tuple object per batch (``tuple.reuse``): copy to keep one."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ from rayflow.api.tuple import Tuple
 from rayflow.errors import TopologyError
 from rayflow.spec.windows import WindowSpec
 
+_END_OF_TIME = 2**63 - 2  # the last timer the end of the input fires
+
 
 @dataclass(frozen=True)
 class Window:
@@ -83,7 +85,10 @@ class WindowedBolt(Bolt):
             )
         self._spec = spec = WindowSpec.parse(raw)
         self._key_fields = spec.key if spec.key is not None else context.key_fields
-        self._copy = bool(context.config.get("tuple.reuse"))
+        self._copy = context.reuses_tuples  # the executor hands out one reused Tuple
+        self._own_time = spec.time == "event" and spec.max_out_of_orderness is not None
+        if self._own_time:  # windows left at the end of the input fire then
+            self.register_timer(_END_OF_TIME, True, ("flush", None, 0))
         self._panes: dict[tuple[Any, int], _Pane] = {}
         self._sessions: dict[Any, list[_Pane]] = {}
         self._counts: dict[Any, deque[Tuple]] = {}
@@ -145,10 +150,10 @@ class WindowedBolt(Bolt):
             pane = self._panes.get((key, start))
             if pane is None:
                 pane = self._panes[(key, start)] = _Pane(start, end)
-                self.register_timer(end - 1, spec.time == "event", ("fire", key, start))
+                self._timer(end - 1, ("fire", key, start))
             pane.tuples.append(tup)
-            if pane.fired:  # late but within allowed lateness: fire again with it
-                self._fire(key, pane)
+            if pane.fired or (spec.time == "event" and end - 1 <= self._now()):
+                self._fire(key, pane)  # late but within allowed lateness: fire (again) now
 
     def _add_to_session(self, key: Any, tup: Tuple, ts: int) -> None:
         spec = self._spec
@@ -157,18 +162,23 @@ class WindowedBolt(Bolt):
             return
         sessions = self._sessions.setdefault(key, [])
         merged = _Pane(ts, ts + spec.gap, [tup])
-        for pane in [p for p in sessions if p.start < merged.end and merged.start < p.end]:
-            sessions.remove(pane)
+        for pane in [p for p in sessions if p.start <= merged.end and merged.start <= p.end]:
+            sessions.remove(pane)  # touching or overlapping sessions merge (as in Flink)
             merged = _Pane(
                 min(pane.start, merged.start),
                 max(pane.end, merged.end),
                 pane.tuples + merged.tuples,
-                pane.fired,
             )
         sessions.append(merged)
-        if merged.fired:
-            self._fire(key, merged)
-        self.register_timer(merged.end - 1, spec.time == "event", ("session", key, merged.end))
+        if spec.time == "event" and merged.end - 1 <= self._now():
+            self._fire(key, merged)  # event time already passed its end: fire now
+        self._timer(merged.end - 1, ("session", key, merged.end))
+
+    def _timer(self, at: int, payload: tuple) -> None:
+        """A window timer on the runtime's clock; with event time read from the tuples the bolt
+        fires windows itself as its own watermark moves (see ``_observe``)."""
+        if not self._own_time:
+            self.register_timer(at, self._spec.time == "event", payload)
 
     def _add_counted(self, key: Any, tup: Tuple) -> None:
         spec = self._spec
@@ -192,14 +202,28 @@ class WindowedBolt(Bolt):
                 low = min(self._own_marks.values()) - self._spec.max_out_of_orderness - 1  # type: ignore[operator]
                 if low > self._own_watermark:
                     self._own_watermark = low
-                    for at, payload in sorted(self._pending_own(low), key=lambda d: d[0]):
-                        self.on_timer(Timer(at, True, payload))
+                    self._fire_own(low)
+
+    def _fire_own(self, upto: int) -> None:
+        """Own event time reached ``upto``: fire the windows it passed, retire expired ones."""
+        for at, payload in sorted(self._pending_own(upto), key=lambda d: d[0]):
+            self.on_timer(Timer(at, True, payload))
+        lateness = self._spec.allowed_lateness
+        for pane_key, pane in list(self._panes.items()):
+            if pane.fired and pane.end - 1 + lateness <= upto:
+                del self._panes[pane_key]
+        for sessions in self._sessions.values():
+            sessions[:] = [p for p in sessions if not (p.fired and p.end - 1 + lateness <= upto)]
 
     # --------------------------------------------------------------- timers
     def on_timer(self, timer: Timer) -> None:
         if not hasattr(self, "_spec"):
             self._windows_setup()
         what, key, at = timer.payload
+        if what == "flush":  # own event time: the input ended, so every window closes
+            self._own_watermark = _END_OF_TIME
+            self._fire_own(_END_OF_TIME)
+            return
         if what == "fire":
             pane = self._panes.get((key, at))
             if pane is None:
@@ -225,6 +249,8 @@ class WindowedBolt(Bolt):
 
     def _expire(self, timer: Timer, pane: _Pane, payload: tuple, drop: Any) -> None:
         lateness = self._spec.allowed_lateness
+        if self._own_time:
+            return  # _fire_own retires panes once lateness has passed
         if lateness and timer.event_time:
             self.register_timer(pane.end - 1 + lateness, True, payload)
         else:

@@ -91,13 +91,22 @@ class OutputChannel:
         self.pending.append((kind, stream, rows, meta))
 
     def _transmit(self, kind: int, stream: str, rows: Any, meta: Any) -> None:
+        seq = self.seq
+        try:
+            self.transmit(seq, kind, stream, rows, meta, on_done=self._returned)
+        except Exception as exc:
+            # Nothing was sent (a row that cannot be pickled, say) and no sequence number used:
+            # the channel stays consistent, and the task fails loudly instead of the receiver
+            # waiting forever for the missing number.
+            self.error = self.error or exc
+            if self._on_error is not None:
+                self._on_error(self, exc)
+            return
         self.credits -= 1
         self.inflight += 1
-        seq = self.seq
         self.seq = seq + 1
         self.sent_batches += 1
         self.sent_at.append(monotonic())
-        self.transmit(seq, kind, stream, rows, meta, on_done=self._returned)
 
     def _returned(self, error: BaseException | None) -> None:
         self.round_trip_seconds += monotonic() - self.sent_at.popleft()

@@ -41,6 +41,12 @@ class InputWatermarks:
         self.idle.add(channel)
         return self._advance()
 
+    @property
+    def all_idle(self) -> bool:
+        """Every input that has not ended is idle."""
+        live = [c for c, mark in self.marks.items() if mark != MAX_TIME]
+        return bool(live) and all(c in self.idle for c in live)
+
     def activate(self, channel: Any) -> None:
         """Data arrived on an idle channel: it counts again (it cannot move time back)."""
         self.idle.discard(channel)

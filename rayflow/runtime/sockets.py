@@ -125,8 +125,9 @@ class SocketChannel:
         if self.error is not None or self.writer is None:
             asyncio.get_running_loop().call_soon(on_done, self.error or ConnectionError("closed"))
             return
+        frame = encode_frame((seq, kind, stream, rows, meta))  # may raise: then nothing changed
         self.waiting.append(on_done)
-        self.writer.write(encode_frame((seq, kind, stream, rows, meta)))
+        self.writer.write(frame)
 
     async def _read_credits(self, reader: asyncio.StreamReader) -> None:
         waiting = self.waiting

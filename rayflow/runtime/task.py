@@ -175,6 +175,10 @@ class TaskCore(EventTimeMixin):
     # ================================================================= control
     def submit_control(self, name: str, arg: Any = None, done: Any = None) -> None:
         """Queue a command for the loop (call on the loop's thread). ``done`` gets the result."""
+        if self.state in ("finished", "failed"):  # no loop to answer it any more
+            if done is not None:
+                done.set_result(self.state)
+            return
         self.control.append((name, arg, done))
         self._wake_loop()
 
@@ -228,9 +232,11 @@ class TaskCore(EventTimeMixin):
                 await self._run_bolt()
         except TaskError:
             self.state = "failed"
+            self._answer_pending_control()
             raise
         except Exception as exc:
             self.state = "failed"
+            self._answer_pending_control()
             raise TaskError(
                 self.key[0], self.key[1], f"{type(exc).__name__}: {exc}", traceback.format_exc()
             ) from exc
@@ -283,6 +289,13 @@ class TaskCore(EventTimeMixin):
             {c.id: c.parallelism for c in self.spec.components},
             tuple(self.inputs),
             self._key_fields(),
+            reuses_tuples=bool(
+                self.settings.tuple_reuse
+                and not self.is_spout
+                and obj.auto_ack  # type: ignore[union-attr]
+                and not self.reliable
+                and type(obj).process_batch is Bolt.process_batch
+            ),
         )
         obj.context = context  # type: ignore[attr-defined]
         hook = obj.open if self.is_spout else obj.prepare  # type: ignore[union-attr]
@@ -520,6 +533,7 @@ class TaskCore(EventTimeMixin):
             if kind == DATA:
                 if self.watermarks.idle:
                     self.watermarks.activate(channel.key)
+                    self.idle_sent = False
                 source = channel.sources.get(stream) or self._source(channel, stream)
                 start = time.perf_counter()
                 execute(rows, source, meta)
@@ -563,8 +577,10 @@ class TaskCore(EventTimeMixin):
     async def _end_of_stream(self, closer: Callable[[], None]) -> None:
         """Run the user's cleanup/close, send end-of-stream everywhere, wait until delivered."""
         if self._stopping:
+            self._release_inputs()
             self.collector.discard_all()
             self._call_user(closer, closer.__name__)
+            self._answer_pending_control()
             return
         if not self.is_spout:  # the end of the input is the end of time, on both clocks
             for timestamp, event_time, payload in self.timers.due(MAX_TIME, False):
@@ -576,7 +592,31 @@ class TaskCore(EventTimeMixin):
         self.collector.broadcast(END)
         while not all(ch.idle for ch in self.outputs.values()):
             self._check_fatal()
+            if self.control:
+                self._handle_control()
+            if self._stopping:  # told to stop while downstream still drains: stop now
+                self._release_inputs()
+                break
             await asyncio.sleep(0.002)
+        self._answer_pending_control()
+
+    def _release_inputs(self) -> None:
+        """Give back the credits of everything still queued, so senders are not left waiting."""
+        for item in self.inbox:
+            if not item[-1].done():
+                item[-1].set_result(None)
+        self.inbox.clear()
+        for channel in self.inputs.values():
+            for item in channel.held.values():
+                if not item[-1].done():
+                    item[-1].set_result(None)
+            channel.held.clear()
+
+    def _answer_pending_control(self) -> None:
+        while self.control:
+            _name, _arg, done = self.control.popleft()
+            if done is not None and not done.done():
+                done.set_result("finished")
 
     # ------------------------------------------------------------ user errors
     def _call_user(self, fn: Callable[..., Any], what: str, *args: Any) -> None:

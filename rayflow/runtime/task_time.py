@@ -62,7 +62,10 @@ class EventTimeMixin:
     def _on_watermark(self, channel: InputChannel, payload: int | None) -> None:
         if payload is IDLE:
             advanced = self.watermarks.set_idle(channel.key)
+            if advanced is None and self.watermarks.all_idle:
+                self._mark_idle()  # every input is idle: so is this task, downstream
         else:
+            self.idle_sent = False
             advanced = self.watermarks.update(channel.key, payload)
         if advanced is not None:
             self._advance_event_time(advanced)

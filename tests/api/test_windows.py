@@ -204,3 +204,66 @@ def test_event_time_timers_fire_when_the_watermark_passes() -> None:
 def test_a_bad_window_is_rejected_naming_the_key() -> None:
     with pytest.raises(TopologyError, match=r"window\.size"):
         window_topology({"type": "tumbling", "size": "often"}, []).build()
+
+
+def test_sessions_do_not_depend_on_arrival_order() -> None:
+    window = {"type": "session", "gap": "10s", "timestamp_field": "ts", "allowed_lateness": "100s"}
+    spout = {"watermark.timestamp_field": "ts", "watermark.interval": "1ms"}
+    results = []
+    for order in ([("a", 0), ("a", 12_000)], [("a", 12_000), ("a", 0)]):
+        events = [*order, Pause(0.2), ("a", 8_000), ("a", 20_000)]
+        rows = testing.run(window_topology(window, events, spout_config=spout)).outputs["sink"]
+        results.append(max(windows_of(rows)))  # the last firing holds the final session
+    assert results[0] == results[1] == ("a", 0, 30_000, 4, (0, 8_000, 12_000, 20_000))
+
+
+def test_idleness_travels_through_a_bolt_in_between() -> None:
+    from rayflow import Bolt
+    from tests.windowing import Tagger, WindowCount
+
+    class PassOn(Bolt):
+        outputs = ["key", "ts"]
+
+        def process(self, tup):  # type: ignore[no-untyped-def]
+            self.emit(tup.values)
+
+    t = Topology("idle-hop", config={"batch.size": 8})
+    per_task = {
+        0: [("a", ts) for ts in range(0, 40_000, 1_000)],
+        1: [("b", 1_000), Pause(0.8), ("b", 2_000)],
+    }
+    t.spout(
+        "events",
+        Events,
+        parallelism=2,
+        kwargs={"per_task": per_task},
+        config={
+            "watermark.timestamp_field": "ts",
+            "watermark.interval": "10ms",
+            "watermark.idle_timeout": "100ms",
+        },
+    )
+    t.bolt("pass", PassOn, parallelism=2).fields("events", "key")
+    t.bolt(
+        "window",
+        WindowCount,
+        config={
+            "window": {
+                "type": "tumbling",
+                "size": "10s",
+                "timestamp_field": "ts",
+                "late_stream": "late",
+            }
+        },
+    ).global_("pass")
+    t.bolt("sink", Tagger).global_("window").global_("window", stream="late")
+    rows = testing.run(t).outputs["sink"]
+    assert late_of(rows) == [("b", 2_000)], "the idle spout's silence reached the window"
+
+
+def test_windows_keep_their_tuples_when_tuples_are_reused() -> None:
+    window = {"type": "tumbling", "size": 3}
+    t = window_topology(window, [("k", i) for i in range(6)], keyed=False)
+    t.config["tuple.reuse"] = True
+    rows = testing.run(t).outputs["sink"]
+    assert sorted(row[5] for row in rows) == [(0, 1, 2), (3, 4, 5)]

@@ -116,3 +116,24 @@ def test_the_watchdog_names_a_stuck_component(
     assert sorted(result.outputs["sink"]) == [(n,) for n in range(6)]
     warnings = [r.getMessage() for r in caplog.records if "no progress" in r.getMessage()]
     assert warnings and "slowpoke[0] takes no input (numbers[0] wait on it)" in warnings[0]
+
+
+def test_a_row_that_cannot_be_sent_stops_the_run_naming_the_channel(ray_session: str) -> None:
+    import threading
+
+    from rayflow import Spout
+
+    class LockSpout(Spout):
+        outputs = ["lock"]
+
+        def next_tuple(self) -> None:
+            self.emit([threading.Lock()])
+            self.finish()
+
+    t = Topology("unpicklable")
+    t.spout("locks", LockSpout)
+    t.bolt("sink", ListSink).shuffle("locks")
+    with pytest.raises(TaskError) as info:
+        t.run()
+    assert info.value.component == "locks"
+    assert "sending to sink[0] failed" in str(info.value) and "pickle" in str(info.value)

@@ -161,3 +161,24 @@ def test_without_acking_a_spout_gets_ack_right_after_each_emit() -> None:
     result = testing.run(t)
     assert result.outputs["acked"] == [(f"m{i}",) for i in range(5)]
     assert result.counter("src", "acked") == 5
+
+
+def test_stop_ends_a_task_still_draining_and_gives_credits_back() -> None:
+    from rayflow.runtime.local import build_cores
+
+    async def scenario() -> None:
+        t = Topology("stop", config={"batch.size": 2, "channel.credits": 1})
+        t.spout("numbers", TestingSpout, args=(list(range(20)),))
+        t.bolt("slow", SlowBolt, kwargs={"delay": 0.05}).shuffle("numbers")
+        cores = build_cores(t.build())
+        tasks = [asyncio.ensure_future(core.run()) for core in cores.values()]
+        await asyncio.sleep(0.2)  # the spout has finished and waits for the slow bolt
+        for core in cores.values():
+            core.submit_control("stop")
+        _done, pending = await asyncio.wait(tasks, timeout=3)
+        assert not pending, "every task stopped"
+        late: asyncio.Future = asyncio.get_running_loop().create_future()
+        cores[("numbers", 0)].submit_control("activate", done=late)
+        assert late.done(), "a command after the end is answered at once"
+
+    asyncio.run(scenario())
