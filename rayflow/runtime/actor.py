@@ -83,12 +83,19 @@ class TaskActor:
         self.handles = {key: handle for key, (handle, _address) in targets.items()}
         if self.transport == "socket":
             channels = {key: SocketChannel(key) for key in targets}
-            await asyncio.gather(
+            opened = await asyncio.gather(
                 *(
                     channels[key].open(address, self.secret, self.key, self.epoch)  # type: ignore[arg-type]
                     for key, (_handle, address) in targets.items()
-                )
+                ),
+                return_exceptions=True,
             )
+            for key, outcome in zip(targets, opened, strict=True):
+                if isinstance(outcome, BaseException):
+                    if self.epoch == 0:
+                        raise outcome  # at the start every task must be reachable
+                    # Restarted while that neighbour is down too: its own restart rewires us.
+                    channels[key].error = ConnectionError(f"{key} unreachable: {outcome}")
             self.sockets = channels
         connect = self._connect_socket if self.transport == "socket" else self._connect_ray
         feedback = None
@@ -105,6 +112,7 @@ class TaskActor:
             self.epoch,
             local_tasks,
             feedback=feedback,
+            supervised=True,
         )
         self.core.loop = asyncio.get_running_loop()
         if self.server is not None:
@@ -159,6 +167,32 @@ class TaskActor:
     @ray.method(concurrency_group="control")
     async def stats(self) -> dict[str, Any]:
         return self.core.stats() if self.core is not None else {"state": "created"}
+
+    @ray.method(concurrency_group="control")
+    async def reconnect(
+        self, target: TaskKey, handle: Any, address: tuple[str, int] | None
+    ) -> None:
+        """``target`` was restarted as ``handle`` (listening on ``address``): send there now."""
+        core = self.core
+        assert core is not None and core.loop is not None
+        done = asyncio.run_coroutine_threadsafe(self._reconnect(target, handle, address), core.loop)
+        await asyncio.wrap_future(done)
+
+    async def _reconnect(
+        self, target: TaskKey, handle: Any, address: tuple[str, int] | None
+    ) -> None:
+        self.handles[target] = handle
+        if self.transport == "socket":
+            channel = SocketChannel(target)
+            await channel.open(address, self.secret, self.key, self.epoch)  # type: ignore[arg-type]
+            old = self.sockets.get(target)
+            self.sockets[target] = channel
+            if old is not None:
+                old.close()
+            transmit = channel.transmit
+        else:
+            transmit = self._connect_ray(target)
+        self.core.reconnect_output(target, transmit)  # type: ignore[union-attr]
 
     @ray.method(concurrency_group="control")
     async def receive_acks(self, items: list) -> None:

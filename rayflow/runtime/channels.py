@@ -38,12 +38,18 @@ class OutputChannel:
     """The sending end: sequence numbers, credits, and what waits for a credit."""
 
     __slots__ = (
+        "_on_done",
         "_on_error",
+        "broken",
+        "capacity",
         "credits",
+        "dropped",
         "error",
+        "generation",
         "inflight",
         "key",
         "on_blocked",
+        "on_broken",
         "on_writable",
         "pending",
         "round_trip_seconds",
@@ -61,8 +67,10 @@ class OutputChannel:
         on_writable: Callable[[OutputChannel], None] | None = None,
         on_error: Callable[[OutputChannel, BaseException], None] | None = None,
         on_blocked: Callable[[OutputChannel], None] | None = None,
+        on_broken: Callable[[OutputChannel, BaseException], None] | None = None,
     ) -> None:
         self.key = key
+        self.capacity = credits
         self.credits = credits
         self.transmit = transmit
         self.seq = 0
@@ -75,6 +83,11 @@ class OutputChannel:
         self.on_blocked = on_blocked
         self.error: BaseException | None = None
         self._on_error = on_error
+        self.on_broken = on_broken  # None: a lost receiver is an error (on_error)
+        self.broken = False  # the receiver is gone; batches are dropped until reconnect()
+        self.dropped = 0
+        self.generation = 0
+        self._on_done = self._returned_for(0)
 
     @property
     def writable(self) -> bool:
@@ -83,6 +96,9 @@ class OutputChannel:
 
     def send(self, kind: int, stream: str, rows: Any, meta: Any) -> None:
         """Send now if a credit is free, else queue; never blocks."""
+        if self.broken:
+            self.dropped += 1  # at-least-once replays them; the receiver is being restarted
+            return
         if self.credits > 0 and not self.pending:
             self._transmit(kind, stream, rows, meta)
             return
@@ -93,7 +109,7 @@ class OutputChannel:
     def _transmit(self, kind: int, stream: str, rows: Any, meta: Any) -> None:
         seq = self.seq
         try:
-            self.transmit(seq, kind, stream, rows, meta, on_done=self._returned)
+            self.transmit(seq, kind, stream, rows, meta, on_done=self._on_done)
         except Exception as exc:
             # Nothing was sent (a row that cannot be pickled, say) and no sequence number used:
             # the channel stays consistent, and the task fails loudly instead of the receiver
@@ -108,10 +124,27 @@ class OutputChannel:
         self.sent_batches += 1
         self.sent_at.append(monotonic())
 
+    def _returned_for(self, generation: int) -> OnDone:
+        def on_done(error: BaseException | None) -> None:
+            if generation == self.generation:  # not a late answer from a replaced connection
+                self._returned(error)
+
+        return on_done
+
     def _returned(self, error: BaseException | None) -> None:
         self.round_trip_seconds += monotonic() - self.sent_at.popleft()
         self.credits += 1
         self.inflight -= 1
+        if error is not None and self.on_broken is not None:
+            if not self.broken:
+                self.broken = True
+                had_pending = bool(self.pending)
+                self.dropped += len(self.pending)
+                self.pending.clear()
+                if had_pending and self.on_writable is not None:
+                    self.on_writable(self)
+                self.on_broken(self, error)
+            return
         if error is not None and self.error is None:
             self.error = error
             if self._on_error is not None:
@@ -122,19 +155,33 @@ class OutputChannel:
             if not self.pending and self.on_writable is not None:
                 self.on_writable(self)
 
+    def reconnect(self, transmit: Transmit) -> None:
+        """A new receiver replaced a lost one: a fresh channel generation from sequence 0."""
+        self.generation += 1
+        self._on_done = self._returned_for(self.generation)
+        self.transmit = transmit
+        self.seq = 0
+        self.credits = self.capacity
+        self.inflight = 0
+        self.sent_at.clear()
+        self.broken = False
+        self.error = None
+
     @property
     def idle(self) -> bool:
-        """Nothing queued and nothing in flight: everything sent was dequeued."""
-        return not self.pending and self.inflight == 0
+        """Nothing queued and nothing in flight: everything sent was dequeued (or, with the
+        receiver gone, dropped)."""
+        return self.broken or (not self.pending and self.inflight == 0)
 
 
 class InputChannel:
     """The receiving end: releases messages in sequence order and drops duplicates."""
 
-    __slots__ = ("component", "ended", "held", "key", "next_seq", "sources", "task")
+    __slots__ = ("component", "ended", "epoch", "held", "key", "next_seq", "sources", "task")
 
-    def __init__(self, key: tuple[str, int]) -> None:
+    def __init__(self, key: tuple[str, int], epoch: int = 0) -> None:
         self.key = key
+        self.epoch = epoch
         self.component, self.task = key
         self.next_seq = 0
         self.held: dict[int, Any] = {}

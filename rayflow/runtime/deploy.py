@@ -59,6 +59,7 @@ class RayDeployment:
         self.secret = secrets.token_bytes(16)  # only this deployment's tasks may send data
         self.runs: dict[Any, TaskKey] = {}
         self.results: dict[TaskKey, dict[str, Any]] = {}
+        self.restarts: dict[TaskKey, int] = {}
 
     @property
     def tasks(self) -> list[TaskKey]:
@@ -81,9 +82,6 @@ class RayDeployment:
 
     def _connect(self, on_wait: Callable[[str], None] | None) -> None:
         spec = self.spec
-        downstream = {
-            c.id: sorted({s.target for s in spec.downstream(c.id)}) for c in spec.components
-        }
         # Ask each actor for its node first: routing to local tasks needs every placement.
         node_refs = {self.actors[key].prepare.remote(): key for key in self.tasks}
         deadline = time.monotonic() + spec.settings.startup_timeout
@@ -109,17 +107,51 @@ class RayDeployment:
                         "component's resources or add nodes"
                     )
                 (on_wait or log.warning)(message)
-        refs = []
-        for key, actor in self.actors.items():
-            targets = {
-                (t, i): (self.actors[(t, i)], self.addresses[(t, i)])
-                for t in downstream[key[0]]
-                for i in range(spec.component(t).parallelism)
-            }
-            local = [k for k, node in self.nodes.items() if node == self.nodes[key]]
-            spouts = {k: self.actors[k] for k in spout_tasks(spec)} if key[0] == ACKER else None
-            refs.append(actor.connect.remote(targets, local, spouts))
-        ray.get(refs)
+        ray.get([self._connect_task(key) for key in self.actors])
+
+    def _connect_task(self, key: TaskKey) -> Any:
+        """Wire one task to its downstream tasks (and, for an acker, its spouts)."""
+        spec = self.spec
+        targets = {
+            (t, i): (self.actors[(t, i)], self.addresses[(t, i)])
+            for t in sorted({s.target for s in spec.downstream(key[0])})
+            for i in range(spec.component(t).parallelism)
+        }
+        local = [k for k, node in self.nodes.items() if node == self.nodes[key]]
+        spouts = {k: self.actors[k] for k in spout_tasks(spec)} if key[0] == ACKER else None
+        return self.actors[key].connect.remote(targets, local, spouts)
+
+    def restart(self, key: TaskKey) -> None:
+        """Replace a dead task with a new actor (a new generation) and rewire its neighbours.
+
+        What was in flight to or inside the dead task is lost; under at-least-once its tuple
+        trees time out and their spouts replay them.
+        """
+        spec = self.spec
+        self.restarts[key] = self.restarts.get(key, 0) + 1
+        generation = self.epoch + self.restarts[key]
+        comp = spec.component(key[0])
+        actor = TaskActor.options(**actor_options(comp)).remote(
+            spec, key[0], key[1], generation, self.secret
+        )
+        info = ray.get(actor.prepare.remote(), timeout=spec.settings.startup_timeout)
+        self.actors[key] = actor
+        self.nodes[key], self.addresses[key] = info["node"], info["address"]
+        ray.get(self._connect_task(key))
+        upstream = [
+            (c, i)
+            for c in sorted({s.source for s in spec.upstream(key[0])})
+            for i in range(spec.component(c).parallelism)
+        ]
+        # Finished upstream tasks too: their actors live on and send the new task end-of-stream.
+        refs = [self.actors[u].reconnect.remote(key, actor, info["address"]) for u in upstream]
+        for ref in refs:
+            try:
+                ray.get(ref, timeout=30)
+            except ray.exceptions.RayError as exc:  # that one died too: its own restart follows
+                log.warning("could not rewire to the restarted %s[%s]: %s", *key, exc)
+        self.runs[actor.run.remote()] = key
+        log.warning("restarted task %s[%s] (restart %d)", key[0], key[1], self.restarts[key])
 
     def _asks(self, component_id: str) -> dict[str, Any]:
         return actor_options(self.spec.component(component_id))
@@ -144,8 +176,16 @@ class RayDeployment:
                     ) from None
                 raise TaskError(key[0], key[1], str(exc)) from None
             except ray.exceptions.RayActorError as exc:
-                raise TaskError(key[0], key[1], f"the task's actor died: {exc}") from None
-        return len(self.results) == len(self.runs)
+                del self.runs[ref]
+                if self.restarts.get(key, 0) >= self.spec.settings.task_restarts:
+                    raise TaskError(
+                        key[0],
+                        key[1],
+                        f"the task's actor died {self.restarts.get(key, 0) + 1} times "
+                        f"(task.restarts: {self.spec.settings.task_restarts}): {exc}",
+                    ) from None
+                self.restart(key)
+        return all(key in self.results for key in self.runs.values())
 
     def stats(self, timeout: float = 2.0) -> list[dict[str, Any]]:
         """The latest stats of every task still running (and the results of finished ones)."""

@@ -68,6 +68,7 @@ class TaskCore(EventTimeMixin):
         local_tasks: Iterable[TaskKey] = (),
         clock: Callable[[], int] = wall_clock_ms,
         feedback: Callable[[TaskKey, list], None] | None = None,
+        supervised: bool = False,
     ) -> None:
         self.spec = spec
         self.component = spec.component(component_id)
@@ -80,6 +81,7 @@ class TaskCore(EventTimeMixin):
         self.inputs: dict[TaskKey, InputChannel] = {}
         for upstream in sorted({s.source for s in spec.upstream(component_id)}):
             for i in range(spec.component(upstream).parallelism):
+                # Channel epochs are the sender's generation: 0 until the sender is restarted.
                 self.inputs[(upstream, i)] = InputChannel((upstream, i))
         self.open_inputs = len(self.inputs)
         self.clock = clock
@@ -111,9 +113,11 @@ class TaskCore(EventTimeMixin):
                     on_writable=self._on_writable,
                     on_error=self._on_output_error,
                     on_blocked=self._on_blocked,
+                    on_broken=self._on_output_broken if supervised else None,
                 )
         self.collector = Collector(spec, component_id, self.outputs, local_tasks)
 
+        self.end_sent = False
         self.sent_watermark = -(2**63)
         self.idle_sent = False
         self.blocked = 0  # output channels waiting for a credit: take no new input while > 0
@@ -157,8 +161,10 @@ class TaskCore(EventTimeMixin):
         channel = self.inputs.get(source)
         if channel is None:
             raise TopologyError(f"task {self.name} has no input channel from {source}")
-        if epoch != self.epoch:
-            return None
+        if epoch != channel.epoch:
+            if epoch < channel.epoch:
+                return None  # from a generation of the sender that was replaced
+            self._reset_input(channel, epoch)
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
         fut = self.loop.create_future()
@@ -590,6 +596,7 @@ class TaskCore(EventTimeMixin):
         if self.is_spout:  # a bounded source that ends takes event time to the end
             self._emit_watermark(MAX_TIME)
         self.collector.broadcast(END)
+        self.end_sent = True
         while not all(ch.idle for ch in self.outputs.values()):
             self._check_fatal()
             if self.control:
@@ -599,6 +606,47 @@ class TaskCore(EventTimeMixin):
                 break
             await asyncio.sleep(0.002)
         self._answer_pending_control()
+
+    def _reset_input(self, channel: InputChannel, epoch: int) -> None:
+        """The upstream task was restarted: its channel starts again at sequence 0."""
+        log.warning(
+            "task %s: input from %s[%s] restarted (generation %d)",
+            self.name,
+            channel.component,
+            channel.task,
+            epoch,
+        )
+        for item in channel.held.values():
+            if not item[-1].done():
+                item[-1].set_result(None)
+        channel.held.clear()
+        channel.next_seq = 0
+        channel.epoch = epoch
+        if channel.ended:
+            channel.ended = False
+            self.open_inputs += 1
+
+    def _on_output_broken(self, channel: OutputChannel, error: BaseException) -> None:
+        """A downstream task died: drop what goes to it until its replacement is connected (the
+        deployment restarts it; under at-least-once the lost tuples time out and replay)."""
+        log.warning(
+            "task %s: lost %s[%s] (%s); waiting for its restart",
+            self.name,
+            channel.key[0],
+            channel.key[1],
+            error,
+        )
+        self._wake_loop()
+
+    def reconnect_output(self, target: TaskKey, transmit: Transmit) -> None:
+        """Send to the restarted ``target`` from now on (call on the loop's thread). A task that
+        has ended already tells the new one so at once, or it would wait for this input forever."""
+        channel = self.outputs[target]
+        channel.reconnect(transmit)
+        if self.end_sent:
+            channel.send(WATERMARK, "", MAX_TIME, None)
+            channel.send(END, "", None, None)
+        self._wake_loop()
 
     def _release_inputs(self) -> None:
         """Give back the credits of everything still queued, so senders are not left waiting."""

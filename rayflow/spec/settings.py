@@ -34,6 +34,10 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+def _non_negative_int(value: Any) -> int:
+    return 0 if value in (0, "0") else _positive_int(value)
+
+
 def _optional_positive_int(value: Any) -> int | None:
     return None if value in (None, "", "none") else _positive_int(value)
 
@@ -122,6 +126,9 @@ class Settings:
     )
     checkpoint_storage: str = _knob(
         "checkpoint.storage", "", _text, "exactly_once: folder or fsspec URL for snapshots"
+    )
+    task_restarts: int = _knob(
+        "task.restarts", 10, _non_negative_int, "times a dead task actor is replaced"
     )
     stall_timeout: float = _knob(
         "stall.timeout", 60.0, _seconds, "warn naming the stuck component after this long"

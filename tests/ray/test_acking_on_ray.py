@@ -26,3 +26,57 @@ def test_max_spout_pending_on_ray(ray_session: str) -> None:
     result = pipeline(500, {"max.spout.pending": 8}, fail_rate=0, raise_rate=0).run()
     assert sorted(msg for (msg,) in result.outputs["numbers"]) == list(range(500))
     assert max(task["pending_peak"] for task in result.tasks["numbers"]) <= 8
+
+
+def test_nothing_is_lost_when_bolt_actors_are_killed(ray_session: str) -> None:
+    """Chaos: kill a random bolt actor every second or so; every message is still acked."""
+    import random
+    import threading
+    import time
+
+    import ray
+
+    from rayflow.launchers import embedded
+    from rayflow.runtime.deploy import RayDeployment
+
+    n = 6_000
+    topology = pipeline(
+        n, {"message.timeout": "3s", "max.spout.pending": 50}, fail_rate=0.02, raise_rate=0.02
+    )
+    deployments: list[RayDeployment] = []
+    original = RayDeployment.__init__
+
+    def remember(self: RayDeployment, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        deployments.append(self)
+
+    kills: list[tuple[str, int]] = []
+
+    def chaos() -> None:
+        rng = random.Random(5)
+        while not deployments:
+            time.sleep(0.05)
+        deployment = deployments[0]
+        while not deployment.runs:  # started
+            time.sleep(0.05)
+        time.sleep(1.0)
+        while len(kills) < 6 and len(deployment.results) < len(deployment.runs):
+            bolts = [k for k in deployment.actors if k[0] in ("fail", "raise", "sink")]
+            victim = rng.choice(bolts)
+            ray.kill(deployment.actors[victim], no_restart=True)
+            kills.append(victim)
+            time.sleep(0.8)
+
+    RayDeployment.__init__ = remember  # type: ignore[method-assign]
+    try:
+        killer = threading.Thread(target=chaos, daemon=True)
+        killer.start()
+        result = embedded.run_topology(topology.build())
+        killer.join(timeout=10)
+    finally:
+        RayDeployment.__init__ = original  # type: ignore[method-assign]
+    assert len(kills) >= 5, f"only {len(kills)} kills happened before the run ended"
+    acked = Counter(msg for (msg,) in result.outputs["numbers"])
+    assert acked == Counter(range(n)), "every message acked exactly once despite the kills"
+    seen = Counter(n for (n,) in result.outputs["sink"])
+    assert set(seen) <= set(range(n))

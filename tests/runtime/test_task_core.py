@@ -69,11 +69,15 @@ def test_core_releases_messages_in_sequence_and_drops_duplicates() -> None:
     asyncio.run(scenario())
 
 
-def test_messages_from_an_old_epoch_are_dropped() -> None:
+def test_a_restarted_sender_starts_a_new_channel_generation() -> None:
     async def scenario() -> None:
-        core = _sink_core(epoch=2)
-        assert core.deliver(("src", 0), 1, 0, DATA, "default", [["old"]], None) is None
-        assert not core.inbox
+        core = _sink_core()
+        src = ("src", 0)
+        assert core.deliver(src, 0, 0, DATA, "default", [["gen0"]], None) is not None
+        # The sender was restarted (generation 2): its sequence starts again at 0.
+        assert core.deliver(src, 2, 0, DATA, "default", [["gen2"]], None) is not None
+        assert core.deliver(src, 1, 1, DATA, "default", [["stale"]], None) is None
+        assert [item[3][0][0] for item in core.inbox] == ["gen0", "gen2"]
 
     asyncio.run(scenario())
 
