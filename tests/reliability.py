@@ -87,12 +87,18 @@ def pipeline(
     raise_rate: float = 0.05,
     parallelism: int = 2,
     spout: type = Numbers,
+    items: list[Any] | None = None,
 ) -> Topology:
     """numbers -> maybe-fail -> maybe-raise -> sink (3 stages, parallelism 2-3)."""
     t = Topology(
         "reliable", config={"reliability": "at_least_once", "batch.size": 64, **(config or {})}
     )
-    t.spout("numbers", spout, parallelism=2, kwargs={"items": list(range(n)), "collect_acks": True})
+    t.spout(
+        "numbers",
+        spout,
+        parallelism=2,
+        kwargs={"items": items or list(range(n)), "collect_acks": True},
+    )
     t.bolt("fail", RandomFail, parallelism=parallelism, kwargs={"rate": fail_rate}).shuffle(
         "numbers"
     )

@@ -79,6 +79,18 @@ def with_ackers(spec: TopologySpec, ackers: int = 1) -> TopologySpec:
     )
 
 
+def _child_ids(metas: list[AckMeta]) -> dict[int, int]:
+    """The ids of one new child copy: a fresh edge per anchor, added to the anchor's XOR and to
+    each of its roots (Storm's anchoring)."""
+    ids: dict[int, int] = {}
+    for meta in metas:
+        edge = new_id(64)
+        meta.xor ^= edge
+        for root, _edge in meta.pairs:
+            ids[root] = ids.get(root, 0) ^ edge
+    return ids
+
+
 class AckerCore:
     """XOR per root; a root whose value returns to zero (with its spout known) is complete."""
 
@@ -166,6 +178,7 @@ class Acking:
         self.complete_latency = 0.0
         self.acked = 0
         self.failed = 0
+        self.acks: dict[int, int] = {}  # root -> XOR of this batch's acks, sent by flush_acks
         self._ack_route = collector.routes[ACK_STREAM][0]
 
     # -------------------------------------------------------------- emitting
@@ -182,26 +195,19 @@ class Acking:
         if anchors is None and current is not None and isinstance(current.meta, AckMeta):
             # The common case, kept short: anchored to the one input being processed.
             meta = current.meta
+            pairs = meta.pairs
             for route in self.collector._routes_of(stream):
                 for task in route.targets_of(values):
                     edge = new_id(64)
                     meta.xor ^= edge
-                    route.append_to(task, [*values, tuple((r, edge) for r, _ in meta.pairs)])
+                    if len(pairs) == 1:
+                        ids: tuple = ((pairs[0][0], edge),)
+                    else:
+                        ids = tuple((root, edge) for root, _ in pairs)
+                    route.append_to(task, [*values, ids])
             return
-        if anchors is None:
-            anchors = () if current is None else (current,)
-        metas = [a.meta for a in anchors if isinstance(a.meta, AckMeta)]
-
-        def roots() -> dict[int, int]:
-            ids: dict[int, int] = {}
-            for meta in metas:
-                edge = new_id(64)
-                meta.xor ^= edge
-                for root, _edge in meta.pairs:
-                    ids[root] = ids.get(root, 0) ^ edge
-            return ids
-
-        self._send(stream, values, roots)
+        metas = self._anchor_metas(anchors)
+        self._send(stream, values, lambda: _child_ids(metas))
 
     def bolt_emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
         for row in rows:
@@ -214,18 +220,14 @@ class Acking:
         stream: str = "default",
         anchors: Iterable[Tuple] | None = None,
     ) -> None:
-        anchors = (
-            anchors if anchors is not None else (() if self.current is None else (self.current,))
-        )
-        ids: dict[int, int] = {}
-        for anchor in anchors:
-            if isinstance(anchor.meta, AckMeta):
-                edge = new_id(64)
-                anchor.meta.xor ^= edge
-                for root, _edge in anchor.meta.pairs:
-                    ids[root] = ids.get(root, 0) ^ edge
+        metas = self._anchor_metas(anchors)
         for route in self.collector._routes_of(stream):
-            route.add_direct(task, [*values, tuple(ids.items())])
+            route.add_direct(task, [*values, tuple(_child_ids(metas).items())])
+
+    def _anchor_metas(self, anchors: Iterable[Tuple] | None) -> list[AckMeta]:
+        if anchors is None:
+            anchors = () if self.current is None else (self.current,)
+        return [a.meta for a in anchors if isinstance(a.meta, AckMeta)]
 
     def spout_emit(self, values: list[Any], msg_id: Any = None, stream: str = "default") -> None:
         self.collector.spout_emits += 1
@@ -257,8 +259,19 @@ class Acking:
             return
         meta.done = True
         self.acked += 1
+        # XOR is associative: acks of one root within a batch travel as one row (flush_acks).
+        acks, xor = self.acks, meta.xor
         for root, edge in meta.pairs:
-            self._ack_route.add([root, edge ^ meta.xor, FROM_BOLT])
+            acks[root] = acks.get(root, 0) ^ edge ^ xor
+
+    def flush_acks(self) -> None:
+        """Send the acks gathered since the last call, one row per root."""
+        if self.acks:
+            add = self._ack_route.add
+            for root, value in self.acks.items():
+                if value:  # a zero changes nothing at the acker
+                    add([root, value, FROM_BOLT])
+            self.acks = {}
 
     def fail(self, tup: Tuple) -> None:
         meta = tup.meta

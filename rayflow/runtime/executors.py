@@ -84,5 +84,6 @@ def make_acking_executor(bolt: Bolt, acking: Any, user_error: UserError) -> Exec
                 if auto_ack:
                     acking.ack(tup)
         acking.current = None
+        acking.flush_acks()
 
     return execute_acked

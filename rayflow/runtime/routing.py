@@ -340,7 +340,11 @@ class FieldsRoute(Route):
         if len(self.indexes) > 1:
             key = encode_compound([values[i] for i in self.indexes])
             return (self.group_to_task[key_group_of(key, self.max_parallelism)],)
-        return (self.task_of_key(values[self.index]),)
+        key = values[self.index]
+        if key.__class__ is str:
+            task = self.cache.get(key)
+            return (self._task_of_str(key) if task is None else task,)
+        return (self.task_of_key(key),)
 
     def add(self, values: list[Any]) -> None:
         key = values[self.index]

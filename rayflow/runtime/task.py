@@ -593,6 +593,8 @@ class TaskCore(EventTimeMixin):
                 if payload != TICK:
                     self._fire(timestamp, event_time, payload)
         self._call_user(closer, closer.__name__)
+        if self.acking is not None:
+            self.acking.flush_acks()
         if self.is_spout:  # a bounded source that ends takes event time to the end
             self._emit_watermark(MAX_TIME)
         self.collector.broadcast(END)

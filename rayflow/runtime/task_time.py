@@ -91,6 +91,8 @@ class EventTimeMixin:
             self._call_user(self.obj.process, "process", tick)  # type: ignore[union-attr]
             return
         self._call_user(self.obj.on_timer, "on_timer", Timer(timestamp, event_time, payload))  # type: ignore[union-attr]
+        if self.acking is not None:
+            self.acking.flush_acks()  # acks made in on_timer
 
 
 def _duration_ms(value: Any, key: str) -> int:

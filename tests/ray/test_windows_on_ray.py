@@ -26,6 +26,31 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.ray
 
 
+def run_socket_example(port: int, address: str) -> subprocess.CompletedProcess:
+    """``rayflow run examples/socket_window_wordcount.yaml`` against a socket on ``port``."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rayflow.cli",
+            "run",
+            "examples/socket_window_wordcount.yaml",
+            "-D",
+            "hostname=127.0.0.1",
+            "-D",
+            f"port={port}",
+            "--address",
+            address,
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env={**os.environ},
+    )
+
+
 @pytest.mark.parametrize("kind", ["tumbling", "sliding", "session"])
 def test_event_time_windows_on_ray_equal_the_reference(ray_session: str, kind: str) -> None:
     events = shuffled_events(200)
@@ -84,27 +109,7 @@ def test_socket_window_wordcount_end_to_end(ray_session: str) -> None:
         server.close()
 
     threading.Thread(target=serve, daemon=True).start()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rayflow.cli",
-            "run",
-            "examples/socket_window_wordcount.yaml",
-            "-D",
-            "hostname=127.0.0.1",
-            "-D",
-            f"port={port}",
-            "--address",
-            ray_session,
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-        env={**os.environ},
-    )
+    done = run_socket_example(port, ray_session)
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
     rows = []
@@ -123,26 +128,7 @@ def test_socket_spout_says_what_to_do_when_nothing_listens(ray_session: str) -> 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rayflow.cli",
-            "run",
-            "examples/socket_window_wordcount.yaml",
-            "-D",
-            "hostname=127.0.0.1",
-            "-D",
-            f"port={port}",
-            "--address",
-            ray_session,
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
+    done = run_socket_example(port, ray_session)
     assert done.returncode == 1
     assert f"cannot connect to 127.0.0.1:{port}" in done.stderr
     assert "nc -lk" in done.stderr

@@ -6,19 +6,10 @@ from __future__ import annotations
 import pytest
 
 from rayflow import testing
+from rayflow.spec.model import GROUPING_TYPES
 from tests.helpers import check_grouping, grouping_topology
 
-GROUPINGS = [
-    "SHUFFLE",
-    "FIELDS",
-    "ALL",
-    "GLOBAL",
-    "DIRECT",
-    "LOCAL_OR_SHUFFLE",
-    "PARTIAL_KEY",
-    "NONE",
-    "CUSTOM",
-]
+GROUPINGS = GROUPING_TYPES
 
 
 @pytest.mark.parametrize("grouping", GROUPINGS)
