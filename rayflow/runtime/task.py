@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rayflow.api.components import Bolt, Context, Spout
-from rayflow.api.tuple import Tuple, TupleSource
+from rayflow.api.tuple import TupleSource
 from rayflow.errors import TaskError, TopologyError
-from rayflow.runtime.acking import ACKER, Acking, spout_tasks
+from rayflow.runtime.acking import Acking
 from rayflow.runtime.channels import (
     DATA,
     END,
@@ -35,6 +35,9 @@ from rayflow.runtime.channels import (
 from rayflow.runtime.collector import Collector
 from rayflow.runtime.eventtime import MAX_TIME, InputWatermarks, Timers
 from rayflow.runtime.executors import Execute, make_acking_executor, make_executor
+from rayflow.runtime.task_acking import AckingMixin
+from rayflow.runtime.task_recovery import RecoveryMixin
+from rayflow.runtime.task_report import ReportMixin
 from rayflow.runtime.task_time import TICK, EventTimeMixin, _duration_ms
 from rayflow.spec.model import TopologySpec
 
@@ -55,7 +58,7 @@ def _wake(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
-class TaskCore(EventTimeMixin):
+class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
     """One task: runs the user's spout or bolt between its input and output channels."""
 
     def __init__(
@@ -319,57 +322,6 @@ class TaskCore(EventTimeMixin):
     def _user_finish(self) -> None:
         self._finishing = True
 
-    def _bind_acking(self, obj: Any) -> None:
-        """At-least-once: emits anchor, ``ack``/``fail`` reach the ackers (see runtime.acking)."""
-        if self.key[0] == ACKER:
-            tasks = spout_tasks(self.spec)
-            feedback = self.feedback
-            assert feedback is not None, "an acker needs a way back to the spouts"
-            obj.send_to_spout = lambda index, items: feedback(tasks[index], items)
-            return
-        settings = self.settings
-        spout_index = spout_tasks(self.spec).index(self.key) if self.is_spout else -1
-        acking = self.acking = Acking(
-            self.collector,
-            spout_index,
-            settings.message_timeout,
-            settings.max_spout_pending,
-            on_ack=lambda msg_id: self._call_user(obj.ack, "ack", msg_id),
-            on_fail=lambda msg_id: self._call_user(obj.fail, "fail", msg_id),
-        )
-        if self.is_spout:
-            obj.emit = self._spout_emit(acking.spout_emit)
-            obj.emit_direct = self.collector.emit_direct
-            return
-        obj.emit = acking.bolt_emit
-        obj.emit_many = acking.bolt_emit_many
-        obj.emit_direct = acking.emit_direct
-        obj.ack = acking.ack
-        obj.fail = acking.fail
-
-    def _acking_stats(self) -> dict[str, Any]:
-        acking = self.acking
-        assert acking is not None
-        return {
-            "pending": len(acking.pending),
-            "pending_peak": acking.pending_peak,
-            "complete_latency_ms": (
-                1000 * acking.complete_latency / acking.acked if acking.acked else 0.0
-            ),
-        }
-
-    def receive_acks(self, items: list[tuple[int, bool]]) -> None:
-        """Completed or failed trees from an acker (call on the loop's thread)."""
-        if self.acking is not None:
-            self.acking.completions.extend(items)
-            self._wake_loop()
-
-    def _user_ack(self, tup: Tuple) -> None:
-        self.acked += 1
-
-    def _user_fail(self, tup: Tuple) -> None:
-        self.failed += 1
-
     def _key_fields(self) -> tuple[str, ...]:
         groupings = {
             s.grouping.fields_ if s.grouping.type == "FIELDS" else ()
@@ -486,16 +438,6 @@ class TaskCore(EventTimeMixin):
             await asyncio.sleep(_IDLE_SPOUT_SLEEP if c.spout_emits == started else 0)
         await self._end_of_stream(spout.close)
 
-    def _ack_unreliable(self) -> None:
-        """Reliability none: ack each msg_id right after its emit, as Storm does without ackers."""
-        due = self.collector.acks_due[:]
-        self.collector.acks_due.clear()  # the same list: the spout's emit closure holds it
-        ack = self.obj.ack  # type: ignore[union-attr]
-        for msg_id in due:
-            self.acked += 1
-            self._call_user(ack, "ack", msg_id)
-
-    # ----------------------------------------------------------------- bolts
     async def _run_bolt(self) -> None:
         bolt = self.obj
         assert isinstance(bolt, Bolt)
@@ -608,134 +550,3 @@ class TaskCore(EventTimeMixin):
                 break
             await asyncio.sleep(0.002)
         self._answer_pending_control()
-
-    def _reset_input(self, channel: InputChannel, epoch: int) -> None:
-        """The upstream task was restarted: its channel starts again at sequence 0."""
-        log.warning(
-            "task %s: input from %s[%s] restarted (generation %d)",
-            self.name,
-            channel.component,
-            channel.task,
-            epoch,
-        )
-        for item in channel.held.values():
-            if not item[-1].done():
-                item[-1].set_result(None)
-        channel.held.clear()
-        channel.next_seq = 0
-        channel.epoch = epoch
-        if channel.ended:
-            channel.ended = False
-            self.open_inputs += 1
-
-    def _on_output_broken(self, channel: OutputChannel, error: BaseException) -> None:
-        """A downstream task died: drop what goes to it until its replacement is connected (the
-        deployment restarts it; under at-least-once the lost tuples time out and replay)."""
-        log.warning(
-            "task %s: lost %s[%s] (%s); waiting for its restart",
-            self.name,
-            channel.key[0],
-            channel.key[1],
-            error,
-        )
-        self._wake_loop()
-
-    def reconnect_output(self, target: TaskKey, transmit: Transmit) -> None:
-        """Send to the restarted ``target`` from now on (call on the loop's thread). A task that
-        has ended already tells the new one so at once, or it would wait for this input forever."""
-        channel = self.outputs[target]
-        channel.reconnect(transmit)
-        if self.end_sent:
-            channel.send(WATERMARK, "", MAX_TIME, None)
-            channel.send(END, "", None, None)
-        self._wake_loop()
-
-    def _release_inputs(self) -> None:
-        """Give back the credits of everything still queued, so senders are not left waiting."""
-        for item in self.inbox:
-            if not item[-1].done():
-                item[-1].set_result(None)
-        self.inbox.clear()
-        for channel in self.inputs.values():
-            for item in channel.held.values():
-                if not item[-1].done():
-                    item[-1].set_result(None)
-            channel.held.clear()
-
-    def _answer_pending_control(self) -> None:
-        while self.control:
-            _name, _arg, done = self.control.popleft()
-            if done is not None and not done.done():
-                done.set_result("finished")
-
-    # ------------------------------------------------------------ user errors
-    def _call_user(self, fn: Callable[..., Any], what: str, *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception as exc:
-            self._user_error(what, exc, count=0)
-
-    def _user_error(self, what: str, exc: BaseException, count: int = 1) -> None:
-        """A user exception fails its tuple(s): counted, kept for the UI, logged with traceback."""
-        self.failed += count
-        text = "".join(traceback.format_exception(exc))
-        cls = self.component.class_ref.path
-        self.errors.append(
-            {
-                "time": time.time(),
-                "component": self.key[0],
-                "task": self.key[1],
-                "where": f"{cls}.{what}",
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": text,
-            }
-        )
-        self._logged_errors += 1
-        if self._logged_errors <= 20 or self._logged_errors % 1000 == 0:
-            log.error(
-                "%s %s (%s.%s) raised; the tuple failed (%d errors so far)\n%s",
-                self.component.kind,
-                self.name,
-                cls,
-                what,
-                self._logged_errors,
-                text,
-            )
-
-    # --------------------------------------------------------------- metrics
-    def stats(self) -> dict[str, Any]:
-        """Counters and gauges, safe to call from another thread."""
-        s = self.collector.stats
-        executed = self.executed
-        return {
-            "component": self.key[0],
-            "task": self.key[1],
-            "kind": self.component.kind,
-            "state": self.state,
-            "counters": {
-                "emitted": s.emitted,
-                "transferred": s.transferred,
-                "executed": executed,
-                "failed": self.failed + (self.acking.failed if self.acking else 0),
-                "acked": self.acked + (self.acking.acked if self.acking else 0),
-                "duplicates": self.duplicates,
-                "exec_seconds": self.exec_seconds,
-                "blocked_seconds": self.blocked_seconds,
-            },
-            "execute_latency_ms": 1000 * self.exec_seconds / executed if executed else 0.0,
-            "inbox": len(self.inbox),
-            "inbox_peak": self.inbox_peak,
-            "inbox_capacity": self.settings.channel_credits * len(self.inputs),
-            "pending_batches": sum(len(ch.pending) for ch in list(self.outputs.values())),
-            "blocked_on": [f"{k[0]}[{k[1]}]" for k, ch in list(self.outputs.items()) if ch.pending],
-            "round_trip_ms": _mean_round_trip_ms(list(self.outputs.values())),
-            "active": self.active,
-            "uptime": time.time() - self.started_at,
-            "errors": list(self.errors),
-            **(self._acking_stats() if self.acking is not None else {}),
-        }
-
-
-def _mean_round_trip_ms(channels: list[OutputChannel]) -> float:
-    batches = sum(ch.sent_batches - ch.inflight for ch in channels)
-    return 1000 * sum(ch.round_trip_seconds for ch in channels) / batches if batches else 0.0

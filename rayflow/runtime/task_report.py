@@ -1,0 +1,90 @@
+"""What a task reports: user errors (counted, kept for the UI, logged with the user's traceback)
+and its counters and gauges. A mixin of :class:`rayflow.runtime.task.TaskCore`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from rayflow.runtime.channels import OutputChannel
+
+log = logging.getLogger("rayflow.task")
+
+
+class ReportMixin:
+    """User errors and stats."""
+
+    def _call_user(self, fn: Callable[..., Any], what: str, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._user_error(what, exc, count=0)
+
+    def _user_error(self, what: str, exc: BaseException, count: int = 1) -> None:
+        """A user exception fails its tuple(s): counted, kept for the UI, logged with traceback."""
+        self.failed += count
+        text = "".join(traceback.format_exception(exc))
+        cls = self.component.class_ref.path
+        self.errors.append(
+            {
+                "time": time.time(),
+                "component": self.key[0],
+                "task": self.key[1],
+                "where": f"{cls}.{what}",
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": text,
+            }
+        )
+        self._logged_errors += 1
+        if self._logged_errors <= 20 or self._logged_errors % 1000 == 0:
+            log.error(
+                "%s %s (%s.%s) raised; the tuple failed (%d errors so far)\n%s",
+                self.component.kind,
+                self.name,
+                cls,
+                what,
+                self._logged_errors,
+                text,
+            )
+
+    # --------------------------------------------------------------- metrics
+    def stats(self) -> dict[str, Any]:
+        """Counters and gauges, safe to call from another thread."""
+        s = self.collector.stats
+        executed = self.executed
+        return {
+            "component": self.key[0],
+            "task": self.key[1],
+            "kind": self.component.kind,
+            "state": self.state,
+            "counters": {
+                "emitted": s.emitted,
+                "transferred": s.transferred,
+                "executed": executed,
+                "failed": self.failed + (self.acking.failed if self.acking else 0),
+                "acked": self.acked + (self.acking.acked if self.acking else 0),
+                "duplicates": self.duplicates,
+                "exec_seconds": self.exec_seconds,
+                "blocked_seconds": self.blocked_seconds,
+            },
+            "execute_latency_ms": 1000 * self.exec_seconds / executed if executed else 0.0,
+            "inbox": len(self.inbox),
+            "inbox_peak": self.inbox_peak,
+            "inbox_capacity": self.settings.channel_credits * len(self.inputs),
+            "pending_batches": sum(len(ch.pending) for ch in list(self.outputs.values())),
+            "blocked_on": [f"{k[0]}[{k[1]}]" for k, ch in list(self.outputs.items()) if ch.pending],
+            "round_trip_ms": _mean_round_trip_ms(list(self.outputs.values())),
+            "active": self.active,
+            "uptime": time.time() - self.started_at,
+            "errors": list(self.errors),
+            **(self._acking_stats() if self.acking is not None else {}),
+        }
+
+
+def _mean_round_trip_ms(channels: list[OutputChannel]) -> float:
+    batches = sum(ch.sent_batches - ch.inflight for ch in channels)
+    return 1000 * sum(ch.round_trip_seconds for ch in channels) / batches if batches else 0.0
