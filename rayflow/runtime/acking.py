@@ -39,16 +39,18 @@ _random = random.Random(os.urandom(16))
 new_id = _random.getrandbits
 
 
-class AckMeta:
-    """The acking ids of one received tuple: ``pairs`` of (root, edge), and ``xor``, the XOR of
-    the edges of the tuples it anchored so far."""
+# The acking ids of one received tuple live in ``Tuple.meta`` as a plain list (cheap to make per
+# tuple): [pairs of (root, edge), XOR of the edges of the tuples anchored to it so far, done].
+PAIRS, XOR, DONE = 0, 1, 2
 
-    __slots__ = ("done", "pairs", "xor")
 
-    def __init__(self, pairs: tuple[tuple[int, int], ...]) -> None:
-        self.pairs = pairs
-        self.xor = 0
-        self.done = False
+def ack_ids(pairs: tuple[tuple[int, int], ...]) -> list[Any]:
+    """The acking state of a received tuple (see PAIRS, XOR, DONE)."""
+    return [pairs, 0, False]
+
+
+def _tracked(meta: Any) -> bool:
+    return meta.__class__ is list
 
 
 def with_ackers(spec: TopologySpec, ackers: int = 1) -> TopologySpec:
@@ -79,14 +81,14 @@ def with_ackers(spec: TopologySpec, ackers: int = 1) -> TopologySpec:
     )
 
 
-def _child_ids(metas: list[AckMeta]) -> dict[int, int]:
+def _child_ids(metas: list[list[Any]]) -> dict[int, int]:
     """The ids of one new child copy: a fresh edge per anchor, added to the anchor's XOR and to
     each of its roots (Storm's anchoring)."""
     ids: dict[int, int] = {}
     for meta in metas:
         edge = new_id(64)
-        meta.xor ^= edge
-        for root, _edge in meta.pairs:
+        meta[XOR] ^= edge
+        for root, _edge in meta[PAIRS]:
             ids[root] = ids.get(root, 0) ^ edge
     return ids
 
@@ -192,14 +194,14 @@ class Acking:
     ) -> None:
         """Emit one tuple anchored to ``anchors`` (default: the input being processed)."""
         current = self.current
-        if anchors is None and current is not None and isinstance(current.meta, AckMeta):
+        if anchors is None and current is not None and _tracked(current.meta):
             # The common case, kept short: anchored to the one input being processed.
             meta = current.meta
-            pairs = meta.pairs
+            pairs = meta[PAIRS]
             for route in self.collector._routes_of(stream):
                 for task in route.targets_of(values):
                     edge = new_id(64)
-                    meta.xor ^= edge
+                    meta[XOR] ^= edge
                     if len(pairs) == 1:
                         ids: tuple = ((pairs[0][0], edge),)
                     else:
@@ -208,6 +210,39 @@ class Acking:
             return
         metas = self._anchor_metas(anchors)
         self._send(stream, values, lambda: _child_ids(metas))
+
+    def make_emit(self) -> Callable[..., None]:
+        """``emit`` for a bolt: a closure specialised for the stream with a single subscriber
+        (the per-tuple path), falling back to :meth:`bolt_emit` for everything else."""
+        routes = self.collector.routes
+        single = [s for s, rs in routes.items() if len(rs) == 1 and s != ACK_STREAM]
+        fast = "default" if "default" in single else (single[0] if single else None)
+        if fast is None:
+            return self.bolt_emit
+        route = routes[fast][0]
+        targets_of, append_to, slow, state = route.targets_of, route.append_to, self.bolt_emit, self
+
+        def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
+            current = state.current
+            if (
+                stream != fast
+                or anchors is not None
+                or current is None
+                or not _tracked(current.meta)
+            ):
+                slow(values, stream, anchors)
+                return
+            meta = current.meta
+            pairs = meta[PAIRS]
+            for task in targets_of(values):
+                edge = new_id(64)
+                meta[XOR] ^= edge
+                if len(pairs) == 1:
+                    append_to(task, [*values, ((pairs[0][0], edge),)])
+                else:
+                    append_to(task, [*values, tuple((root, edge) for root, _ in pairs)])
+
+        return emit
 
     def bolt_emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
         for row in rows:
@@ -224,10 +259,10 @@ class Acking:
         for route in self.collector._routes_of(stream):
             route.add_direct(task, [*values, tuple(_child_ids(metas).items())])
 
-    def _anchor_metas(self, anchors: Iterable[Tuple] | None) -> list[AckMeta]:
+    def _anchor_metas(self, anchors: Iterable[Tuple] | None) -> list[list[Any]]:
         if anchors is None:
             anchors = () if self.current is None else (self.current,)
-        return [a.meta for a in anchors if isinstance(a.meta, AckMeta)]
+        return [a.meta for a in anchors if _tracked(a.meta)]
 
     def spout_emit(self, values: list[Any], msg_id: Any = None, stream: str = "default") -> None:
         self.collector.spout_emits += 1
@@ -255,13 +290,13 @@ class Acking:
     # ------------------------------------------------------------ ack / fail
     def ack(self, tup: Tuple) -> None:
         meta = tup.meta
-        if not isinstance(meta, AckMeta) or meta.done:
+        if not _tracked(meta) or meta[DONE]:
             return
-        meta.done = True
+        meta[DONE] = True
         self.acked += 1
         # XOR is associative: acks of one root within a batch travel as one row (flush_acks).
-        acks, xor = self.acks, meta.xor
-        for root, edge in meta.pairs:
+        acks, xor = self.acks, meta[XOR]
+        for root, edge in meta[PAIRS]:
             acks[root] = acks.get(root, 0) ^ edge ^ xor
 
     def flush_acks(self) -> None:
@@ -271,15 +306,15 @@ class Acking:
             for root, value in self.acks.items():
                 if value:  # a zero changes nothing at the acker
                     add([root, value, FROM_BOLT])
-            self.acks = {}
+            self.acks.clear()
 
     def fail(self, tup: Tuple) -> None:
         meta = tup.meta
-        if not isinstance(meta, AckMeta) or meta.done:
+        if not _tracked(meta) or meta[DONE]:
             return
-        meta.done = True
+        meta[DONE] = True
         self.failed += 1
-        for root, _edge in meta.pairs:
+        for root, _edge in meta[PAIRS]:
             self._ack_route.add([root, 0, FAILED])
 
     # ------------------------------------------------------------ spouts only

@@ -66,23 +66,28 @@ def make_acking_executor(bolt: Bolt, acking: Any, user_error: UserError) -> Exec
     """At-least-once: each row carries its acking ids as a hidden last value; ``process`` runs
     per tuple (also for bolts with ``process_batch``: acking is per tuple), and with ``auto_ack``
     the tuple is acked when ``process`` returns and failed when it raises."""
-    from rayflow.runtime.acking import AckMeta
 
     process = bolt.process
     auto_ack = bolt.auto_ack
 
     def execute_acked(rows: list, source: TupleSource, meta: Any) -> None:
+        acks = acking.acks
         for row in rows:
-            tup = Tuple(row, source, AckMeta(row.pop()))
+            ids = [row.pop(), 0, False]  # acking.ack_ids(): pairs, XOR, done
+            tup = Tuple(row, source, ids)
             acking.current = tup
             try:
                 process(tup)
             except Exception as exc:
                 user_error("process", exc, 0)
                 acking.fail(tup)
-            else:
-                if auto_ack:
-                    acking.ack(tup)
+                continue
+            if auto_ack and not ids[2]:  # acking.ack(tup), inlined: this is per tuple
+                ids[2] = True
+                xor = ids[1]
+                for root, edge in ids[0]:
+                    acks[root] = acks.get(root, 0) ^ edge ^ xor
+                acking.acked += 1
         acking.current = None
         acking.flush_acks()
 

@@ -36,7 +36,7 @@ class AckingMixin:
             obj.emit = self._spout_emit(acking.spout_emit)
             obj.emit_direct = self.collector.emit_direct
             return
-        obj.emit = acking.bolt_emit
+        obj.emit = acking.make_emit()
         obj.emit_many = acking.bolt_emit_many
         obj.emit_direct = acking.emit_direct
         obj.ack = acking.ack
