@@ -23,6 +23,7 @@ def ray_session() -> Iterator[str]:
     from rayflow.launchers.ray_init import code_path_env
 
     ray.init(
+        address="local",  # our own Ray, never one a `ray start` elsewhere left registered
         _node_ip_address="127.0.0.2",
         include_dashboard=False,
         num_cpus=2,

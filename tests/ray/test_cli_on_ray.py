@@ -65,3 +65,33 @@ def test_run_embedded_for_a_duration_then_prints_the_top_words(tmp_path: Path) -
     first = top[top.index("top:") + 1].split()
     assert first[0] == "the" and int(first[1]) > 0
     assert "[wordcount " in done.stderr, "the live throughput line"
+
+
+def test_ctrl_c_stops_gracefully_and_prints_the_top_words(ray_session: str) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rayflow.cli", "run", WORDCOUNT, "--address", ray_session],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        seen = ""
+        while "[wordcount " not in seen:  # the live line: the topology is running
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no progress line within 120 s"
+            seen += proc.stderr.readline() if proc.stderr else ""
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped by Ctrl-C" in out
+    top = out.splitlines()
+    assert top[top.index("top:") + 1].split()[0] == "the"
