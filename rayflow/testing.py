@@ -19,6 +19,7 @@ then runs on a local Ray with ``topology.run()`` and should give the same result
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,52 @@ class Pause:
     """A scripted pause in a :class:`TestingSpout`: emit nothing for ``seconds``."""
 
     seconds: float
+
+
+class ManualClock:
+    """A processing-time clock that only moves when told to, for :func:`run` (in process).
+
+    Scripted spouts move it with ``clock.advance(ms)`` items: the spout waits until everything
+    emitted before has been processed downstream, then moves the clock, so processing-time
+    windows and tick tuples see the data and the time in the order the script gives.
+
+    >>> clock = ManualClock(start=1_000)
+    >>> clock.now(), clock.advance(500).ms
+    (1000, 500)
+    """
+
+    def __init__(self, start: int = 0) -> None:
+        self.time = start
+        self.cores: list[Any] = []  # set by run(): the tasks to wake and to wait for
+
+    def now(self) -> int:
+        return self.time
+
+    def advance(self, ms: int) -> AdvanceClock:
+        """A script item: move the clock by ``ms`` once the topology is idle."""
+        return AdvanceClock(self, ms)
+
+    def quiescent(self) -> bool:
+        """Nothing queued, buffered or in flight anywhere in the topology."""
+        return all(
+            not core.inbox
+            and all(channel.idle for channel in core.outputs.values())
+            and not any(rows for route in core.collector.all_routes for rows in route.bufs)
+            for core in self.cores
+        )
+
+    def move(self, ms: int) -> None:
+        self.time += ms
+        for core in self.cores:
+            core._wake_loop()
+
+
+@dataclass(frozen=True)
+class AdvanceClock:
+    """A :class:`TestingSpout` item made by :meth:`ManualClock.advance`."""
+
+    clock: ManualClock
+    ms: int
 
 
 class TestingSpout(ReliableSpout):
@@ -87,6 +134,12 @@ class TestingSpout(ReliableSpout):
         if isinstance(item, Pause):
             self.resume_at = time.monotonic() + item.seconds
             return None
+        if isinstance(item, AdvanceClock):
+            if not item.clock.quiescent():
+                self.positions = itertools.chain([index], self.positions)  # try again later
+                return None
+            item.clock.move(item.ms)
+            return None
         return index, list(item) if isinstance(item, list | tuple) else [item]
 
     def exhausted(self) -> bool:
@@ -129,12 +182,14 @@ def run(
     duration: float | str | None = None,
     overrides: Mapping[str, Any] | None = None,
     chaos: int | None = None,
+    clock: ManualClock | None = None,
 ) -> RunResult:
     """Run ``topology`` in this process without Ray, until it ends (or for ``duration``).
 
-    ``chaos`` (a random seed) delays and duplicates deliveries to test ordering and dedup.
+    ``chaos`` (a random seed) delays and duplicates deliveries to test ordering and dedup;
+    ``clock`` (a :class:`ManualClock`) replaces the wall clock of every task.
     """
     from rayflow.runtime.local import run_local
 
     spec = topology if isinstance(topology, TopologySpec) else topology.build(overrides)
-    return asyncio.run(run_local(spec, duration, chaos))
+    return asyncio.run(run_local(spec, duration, chaos, clock))

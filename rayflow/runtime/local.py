@@ -28,7 +28,9 @@ from rayflow.spec.durations import parse_duration
 from rayflow.spec.model import TopologySpec
 
 
-def build_cores(spec: TopologySpec, chaos: int | None = None) -> dict[TaskKey, TaskCore]:
+def build_cores(
+    spec: TopologySpec, chaos: int | None = None, clock: Any = None
+) -> dict[TaskKey, TaskCore]:
     """One core per task, wired to each other by direct calls."""
     cores: dict[TaskKey, TaskCore] = {}
     rng = random.Random(chaos)
@@ -78,18 +80,29 @@ def build_cores(spec: TopologySpec, chaos: int | None = None) -> dict[TaskKey, T
         for i in range(comp.parallelism):
             key = (comp.id, i)
             cores[key] = TaskCore(
-                spec, comp.id, i, connect_from(key), local_tasks=every, feedback=feedback
+                spec,
+                comp.id,
+                i,
+                connect_from(key),
+                local_tasks=every,
+                feedback=feedback,
+                **({"clock": clock.now} if clock is not None else {}),
             )
+    if clock is not None:
+        clock.cores = list(cores.values())
     return cores
 
 
 async def run_local(
-    spec: TopologySpec, duration: float | str | None = None, chaos: int | None = None
+    spec: TopologySpec,
+    duration: float | str | None = None,
+    chaos: int | None = None,
+    clock: Any = None,
 ) -> RunResult:
     """Run ``spec`` to its end (or for ``duration``, then finish the spouts gracefully)."""
     started = time.monotonic()
     spec = prepare_spec(spec)
-    cores = build_cores(spec, chaos)
+    cores = build_cores(spec, chaos, clock)
     order = [
         (c, i)
         for c in reversed(spec.topological_order())

@@ -267,3 +267,37 @@ def test_windows_keep_their_tuples_when_tuples_are_reused() -> None:
     t.config["tuple.reuse"] = True
     rows = testing.run(t).outputs["sink"]
     assert sorted(row[5] for row in rows) == [(0, 1, 2), (3, 4, 5)]
+
+
+def test_processing_time_windows_with_a_manual_clock() -> None:
+    clock = testing.ManualClock(start=10_000)
+    items = [
+        ("a", 0),
+        ("b", 0),
+        clock.advance(400),
+        ("a", 0),
+        clock.advance(200),  # 10_600
+        ("a", 0),
+        ("b", 0),
+        clock.advance(1_000),
+        ("b", 0),
+    ]
+    window = {"type": "tumbling", "size": "500ms", "time": "processing"}
+    result = testing.run(window_topology(window, items), clock=clock)
+    got = sorted((row[1], row[2], row[4]) for row in result.outputs["sink"])
+    assert got == [
+        ("a", 10_000, 2),
+        ("a", 10_500, 1),
+        ("b", 10_000, 1),
+        ("b", 10_500, 1),
+        ("b", 11_500, 1),
+    ]
+
+
+def test_tick_tuples_follow_a_manual_clock() -> None:
+    clock = testing.ManualClock(start=0)
+    t = Topology("ticks-manual")
+    t.spout("events", Events, kwargs={"items": [clock.advance(100)] * 5})
+    t.bolt("ticker", TickCounter, config={"tick.interval": "100ms"}).shuffle("events")
+    t.bolt("sink", testing.ListSink).shuffle("ticker")
+    assert testing.run(t, clock=clock).outputs["sink"] == [(5,)]
