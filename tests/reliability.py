@@ -108,3 +108,20 @@ def pipeline(
     t.bolt("sink", ListSink).shuffle("raise")
     t.bolt("dead", ListSink).shuffle("numbers", stream="dead")
     return t
+
+
+def timeout_topology() -> Topology:
+    """numbers -> a bolt that sleeps past the 1 s message.timeout on message 3 -> sink."""
+    t = Topology(
+        "timeout",
+        config={
+            "reliability": "at_least_once",
+            "message.timeout": "1s",
+            "batch.size": 4,
+            "batch.linger.ms": 1,
+        },
+    )
+    t.spout("numbers", Numbers, kwargs={"items": list(range(8)), "collect_acks": True})
+    t.bolt("sleepy", SleepOnce, kwargs={"n": 3, "seconds": 1.5}).shuffle("numbers")
+    t.bolt("sink", ListSink).shuffle("sleepy")
+    return t

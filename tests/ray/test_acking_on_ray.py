@@ -91,22 +91,9 @@ def test_nothing_is_lost_when_bolt_actors_are_killed(ray_session: str) -> None:
 
 
 def test_timeout_replay_and_dead_letters_on_ray(ray_session: str) -> None:
-    from rayflow import Topology
-    from rayflow.testing import ListSink
-    from tests.reliability import FewRetries, Numbers, SleepOnce
+    from tests.reliability import FewRetries, timeout_topology
 
-    t = Topology(
-        "timeout",
-        config={
-            "reliability": "at_least_once",
-            "message.timeout": "1s",
-            "batch.size": 4,
-            "batch.linger.ms": 1,
-        },
-    )
-    t.spout("numbers", Numbers, kwargs={"items": list(range(8)), "collect_acks": True})
-    t.bolt("sleepy", SleepOnce, kwargs={"n": 3, "seconds": 1.5}).shuffle("numbers")
-    t.bolt("sink", ListSink).shuffle("sleepy")
+    t = timeout_topology()
     result = t.run()
     assert sorted(msg for (msg,) in result.outputs["numbers"]) == list(range(8))
     assert Counter(n for (n,) in result.outputs["sink"])[3] == 2, "3 timed out and was replayed"

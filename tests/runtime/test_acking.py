@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from rayflow import Topology, testing
+from rayflow import testing
 from rayflow.runtime.acking import AckerCore
-from rayflow.testing import ListSink
-from tests.reliability import FewRetries, Numbers, SleepOnce, pipeline
+from tests.reliability import FewRetries, pipeline, timeout_topology
 
 
 def test_acker_completes_a_tree_whatever_order_the_xors_arrive_in() -> None:
@@ -38,18 +37,7 @@ def test_nothing_is_lost_when_bolts_fail_and_raise() -> None:
 
 
 def test_a_tuple_slower_than_the_message_timeout_is_failed_and_replayed() -> None:
-    t = Topology(
-        "timeout",
-        config={
-            "reliability": "at_least_once",
-            "message.timeout": "1s",
-            "batch.size": 4,
-            "batch.linger.ms": 1,
-        },
-    )
-    t.spout("numbers", Numbers, kwargs={"items": list(range(8)), "collect_acks": True})
-    t.bolt("sleepy", SleepOnce, kwargs={"n": 3, "seconds": 1.5}).shuffle("numbers")
-    t.bolt("sink", ListSink).shuffle("sleepy")
+    t = timeout_topology()
     result = testing.run(t)
     assert sorted(msg for (msg,) in result.outputs["numbers"]) == list(range(8))
     assert result.counter("numbers", "failed") >= 1
