@@ -34,3 +34,12 @@ def ray_session() -> Iterator[str]:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def two_nodes() -> Iterator[str]:
+    """A two-node Ray started with ``ray start`` (see tests/cluster.py); yields its address."""
+    from tests.cluster import two_node_cluster
+
+    with two_node_cluster() as address:
+        yield address

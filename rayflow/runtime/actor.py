@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import glob
 import logging
+import os
 from typing import Any
 
 import ray
@@ -21,6 +23,8 @@ from rayflow.runtime.task import TaskCore, TaskKey
 from rayflow.spec.model import TopologySpec
 
 GC_THRESHOLD = 50_000
+LOG_CHUNK = 1 << 20
+RAY_MARKERS = (":actor_name:", ":job_id:", ":task_name:")  # Ray's own lines in worker logs
 
 
 def tune_garbage_collector() -> None:
@@ -61,16 +65,22 @@ class TaskActor:
         self.server = DataServer(secret, deliver=None) if self.transport == "socket" else None
         self.secret = secret
         self.sockets: dict[TaskKey, SocketChannel] = {}
+        self.ended: asyncio.Future | None = None
+        self.address: tuple[str, int] | None = None
 
     def __repr__(self) -> str:  # Ray prefixes the actor's log lines with this
         return f"{self.spec.name}:{self.key[0]}[{self.key[1]}]"
 
     async def prepare(self) -> dict[str, Any]:
         """Answers once the actor is up: its Ray node and, for socket channels, where it listens."""
-        address = None
-        if self.server is not None:
-            address = await self.server.start(ray.util.get_node_ip_address())
-        return {"node": ray.get_runtime_context().get_node_id(), "address": address}
+        if self.server is not None and self.address is None:
+            self.address = await self.server.start(ray.util.get_node_ip_address())
+        return await self.where()
+
+    @ray.method(concurrency_group="control")
+    async def where(self) -> dict[str, Any]:
+        """This task's Ray node and the address its data server listens on (None: Ray calls)."""
+        return {"node": ray.get_runtime_context().get_node_id(), "address": self.address}
 
     async def connect(
         self,
@@ -158,15 +168,51 @@ class TaskActor:
         """Run the task to its end; raises ``TaskError`` with the user's traceback on failure."""
         assert self.core is not None, "connect() must be called before run()"
         tune_garbage_collector()
+        ended = self._ended()
         try:
-            return await self.core.run()
+            result = await self.core.run()
+        except BaseException as exc:
+            ended.set_exception(exc)
+            raise
+        else:
+            ended.set_result(result)
+            return result
         finally:
             for channel in self.sockets.values():
                 channel.close()
 
+    def _ended(self) -> asyncio.Future:
+        if self.ended is None:
+            self.ended = asyncio.get_running_loop().create_future()
+        return self.ended
+
+    async def outcome(self) -> dict[str, Any]:
+        """What ``run`` returns (or raises), for a caller that did not start it: a job master
+        that restarted finds its running tasks again and waits on this instead."""
+        return await asyncio.shield(self._ended())
+
+    @ray.method(concurrency_group="control")
+    def read_log(self, offsets: dict[str, int] | None = None) -> dict[str, Any]:
+        """This task's own log lines (what it printed to stdout and logged to stderr), read from
+        Ray's worker log files on its node. Pass the returned ``offsets`` back to follow."""
+        worker = ray.get_runtime_context().get_worker_id()
+        folder = ray._private.worker.global_worker.node.get_logs_dir_path()
+        offsets = dict(offsets or {})
+        text = []
+        for stream in ("out", "err"):
+            for path in glob.glob(os.path.join(folder, f"worker-{worker}-*.{stream}")):
+                with open(path, "rb") as f:
+                    f.seek(offsets.get(stream, 0))
+                    data = f.read(LOG_CHUNK)
+                offsets[stream] = offsets.get(stream, 0) + len(data)
+                lines = data.decode("utf-8", "replace").splitlines(keepends=True)
+                text.extend(line for line in lines if not line.startswith(RAY_MARKERS))
+        return {"text": "".join(text), "offsets": offsets}
+
     @ray.method(concurrency_group="control")
     async def stats(self) -> dict[str, Any]:
-        return self.core.stats() if self.core is not None else {"state": "created"}
+        stats = self.core.stats() if self.core is not None else {"state": "created"}
+        return {**stats, "pid": os.getpid()}
 
     @ray.method(concurrency_group="control")
     async def reconnect(

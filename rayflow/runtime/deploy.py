@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -26,6 +27,7 @@ from rayflow.spec.model import ComponentSpec, TopologySpec
 log = logging.getLogger("rayflow.deploy")
 
 _RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
+MAX_RESTART_DELAY = 300.0
 
 
 def actor_options(component: ComponentSpec) -> dict[str, Any]:
@@ -47,19 +49,101 @@ def actor_options(component: ComponentSpec) -> dict[str, Any]:
     return options
 
 
-class RayDeployment:
-    """The actors of one run of one topology."""
+@dataclass(frozen=True)
+class Lifetime:
+    """How task actors are made: owned by this driver (the default), or detached and named in
+    ``namespace`` so they outlive the process that made them (the job master's topologies), with
+    the ``runtime_env`` that brings the topology's code.
 
-    def __init__(self, spec: TopologySpec, epoch: int = 0) -> None:
+    >>> Lifetime("rayflow").name("wc", ("count", 1), 3)
+    'wc/count/1/3'
+    """
+
+    namespace: str | None = None
+    runtime_env: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def name(topology: str, key: TaskKey, generation: int) -> str:
+        return f"{topology}/{key[0]}/{key[1]}/{generation}"
+
+    def options(self, topology: str, key: TaskKey, generation: int) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.namespace is not None:
+            options.update(
+                name=self.name(topology, key, generation),
+                namespace=self.namespace,
+                lifetime="detached",
+            )
+        if self.runtime_env:
+            options["runtime_env"] = self.runtime_env
+        return options
+
+
+class RayDeployment:
+    """The actors of one run of one topology.
+
+    ``restarts`` counts the replacements of each task; a task's actor generation is ``epoch``
+    plus its restarts (channels tell generations apart, and detached actors are named by it).
+    """
+
+    def __init__(
+        self,
+        spec: TopologySpec,
+        epoch: int = 0,
+        lifetime: Lifetime | None = None,
+        secret: bytes | None = None,
+        restart_on_error: bool = False,
+    ) -> None:
         self.spec = spec = prepare_spec(spec)
         self.epoch = epoch
+        self.lifetime = lifetime or Lifetime()
         self.actors: dict[TaskKey, Any] = {}
         self.nodes: dict[TaskKey, str] = {}
         self.addresses: dict[TaskKey, tuple[str, int] | None] = {}
-        self.secret = secrets.token_bytes(16)  # only this deployment's tasks may send data
+        # Only this deployment's tasks may send data to its tasks.
+        self.secret = secret or secrets.token_bytes(16)
         self.runs: dict[Any, TaskKey] = {}
         self.results: dict[TaskKey, dict[str, Any]] = {}
         self.restarts: dict[TaskKey, int] = {}
+        self.failures: list[dict[str, Any]] = []  # why tasks were restarted, newest last
+        self.due: dict[TaskKey, float] = {}  # tasks to replace, and when
+        self.restart_on_error = restart_on_error
+
+    def generation(self, key: TaskKey) -> int:
+        return self.epoch + self.restarts.get(key, 0)
+
+    def _new_actor(self, key: TaskKey) -> Any:
+        generation = self.generation(key)
+        options = {
+            **actor_options(self.spec.component(key[0])),
+            **self.lifetime.options(self.spec.name, key, generation),
+        }
+        return TaskActor.options(**options).remote(
+            self.spec, key[0], key[1], generation, self.secret
+        )
+
+    def attach(self) -> list[TaskKey]:
+        """Find the detached actors of a running deployment again (after the job master that
+        made them restarted); returns the tasks whose actor is gone, for :meth:`restart`."""
+        assert self.lifetime.namespace is not None, "only detached actors can be found again"
+        missing = []
+        for key in self.tasks:
+            name = self.lifetime.name(self.spec.name, key, self.generation(key))
+            try:
+                actor = ray.get_actor(name, namespace=self.lifetime.namespace)
+            except ValueError:
+                missing.append(key)
+                continue
+            self.actors[key] = actor
+            self.runs[actor.outcome.remote()] = key
+        wheres = {key: self.actors[key].where.remote() for key in self.actors}
+        for key, ref in wheres.items():
+            try:
+                info = ray.get(ref, timeout=30)
+            except ray.exceptions.RayError:
+                continue  # died meanwhile: its outcome says so and the supervisor replaces it
+            self.nodes[key], self.addresses[key] = info["node"], info["address"]
+        return missing
 
     @property
     def tasks(self) -> list[TaskKey]:
@@ -68,12 +152,8 @@ class RayDeployment:
     def start(self, on_wait: Callable[[str], None] | None = None) -> None:
         """Create, place, connect and start every task."""
         spec = self.spec
-        for comp in spec.components:
-            options = actor_options(comp)
-            for i in range(comp.parallelism):
-                self.actors[(comp.id, i)] = TaskActor.options(**options).remote(
-                    spec, comp.id, i, self.epoch, self.secret
-                )
+        for key in self.tasks:
+            self.actors[key] = self._new_actor(key)
         self._connect(on_wait)
         order = [c for c in reversed(spec.topological_order())]
         for component_id in order:  # bolts first, so no spout emits into an unstarted task
@@ -128,12 +208,12 @@ class RayDeployment:
         trees time out and their spouts replay them.
         """
         spec = self.spec
+        old = self.actors.get(key)
+        if old is not None:  # its loop may have ended in error while the actor lives on
+            with contextlib.suppress(Exception):
+                ray.kill(old)
         self.restarts[key] = self.restarts.get(key, 0) + 1
-        generation = self.epoch + self.restarts[key]
-        comp = spec.component(key[0])
-        actor = TaskActor.options(**actor_options(comp)).remote(
-            spec, key[0], key[1], generation, self.secret
-        )
+        actor = self._new_actor(key)
         info = ray.get(actor.prepare.remote(), timeout=spec.settings.startup_timeout)
         self.actors[key] = actor
         self.nodes[key], self.addresses[key] = info["node"], info["address"]
@@ -157,35 +237,64 @@ class RayDeployment:
         return actor_options(self.spec.component(component_id))
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for tasks to end; True when all have. Raises ``TaskError``."""
+        """Wait up to ``timeout`` for tasks to end; True when all have.
+
+        A dead actor is replaced (up to ``task.restarts`` times, after ``task.restart.delay``
+        growing by ``task.restart.backoff``). A task whose loop ended in a user error raises
+        ``TaskError``, unless ``restart_on_error`` (the job master) replaces it too.
+        """
+        self._restart_due()
         pending = [ref for ref, key in self.runs.items() if key not in self.results]
         if not pending:
-            return True
+            return not self.due
         ready, _ = ray.wait(pending, num_returns=len(pending), timeout=timeout)
         for ref in ready:
             key = self.runs[ref]
             try:
                 self.results[key] = ray.get(ref)
-            except TaskError:
-                raise
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.as_instanceof_cause()
-                if isinstance(cause, TaskError):
-                    raise TaskError(
-                        cause.component, cause.task, cause.message, cause.traceback_text
-                    ) from None
-                raise TaskError(key[0], key[1], str(exc)) from None
+            except (TaskError, ray.exceptions.RayTaskError) as exc:
+                error = _task_error(key, exc)
+                if not self.restart_on_error:
+                    raise error from None
+                del self.runs[ref]
+                self._schedule_restart(key, error)
             except ray.exceptions.RayActorError as exc:
                 del self.runs[ref]
-                if self.restarts.get(key, 0) >= self.spec.settings.task_restarts:
-                    raise TaskError(
-                        key[0],
-                        key[1],
-                        f"the task's actor died {self.restarts.get(key, 0) + 1} times "
-                        f"(task.restarts: {self.spec.settings.task_restarts}): {exc}",
-                    ) from None
+                self._schedule_restart(key, TaskError(key[0], key[1], f"the actor died: {exc}"))
+        self._restart_due()
+        return not self.due and all(key in self.results for key in self.runs.values())
+
+    def _schedule_restart(self, key: TaskKey, error: TaskError) -> None:
+        settings = self.spec.settings
+        restarts = self.restarts.get(key, 0)
+        self.failures.append(
+            {
+                "time": time.time(),
+                "component": key[0],
+                "task": key[1],
+                "error": error.message,
+                "traceback": error.traceback_text,
+                "restart": restarts + 1,
+            }
+        )
+        del self.failures[:-50]
+        if restarts >= settings.task_restarts:
+            raise TaskError(
+                key[0],
+                key[1],
+                f"the task failed {restarts + 1} times (task.restarts: "
+                f"{settings.task_restarts}); last: {error.message}",
+                error.traceback_text,
+            )
+        delay = settings.task_restart_delay * settings.task_restart_backoff**restarts
+        self.due[key] = time.monotonic() + min(delay, MAX_RESTART_DELAY)
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for key, when in list(self.due.items()):
+            if when <= now:
+                del self.due[key]
                 self.restart(key)
-        return all(key in self.results for key in self.runs.values())
 
     def stats(self, timeout: float = 2.0) -> list[dict[str, Any]]:
         """The latest stats of every task still running (and the results of finished ones)."""
@@ -223,6 +332,15 @@ class RayDeployment:
         for actor in self.actors.values():
             with contextlib.suppress(Exception):  # already gone
                 ray.kill(actor)
+
+
+def _task_error(key: TaskKey, exc: BaseException) -> TaskError:
+    """The user's ``TaskError`` out of what ``ray.get`` raised for a task's run."""
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        exc = exc.as_instanceof_cause()
+    if isinstance(exc, TaskError):
+        return TaskError(exc.component, exc.task, exc.message, exc.traceback_text)
+    return TaskError(key[0], key[1], str(exc))
 
 
 def _rounded(resources: dict[str, float]) -> dict[str, float]:

@@ -405,7 +405,12 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
                     await self._sleep(0.01)
                     continue
             started = c.spout_emits
-            for _ in range(budget):
+            round_ends = time.monotonic() + linger
+            for i in range(budget):
+                # A slow next_tuple must not hold the loop for a whole batch: every 16 calls,
+                # end the round once the linger time is up (commands and rewiring wait on it).
+                if i & 15 == 15 and time.monotonic() > round_ends:
+                    break
                 before = c.spout_emits
                 try:
                     next_tuple()

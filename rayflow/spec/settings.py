@@ -42,6 +42,16 @@ def _optional_positive_int(value: Any) -> int | None:
     return None if value in (None, "", "none") else _positive_int(value)
 
 
+def _factor(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of at least 1, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"expected a number of at least 1, got {value!r}")
+    return number
+
+
 def _reliability(value: Any) -> str:
     text = str(value).strip().lower().replace("-", "_")
     if text not in RELIABILITY_MODES:
@@ -129,6 +139,15 @@ class Settings:
     )
     task_restarts: int = _knob(
         "task.restarts", 10, _non_negative_int, "times a dead task actor is replaced"
+    )
+    task_restart_delay: float = _knob(
+        "task.restart.delay",
+        0.0,
+        _seconds,
+        "wait before replacing a dead task (job master; doubles per restart, see backoff)",
+    )
+    task_restart_backoff: float = _knob(
+        "task.restart.backoff", 2.0, _factor, "task.restart.delay grows by this per restart"
     )
     stall_timeout: float = _knob(
         "stall.timeout", 60.0, _seconds, "warn naming the stuck component after this long"

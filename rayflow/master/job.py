@@ -1,0 +1,215 @@
+"""One topology under the job master: its deployment, its status, its supervision and stats.
+
+Statuses (Storm's words): ``ACTIVE`` (spouts called), ``INACTIVE`` (spouts paused),
+``KILLING`` (spouts finished, the rest draining until the kill's wait ends), ``FINISHED`` (every
+spout ended and the stream drained), ``FAILED`` (a task failed more than ``task.restarts``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from rayflow.errors import RayflowError, TaskError
+from rayflow.master.registry import NAMESPACE, JobRecord, Registry
+from rayflow.master.summary import recent_errors, summarize
+from rayflow.runtime.deploy import Lifetime, RayDeployment
+
+log = logging.getLogger("rayflow.master")
+
+STATS_EVERY = 1.0
+
+
+class Job:
+    """A submitted topology (see module docstring); every method is safe from any thread."""
+
+    def __init__(self, record: JobRecord, registry: Registry) -> None:
+        self.record = record
+        self.registry = registry
+        self.lock = threading.RLock()
+        self.deployment = RayDeployment(
+            record.spec,
+            epoch=record.epoch,
+            lifetime=Lifetime(NAMESPACE, record.runtime_env),
+            secret=record.secret,
+            restart_on_error=True,
+        )
+        self.deployment.restarts = dict(record.restarts)
+        self.kill_by: float | None = None
+        self.ended = False  # killed or failed: the master forgets it after this
+        self.error: str = ""
+        self.stats: list[dict[str, Any]] = []
+        self.components: dict[str, dict[str, Any]] = {}
+        self._stats_at = 0.0
+        self._previous: list[dict[str, Any]] = []
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    def start(self) -> None:
+        """Create, place, wire and start the tasks (raises ``ClusterError`` if Ray cannot)."""
+        with self.lock:
+            self.deployment.start(on_wait=log.warning)
+            self._save()
+
+    def attach(self) -> None:
+        """Find the running tasks again after a master restart; replace those that are gone."""
+        with self.lock:
+            if self.status in ("FINISHED", "FAILED"):
+                return
+            for key in self.deployment.attach():
+                log.warning("task %s[%s] of %s is gone; replacing it", *key, self.name)
+                self.deployment.restart(key)
+            self._save()
+            if self.status == "KILLING":
+                self.kill_by = time.monotonic()  # the kill was under way: end it now
+
+    def supervise(self) -> None:
+        """One round: replace dead tasks, notice the end, finish a kill, refresh stats."""
+        with self.lock:
+            if self.ended or self.status in ("FINISHED", "FAILED"):
+                return
+            restarts = sum(self.deployment.restarts.values())
+            try:
+                done = self.deployment.wait(timeout=0.0)
+            except TaskError as exc:
+                self._fail(str(exc))
+                return
+            if sum(self.deployment.restarts.values()) != restarts:
+                self._save()
+            killing = self.status == "KILLING"
+            if done or (killing and self.kill_by is not None and time.monotonic() >= self.kill_by):
+                if killing:
+                    self._end()
+                    return
+                self.record.status = "FINISHED"
+                self._save()
+        if time.monotonic() - self._stats_at >= STATS_EVERY:
+            self.refresh_stats()
+
+    def refresh_stats(self) -> None:
+        now = time.monotonic()
+        stats = self.deployment.stats(timeout=1.0)
+        seconds = now - self._stats_at if self._previous else 0.0
+        self.components = summarize(stats, self._previous, seconds)
+        self.stats, self._previous, self._stats_at = stats, stats, now
+
+    # ---------------------------------------------------------------- commands
+
+    def activate(self) -> None:
+        self._spouts("activate", "ACTIVE")
+
+    def deactivate(self) -> None:
+        self._spouts("deactivate", "INACTIVE")
+
+    def _spouts(self, command: str, status: str) -> None:
+        with self.lock:
+            if self.status not in ("ACTIVE", "INACTIVE"):
+                raise RayflowError(f"topology '{self.name}' is {self.status}; cannot {command} it")
+            self.deployment.command(command, kind="spout")
+            self.record.status = status
+            self._save()
+
+    def kill(self, wait: float) -> None:
+        """Spouts finish now; after ``wait`` seconds (or once drained) every task ends."""
+        with self.lock:
+            if self.status in ("FINISHED", "FAILED"):
+                self._end()
+                return
+            self.record.status = "KILLING"
+            self.kill_by = time.monotonic() + wait
+            self._save()
+            self.deployment.command("finish", kind="spout")
+
+    def _end(self) -> None:
+        self.deployment.kill()
+        self.registry.delete(self.name)
+        self.ended = True
+        log.warning("topology %s killed", self.name)
+
+    def _fail(self, error: str) -> None:
+        log.error("topology %s failed: %s", self.name, error)
+        self.error = error
+        self.record.status = "FAILED"
+        self.deployment.kill()
+        self._save()
+
+    def _save(self) -> None:
+        self.record.restarts = dict(self.deployment.restarts)
+        self.registry.put(self.record)
+
+    # ---------------------------------------------------------------- views
+
+    def summary(self) -> dict[str, Any]:
+        """A row of ``rayflow list``."""
+        spec = self.deployment.spec
+        return {
+            "name": self.name,
+            "status": self.status,
+            "uptime": time.time() - self.record.submitted_at,
+            "submitted": self.record.submitted_at,
+            "tasks": len(self.deployment.tasks),
+            "workers": len(set(self.deployment.nodes.values())),
+            "reliability": spec.settings.reliability,
+            "restarts": sum(self.deployment.restarts.values()),
+            "emitted": sum(c["emitted"] for c in self.components.values()),
+        }
+
+    def detail(self) -> dict[str, Any]:
+        """``rayflow status NAME`` and ``GET /api/v1/topologies/NAME``."""
+        spec = self.deployment.spec
+        components = []
+        for comp in spec.components:
+            figures = self.components.get(comp.id, {})
+            components.append(
+                {
+                    "id": comp.id,
+                    "kind": comp.kind,
+                    "class": comp.class_ref.path,
+                    "parallelism": comp.parallelism,
+                    **{k: v for k, v in figures.items() if k not in ("kind", "tasks")},
+                }
+            )
+        streams = [
+            {
+                "from": s.source,
+                "to": s.target,
+                "stream": s.stream,
+                "grouping": s.grouping.type,
+                "fields": list(s.grouping.fields_),
+            }
+            for s in spec.streams
+        ]
+        return {
+            **self.summary(),
+            "source": self.record.source,
+            "config": dict(spec.config),
+            "components": components,
+            "streams": streams,
+            "errors": recent_errors(self.stats),
+            "failures": list(reversed(self.deployment.failures)),
+            "error": self.error,
+        }
+
+    def component(self, component_id: str) -> dict[str, Any] | None:
+        """One component's figures and its tasks (``GET .../components/ID``)."""
+        for comp in self.detail()["components"]:
+            if comp["id"] == component_id:
+                tasks = [s for s in self.stats if s.get("component") == component_id]
+                return {**comp, "task_stats": sorted(tasks, key=lambda s: s["task"])}
+        return None
+
+    def read_log(self, component: str, task: int, offsets: dict[str, int] | None) -> Any:
+        actor = self.deployment.actors.get((component, task))
+        if actor is None:
+            raise KeyError(f"{component}[{task}]")
+        import ray
+
+        return ray.get(actor.read_log.remote(offsets), timeout=30)

@@ -1,0 +1,226 @@
+"""The job master: the topologies on this Ray cluster, a supervisor thread, and its HTTP port.
+
+:class:`JobMaster` holds the jobs and answers the CLI and the REST API; :class:`JobMasterActor` is
+the detached, named, self-restarting Ray actor around it (one per cluster, on the head node).
+
+>>> MASTER_NAME, NAMESPACE
+('rayflow-master', 'rayflow')
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from typing import Any
+
+import ray
+
+from rayflow.errors import RayflowError, TopologyError
+from rayflow.master.job import Job
+from rayflow.master.registry import NAMESPACE, JobRecord, Registry
+
+log = logging.getLogger("rayflow.master")
+
+MASTER_NAME = "rayflow-master"
+DEFAULT_PORT = 8744
+SUPERVISE_EVERY = 0.5
+
+
+class UnknownTopology(RayflowError, KeyError):
+    """No topology of that name runs here."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class JobMaster:
+    """The topologies of one Ray cluster (see module docstring)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.jobs: dict[str, Job] = {}
+        self.lock = threading.Lock()
+        self.started_at = time.time()
+        self.url = ""
+        self._stop = threading.Event()
+
+    def recover(self) -> None:
+        """Take over the topologies a previous master ran (their task actors still run)."""
+        for name in self.registry.names():
+            record = self.registry.get(name)
+            if record is None:
+                continue
+            job = Job(record, self.registry)
+            try:
+                job.attach()
+            except Exception as exc:  # keep the master up for the others
+                log.exception("could not take over topology %s", name)
+                job.error = f"could not take over after a master restart: {exc}"
+            self.jobs[name] = job
+            log.warning("took over topology %s (%s)", name, record.status)
+
+    def supervise_forever(self) -> None:
+        while not self._stop.is_set():
+            for job in list(self.jobs.values()):
+                try:
+                    job.supervise()
+                except Exception:
+                    log.exception("supervising %s failed", job.name)
+                if job.ended:
+                    with self.lock:
+                        self.jobs.pop(job.name, None)
+            self._stop.wait(SUPERVISE_EVERY)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def info(self) -> dict[str, Any]:
+        """Where the UI is, and this master's process (``rayflow ui``, tests)."""
+        return {"url": self.url, "pid": os.getpid(), "started": self.started_at}
+
+    # ---------------------------------------------------------------- commands
+
+    def submit(self, spec: Any, runtime_env: dict[str, Any], source: str = "") -> dict[str, Any]:
+        """Start ``spec`` (classes by path, code in ``runtime_env``); returns its summary."""
+        with self.lock:
+            if spec.name in self.jobs:
+                raise TopologyError(
+                    f"a topology named '{spec.name}' is already running; kill it first "
+                    f"(rayflow kill {spec.name}) or give this one another name"
+                )
+            record = JobRecord(spec.name, spec, runtime_env, secrets.token_bytes(16), source=source)
+            job = Job(record, self.registry)
+            self.jobs[spec.name] = job
+        try:
+            job.start()
+        except BaseException:
+            with self.lock:
+                self.jobs.pop(spec.name, None)
+            job.deployment.kill()
+            self.registry.delete(spec.name)
+            raise
+        log.warning("topology %s submitted (%d tasks)", spec.name, len(job.deployment.tasks))
+        return job.summary()
+
+    def job(self, name: str) -> Job:
+        job = self.jobs.get(name)
+        if job is None or job.ended:
+            running = ", ".join(sorted(self.jobs)) or "none"
+            raise UnknownTopology(f"no topology named '{name}' (running: {running})")
+        return job
+
+    def list(self) -> list[dict[str, Any]]:
+        return [job.summary() for job in sorted(self.jobs.values(), key=lambda j: j.name)]
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.job(name).detail()
+
+    def component(self, name: str, component_id: str) -> dict[str, Any]:
+        found = self.job(name).component(component_id)
+        if found is None:
+            raise UnknownTopology(f"topology '{name}' has no component '{component_id}'")
+        return found
+
+    def activate(self, name: str) -> dict[str, Any]:
+        self.job(name).activate()
+        return self.job(name).summary()
+
+    def deactivate(self, name: str) -> dict[str, Any]:
+        self.job(name).deactivate()
+        return self.job(name).summary()
+
+    def kill(self, name: str, wait: float = 30.0) -> dict[str, Any]:
+        job = self.job(name)
+        job.kill(wait)
+        return job.summary()
+
+    def read_log(
+        self, name: str, component: str, task: int, offsets: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        job = self.job(name)
+        try:
+            return job.read_log(component, task, offsets)
+        except KeyError:
+            raise UnknownTopology(f"topology '{name}' has no task {component}[{task}]") from None
+
+    def tasks(self, name: str) -> list[tuple[str, int]]:
+        return list(self.job(name).deployment.tasks)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=16)
+class JobMasterActor:
+    """The job master as a detached actor; Ray restarts it, and it takes over from its registry."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str = "") -> None:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        self.master = JobMaster(Registry())
+        self.master.recover()
+        threading.Thread(
+            target=self.master.supervise_forever, name="rayflow-supervisor", daemon=True
+        ).start()
+        from rayflow.master.http import serve_in_thread
+
+        self.master.url = serve_in_thread(self.master, host, port, token)
+
+    def __repr__(self) -> str:
+        return "rayflow-master"
+
+    def info(self) -> dict[str, Any]:
+        return self.master.info()
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one :class:`JobMaster` method (the CLI's way in)."""
+        if method.startswith("_") or not callable(getattr(JobMaster, method, None)):
+            raise AttributeError(f"the job master has no command {method!r}")
+        return getattr(self.master, method)(*args, **kwargs)
+
+
+def head_node_id() -> str | None:
+    for node in ray.nodes():
+        if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
+            return node["NodeID"]
+    return None
+
+
+def get_master(create: bool = False, **options: Any) -> Any:
+    """The cluster's job master (``ray.init`` first); with ``create``, start it if missing.
+
+    ``options`` (host, port, token) only apply when this call creates it.
+    """
+    try:
+        return ray.get_actor(MASTER_NAME, namespace=NAMESPACE)
+    except ValueError:
+        if not create:
+            raise RayflowError(
+                "no rayflow job master runs on this Ray cluster; `rayflow submit` or "
+                "`rayflow master start` starts one"
+            ) from None
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    head = head_node_id()
+    strategy = NodeAffinitySchedulingStrategy(head, soft=False) if head else "DEFAULT"
+    host = options.get("host") or "127.0.0.1"
+    token = options.get("token") or ""
+    if not token and not _loopback(host):
+        raise RayflowError(
+            f"the job master would listen on {host} without a token: give one "
+            "(--token or RAYFLOW_UI_TOKEN) or bind it to 127.0.0.1"
+        )
+    master = JobMasterActor.options(
+        name=MASTER_NAME,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        scheduling_strategy=strategy,
+    ).remote(host, int(options.get("port") or DEFAULT_PORT), token)
+    ray.get(master.info.remote(), timeout=120)  # started and serving
+    return master
+
+
+def _loopback(host: str) -> bool:
+    return host == "localhost" or host.startswith("127.")

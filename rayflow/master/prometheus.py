@@ -1,0 +1,79 @@
+"""``/metrics``: the master's topologies in Prometheus' text format (``prometheus_client``).
+
+One sample per task, labelled ``topology``, ``component`` and ``task``: the counters
+(``rayflow_emitted_total``, ``..._executed_total``, ``..._acked_total``, ``..._failed_total``),
+busy and backpressure time (``..._execute_seconds_total``, ``..._backpressure_seconds_total``),
+and gauges (inbox fill, execute and complete latency, pending trees), plus one
+``rayflow_topology_up`` per topology with its status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from rayflow.master.master import JobMaster
+
+LABELS = ["topology", "component", "task"]
+COUNTERS = {
+    "emitted": ("emitted", "tuples emitted"),
+    "executed": ("executed", "tuples executed"),
+    "acked": ("acked", "tuples acked"),
+    "failed": ("failed", "tuples failed"),
+    "execute_seconds": ("exec_seconds", "time spent in the user's code"),
+    "backpressure_seconds": ("blocked_seconds", "time the outputs had no credit"),
+}
+GAUGES = {
+    "inbox_fill": "share of the task's input credits in use",
+    "execute_latency_ms": "mean time per executed tuple",
+    "complete_latency_ms": "mean time from a spout tuple to its tree's completion",
+    "pending": "spout tuples awaiting their acks",
+}
+
+
+class _Collector:
+    def __init__(self, master: JobMaster) -> None:
+        self.master = master
+
+    def collect(self) -> Iterator[Metric]:
+        counters = {
+            name: CounterMetricFamily(f"rayflow_{name}", help_, labels=LABELS)
+            for name, (_key, help_) in COUNTERS.items()
+        }
+        gauges = {
+            name: GaugeMetricFamily(f"rayflow_{name}", help_, labels=LABELS)
+            for name, help_ in GAUGES.items()
+        }
+        up = GaugeMetricFamily(
+            "rayflow_topology_up", "1 while the topology runs", labels=["topology", "status"]
+        )
+        for job in list(self.master.jobs.values()):
+            up.add_metric([job.name, job.status], 1.0 if job.status == "ACTIVE" else 0.0)
+            for task in job.stats:
+                labels = [job.name, task["component"], str(task["task"])]
+                values = task.get("counters", {})
+                for name, (key, _help) in COUNTERS.items():
+                    counters[name].add_metric(labels, float(values.get(key, 0)))
+                for name in GAUGES:
+                    gauges[name].add_metric(labels, float(_gauge(task, name)))
+        yield up
+        yield from counters.values()
+        yield from gauges.values()
+
+
+def _gauge(task: dict[str, Any], name: str) -> float:
+    if name == "inbox_fill":
+        capacity = task.get("inbox_capacity") or 0
+        return task.get("inbox", 0) / capacity if capacity else 0.0
+    return task.get(name, 0) or 0.0
+
+
+def render_metrics(master: JobMaster) -> str:
+    """The text a Prometheus scrape of ``/metrics`` gets."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(master))  # type: ignore[arg-type]
+    return generate_latest(registry).decode()

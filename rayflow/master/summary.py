@@ -1,0 +1,88 @@
+"""Per-component figures for ``rayflow status``, the REST API and the UI, from task stats.
+
+Counters are summed over a component's tasks; ``capacity`` (the share of wall time a task spent
+executing, Storm's figure: near 1 means add parallelism) and ``backpressure`` (the share of time
+its outputs had no credit) come from the change since the previous sample, the worst task's.
+
+>>> t0 = {"component": "c", "task": 0, "kind": "bolt", "counters": {"executed": 0,
+...       "exec_seconds": 0.0, "blocked_seconds": 0.0}, "inbox": 0, "inbox_capacity": 10}
+>>> t1 = {**t0, "counters": {"executed": 100, "exec_seconds": 0.5, "blocked_seconds": 0.0}}
+>>> c = summarize([t1], [t0], 1.0)["c"]
+>>> c["executed"], c["capacity"], c["rates"]["executed"]
+(100, 0.5, 100.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+COUNTERS = ("emitted", "transferred", "executed", "acked", "failed")
+
+
+def summarize(
+    stats: list[dict[str, Any]], previous: list[dict[str, Any]], seconds: float
+) -> dict[str, dict[str, Any]]:
+    """Component id -> summed counters, rates per second, latencies, capacity, backpressure."""
+    before = {(s["component"], s["task"]): s for s in previous}
+    out: dict[str, dict[str, Any]] = {}
+    for task in sorted(stats, key=lambda s: (s["component"], s["task"])):
+        comp = out.setdefault(
+            task["component"],
+            {
+                "kind": task.get("kind", ""),
+                "tasks": 0,
+                **{k: 0 for k in COUNTERS},
+                "rates": {k: 0.0 for k in COUNTERS},
+                "execute_latency_ms": 0.0,
+                "complete_latency_ms": 0.0,
+                "capacity": 0.0,
+                "backpressure": 0.0,
+                "inbox_fill": 0.0,
+                "pending": 0,
+                "states": {},
+            },
+        )
+        counters = task.get("counters", {})
+        prior = before.get((task["component"], task["task"]), {}).get("counters", {})
+        comp["tasks"] += 1
+        for key in COUNTERS:
+            comp[key] += counters.get(key, 0)
+            if seconds > 0:
+                delta = max(0, counters.get(key, 0) - prior.get(key, 0))
+                comp["rates"][key] += delta / seconds
+        if seconds > 0:
+            busy = counters.get("exec_seconds", 0.0) - prior.get("exec_seconds", 0.0)
+            blocked = counters.get("blocked_seconds", 0.0) - prior.get("blocked_seconds", 0.0)
+            comp["capacity"] = max(comp["capacity"], _share(busy, seconds))
+            comp["backpressure"] = max(comp["backpressure"], _share(blocked, seconds))
+        capacity = task.get("inbox_capacity") or 0
+        if capacity:
+            comp["inbox_fill"] = max(comp["inbox_fill"], task.get("inbox", 0) / capacity)
+        comp["pending"] += task.get("pending", 0)
+        state = task.get("state", "unknown")
+        comp["states"][state] = comp["states"].get(state, 0) + 1
+        _weighted(comp, task, "execute_latency_ms", counters.get("executed", 0))
+        _weighted(comp, task, "complete_latency_ms", counters.get("acked", 0))
+    for comp in out.values():
+        comp.pop("_weights", None)
+    return out
+
+
+def _share(part: float, whole: float) -> float:
+    return round(min(1.0, max(0.0, part / whole)), 3)
+
+
+def _weighted(comp: dict[str, Any], task: dict[str, Any], key: str, weight: float) -> None:
+    """Mean of the tasks' ``key`` weighted by how many tuples each measured."""
+    if not weight or not task.get(key):
+        return
+    weights = comp.setdefault("_weights", {})
+    total = weights.get(key, 0) + weight
+    comp[key] = (comp[key] * weights.get(key, 0) + task[key] * weight) / total
+    weights[key] = total
+
+
+def recent_errors(stats: list[dict[str, Any]], limit: int = 20) -> list[dict[str, Any]]:
+    """The newest user errors of all tasks, newest first."""
+    errors = [e for s in stats for e in s.get("errors", ())]
+    return sorted(errors, key=lambda e: e.get("time", 0), reverse=True)[:limit]
