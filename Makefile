@@ -27,8 +27,9 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -m "not ray" --doctest-modules rayflow tests
 
-## test: install everything, lint, and run every test (doctests, unit, real Ray)
+## test: install everything, lint, and run every test (doctests, unit, real Ray, Chromium)
 test: lint
+	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest --doctest-modules --durations=15 rayflow tests
 
 ## bench: the word count benchmark against the single-process baseline and Bytewax

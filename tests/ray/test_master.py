@@ -8,159 +8,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.cluster import ENV, free_port
-
-pytestmark = pytest.mark.ray
-
-TOKEN = "s3cret-token"
-MODULE = '''
-import time
-from rayflow import Bolt, Spout
-
-
-class Ticks(Spout):
-    """Numbers forever, about 200 a second (kept slow: the machine has two cores)."""
-
-    outputs = ["n"]
-
-    def open(self, context):
-        self.n = 0
-
-    def next_tuple(self):
-        self.emit([self.n])
-        self.n += 1
-        time.sleep(0.005)
-
-
-class Shout(Bolt):
-    outputs = ["n"]
-
-    def prepare(self, context):
-        print(f"shout task {context.task_index} ready", flush=True)
-
-    def process(self, tup):
-        self.emit([tup["n"]])
-
-
-class Sink(Bolt):
-    def process(self, tup):
-        pass
-'''
-TOPOLOGY = """\
-name: ticking
-spouts:
-  - {id: ticks, className: ticking.Ticks, resources: {resources: {node_a: 1}}}
-bolts:
-  - {id: shout, className: ticking.Shout, parallelism: 2, resources: {resources: {node_b: 1}}}
-  - {id: sink, className: ticking.Sink}
-streams:
-  - {from: ticks, to: shout, grouping: {type: SHUFFLE}}
-  - {from: shout, to: sink, grouping: {type: SHUFFLE}}
-"""
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.5)
-
-
-class Cluster:
-    """The CLI and the REST API of one cluster's master."""
-
-    def __init__(self, address: str, port: int, cwd: Path) -> None:
-        self.address, self.port, self.cwd = address, port, cwd
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [sys.executable, "-m", "rayflow.cli", *args, "--address", self.address],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            cwd=self.cwd,
-            env=ENV,
-        )
-        if check:
-            assert done.returncode == 0, f"rayflow {' '.join(args)}: {done.stderr}{done.stdout}"
-        return done
-
-    def status(self, name: str = "ticking") -> dict[str, Any]:
-        return json.loads(self.cli("status", name, "--json").stdout)
-
-    def counter(self, component: str, name: str = "emitted") -> float:
-        comps = {c["id"]: c for c in self.status()["components"]}
-        return comps[component].get(name, 0)
-
-    def http(
-        self, method: str, path: str, body: bytes | None = None, token: str | None = TOKEN
-    ) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=body, method=method
-        )
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status, text = response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            status, text = exc.code, exc.read().decode()
-        is_json = text.startswith(("{", "["))
-        return status, json.loads(text) if is_json else text
-
-    def ray(self, code: str) -> str:
-        """Run ``code`` in a driver connected to the cluster (``ray`` imported)."""
-        script = f"import ray\nray.init(address={self.address!r}, logging_level='ERROR')\n{code}"
-        done = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=ENV
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-
-def growing(cluster: Cluster, component: str, name: str = "emitted") -> Callable[[], bool]:
-    """A condition: the counter grew since the last time the condition was checked."""
-    last = [cluster.counter(component, name)]
-
-    def check() -> bool:
-        now = cluster.counter(component, name)
-        grew, last[0] = now > last[0], now
-        return grew
-
-    return check
+from tests.cluster import Cluster, growing, master_cluster, wait_for
 
 
 @pytest.fixture(scope="module")
 def cluster(two_nodes: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A master with a token on a free port, and the topology submitted from a folder of its own
-    (not the repository): its module reaches the nodes through Ray's package upload."""
-    folder = tmp_path_factory.mktemp("user_project")
-    (folder / "ticking.py").write_text(textwrap.dedent(MODULE))
-    (folder / "ticking.yaml").write_text(TOPOLOGY)
-    c = Cluster(two_nodes, free_port("127.0.0.1"), folder)
-    master = ("--ui-port", str(c.port), "--ui-token", TOKEN)
-    c.cli("master", *master)
-    try:
+    with master_cluster(two_nodes, tmp_path_factory.mktemp("user_project")) as c:
         yield c
-    finally:
-        for row in json.loads(c.cli("list", "--json").stdout):
-            c.cli("kill", row["name"], "--wait", "0", check=False)
-        c.cli("master", "--stop", check=False)
+
+
+pytestmark = pytest.mark.ray
 
 
 def test_submit_returns_at_once_and_the_topology_runs_on_both_nodes(cluster: Cluster) -> None:
