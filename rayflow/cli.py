@@ -364,6 +364,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         )
     print(_table(table))
+    for c in detail["components"]:
+        for name, m in sorted((c.get("metrics") or {}).items()):
+            value = f"count {m['count']:,}, sum {m['sum']:,.3f}" if "count" in m else m["value"]
+            print(f"  {c['id']}.{name} ({m['type']}): {value}")
     problems = detail["failures"][:5] + detail["errors"][:5]
     if problems:
         print("recent errors:")

@@ -131,6 +131,7 @@ class Shout(Bolt):
         print(f"shout task {context.task_index} ready", flush=True)
 
     def process(self, tup):
+        self.metrics.counter("shouted").inc()
         self.emit([tup["n"]])
 
 

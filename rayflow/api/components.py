@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from rayflow.api.metrics import Metrics
 from rayflow.api.tuple import Batch, Tuple
 from rayflow.errors import RayflowError
 
@@ -71,10 +72,19 @@ def _not_running(*_args: Any, **_kwargs: Any) -> None:
 
 
 class Component:
-    """What spouts and bolts share: declared outputs and the runtime-bound methods."""
+    """What spouts and bolts share: declared outputs, user metrics, the runtime-bound methods."""
 
     outputs: ClassVar[Sequence[str] | Mapping[str, Sequence[str]] | None] = None
     """Field names of the default stream, or ``{stream: [fields]}``; read without instantiating."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """This task's user metrics: ``self.metrics.counter("parsed").inc()``, ``.gauge(name)
+        .set(v)``, ``.histogram(name).observe(v)``; reported with the built-in counters."""
+        metrics = self.__dict__.get("_rayflow_metrics")
+        if metrics is None:
+            metrics = self.__dict__["_rayflow_metrics"] = Metrics()
+        return metrics
 
     def emit_direct(
         self, task_index: int, values: list[Any], stream: str = "default", **kwargs: Any

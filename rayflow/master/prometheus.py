@@ -3,8 +3,9 @@
 One sample per task, labelled ``topology``, ``component`` and ``task``: the counters
 (``rayflow_emitted_total``, ``..._executed_total``, ``..._acked_total``, ``..._failed_total``),
 busy and backpressure time (``..._execute_seconds_total``, ``..._backpressure_seconds_total``),
-and gauges (inbox fill, execute and complete latency, pending trees), plus one
-``rayflow_topology_up`` per topology with its status.
+and gauges (inbox fill, execute and complete latency, pending trees), one
+``rayflow_topology_up`` per topology with its status, and the components' own metrics
+(``self.metrics``) as ``rayflow_user_<name>`` with the same labels.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 if TYPE_CHECKING:
     from rayflow.master.master import JobMaster
@@ -51,6 +57,7 @@ class _Collector:
         up = GaugeMetricFamily(
             "rayflow_topology_up", "1 while the topology runs", labels=["topology", "status"]
         )
+        user: dict[str, Metric] = {}
         for job in list(self.master.jobs.values()):
             up.add_metric([job.name, job.status], 1.0 if job.status == "ACTIVE" else 0.0)
             for task in job.stats:
@@ -60,9 +67,37 @@ class _Collector:
                     counters[name].add_metric(labels, float(values.get(key, 0)))
                 for name in GAUGES:
                     gauges[name].add_metric(labels, float(_gauge(task, name)))
+                for name, metric in (task.get("metrics") or {}).items():
+                    _add_user_metric(user, name, metric, labels)
         yield up
         yield from counters.values()
         yield from gauges.values()
+        yield from user.values()
+
+
+def _add_user_metric(
+    families: dict[str, Metric], name: str, metric: dict[str, Any], labels: list[str]
+) -> None:
+    kind = metric["type"]
+    family = families.get(name)
+    if family is None:
+        make = {
+            "counter": CounterMetricFamily,
+            "gauge": GaugeMetricFamily,
+            "histogram": HistogramMetricFamily,
+        }[kind]
+        family = families[name] = make(f"rayflow_user_{name}", f"user {kind}", labels=LABELS)
+    if family.type != ("counter" if kind == "counter" else kind):
+        return  # the same name with another type in another component: keep the first
+    if kind == "histogram":
+        buckets = [(_bound(le), float(n)) for le, n in metric["buckets"]]
+        family.add_metric(labels, buckets, float(metric["sum"]))  # type: ignore[call-arg]
+    else:
+        family.add_metric(labels, float(metric["value"]))  # type: ignore[call-arg]
+
+
+def _bound(le: Any) -> str:
+    return "+Inf" if le == "+Inf" else repr(float(le))
 
 
 def _gauge(task: dict[str, Any], name: str) -> float:

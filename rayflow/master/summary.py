@@ -61,11 +61,33 @@ def summarize(
         comp["pending"] += task.get("pending", 0)
         state = task.get("state", "unknown")
         comp["states"][state] = comp["states"].get(state, 0) + 1
+        _merge_user_metrics(comp.setdefault("metrics", {}), task.get("metrics") or {})
         _weighted(comp, task, "execute_latency_ms", counters.get("executed", 0))
         _weighted(comp, task, "complete_latency_ms", counters.get("acked", 0))
     for comp in out.values():
         comp.pop("_weights", None)
     return out
+
+
+def _merge_user_metrics(into: dict[str, Any], task: dict[str, Any]) -> None:
+    """Sum a task's user metrics into its component's (gauges keep their max too).
+
+    >>> into = {}
+    >>> _merge_user_metrics(into, {"lag": {"type": "gauge", "value": 3}})
+    >>> _merge_user_metrics(into, {"lag": {"type": "gauge", "value": 5}})
+    >>> into["lag"]
+    {'type': 'gauge', 'value': 8, 'max': 5}
+    """
+    for name, metric in task.items():
+        kind = metric["type"]
+        mine = into.setdefault(name, {"type": kind})
+        if kind == "histogram":
+            mine["count"] = mine.get("count", 0) + metric["count"]
+            mine["sum"] = mine.get("sum", 0) + metric["sum"]
+        else:
+            mine["value"] = mine.get("value", 0) + metric["value"]
+            if kind == "gauge":
+                mine["max"] = max(mine.get("max", metric["value"]), metric["value"])
 
 
 def _share(part: float, whole: float) -> float:

@@ -81,6 +81,7 @@ class ReportMixin:
             "active": self.active,
             "uptime": time.time() - self.started_at,
             "errors": list(self.errors),
+            "metrics": self.obj.metrics.snapshot() if self.obj is not None else {},
             **(self._acking_stats() if self.acking is not None else {}),
         }
 

@@ -40,6 +40,7 @@ def test_submit_returns_at_once_and_the_topology_runs_on_both_nodes(cluster: Clu
     assert "ticking" in table and "ACTIVE" in table
     text = cluster.cli("status", "ticking").stdout
     assert "shout" in text and "EXECUTED" in text
+    assert "shout.shouted (counter):" in text, "the bolt's own metric"
     again = cluster.cli("submit", "ticking.yaml", check=False)
     assert again.returncode != 0 and "already running" in again.stderr
 
@@ -156,6 +157,9 @@ def test_rest_api(cluster: Cluster) -> None:
     assert status == 200
     assert 'rayflow_executed_total{component="shout",task="0",topology="ticking"}' in text
     assert 'rayflow_topology_up{status="ACTIVE",topology="ticking"} 1.0' in text
+    assert 'rayflow_user_shouted_total{component="shout",task="1",topology="ticking"}' in text
+    _, shout = cluster.http("GET", "/api/v1/topologies/ticking/components/shout")
+    assert shout["metrics"]["shouted"]["value"] > 0, "the bolt's own counter, summed"
 
 
 def test_kill_drains_and_removes_the_topology(cluster: Cluster) -> None:

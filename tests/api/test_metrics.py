@@ -1,0 +1,46 @@
+"""User metrics (``self.metrics``) reach the task stats that status, REST and /metrics read."""
+
+from __future__ import annotations
+
+import pytest
+
+from rayflow import Bolt, Topology, Tuple
+from rayflow.api.metrics import Metrics
+from rayflow.master.summary import summarize
+from rayflow.testing import ListSink, TestingSpout, run
+
+
+class Measure(Bolt):
+    outputs = ["n"]
+
+    def process(self, tup: Tuple) -> None:
+        self.metrics.counter("seen").inc()
+        self.metrics.gauge("last").set(tup["value"])
+        self.metrics.histogram("value", buckets=(5, 50)).observe(tup["value"])
+        self.emit([tup["value"]])
+
+
+def test_a_bolts_metrics_are_reported_per_task_and_summed_per_component() -> None:
+    t = Topology("metered")
+    t.spout("numbers", TestingSpout, args=(list(range(10)),))
+    t.bolt("measure", Measure, parallelism=2).shuffle("numbers")
+    t.bolt("sink", ListSink).global_("measure")
+    result = run(t)
+    tasks = result.tasks["measure"]
+    assert sum(s["metrics"].get("seen", {}).get("value", 0) for s in tasks) == 10
+    merged = summarize([s for comp in result.tasks.values() for s in comp], [], 0.0)
+    metrics = merged["measure"]["metrics"]
+    assert metrics["seen"] == {"type": "counter", "value": 10}
+    assert metrics["value"]["count"] == 10 and metrics["value"]["sum"] == sum(range(10))
+    assert metrics["last"]["max"] <= 9
+
+
+def test_metric_names_and_kinds_are_checked() -> None:
+    m = Metrics()
+    m.counter("a")
+    with pytest.raises(ValueError, match="is a counter, not a gauge"):
+        m.gauge("a")
+    with pytest.raises(ValueError, match="letters, digits and underscores"):
+        m.counter("bad name")
+    with pytest.raises(ValueError, match="only grows"):
+        m.counter("a").inc(-1)
