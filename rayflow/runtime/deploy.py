@@ -28,6 +28,7 @@ log = logging.getLogger("rayflow.deploy")
 
 _RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
 MAX_RESTART_DELAY = 300.0
+_GENERATIONS_AHEAD = 4
 
 
 def actor_options(component: ComponentSpec) -> dict[str, Any]:
@@ -128,10 +129,8 @@ class RayDeployment:
         assert self.lifetime.namespace is not None, "only detached actors can be found again"
         missing = []
         for key in self.tasks:
-            name = self.lifetime.name(self.spec.name, key, self.generation(key))
-            try:
-                actor = ray.get_actor(name, namespace=self.lifetime.namespace)
-            except ValueError:
+            actor = self._find(key)
+            if actor is None:
                 missing.append(key)
                 continue
             self.actors[key] = actor
@@ -144,6 +143,20 @@ class RayDeployment:
                 continue  # died meanwhile: its outcome says so and the supervisor replaces it
             self.nodes[key], self.addresses[key] = info["node"], info["address"]
         return missing
+
+    def _find(self, key: TaskKey) -> Any:
+        """The task's detached actor: of its recorded generation or, when the master died in
+        the middle of a restart it had not recorded yet, of a newer one."""
+        for ahead in range(_GENERATIONS_AHEAD):
+            name = self.lifetime.name(self.spec.name, key, self.generation(key) + ahead)
+            try:
+                actor = ray.get_actor(name, namespace=self.lifetime.namespace)
+            except ValueError:
+                continue
+            if ahead:
+                self.restarts[key] = self.restarts.get(key, 0) + ahead
+            return actor
+        return None
 
     @property
     def tasks(self) -> list[TaskKey]:
