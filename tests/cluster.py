@@ -182,7 +182,11 @@ class Cluster:
         return done
 
     def status(self, name: str = "ticking") -> dict[str, Any]:
-        return json.loads(self.cli("status", name, "--json").stdout)
+        """What ``rayflow status NAME --json`` prints, read over REST (a CLI call per poll
+        would start a Python and a Ray connection each time)."""
+        code, body = self.http("GET", f"/api/v1/topologies/{name}")
+        assert code == 200, body
+        return body
 
     def counter(self, component: str, name: str = "emitted") -> float:
         comps = {c["id"]: c for c in self.status()["components"]}

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any
 
+import ray
+
 from rayflow.errors import RayflowError, TaskError
 from rayflow.master.registry import NAMESPACE, JobRecord, Registry
 from rayflow.master.summary import recent_errors, summarize
@@ -210,6 +212,4 @@ class Job:
         actor = self.deployment.actors.get((component, task))
         if actor is None:
             raise KeyError(f"{component}[{task}]")
-        import ray
-
         return ray.get(actor.read_log.remote(offsets), timeout=30)

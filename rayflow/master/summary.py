@@ -25,6 +25,8 @@ def summarize(
     """Component id -> summed counters, rates per second, latencies, capacity, backpressure."""
     before = {(s["component"], s["task"]): s for s in previous}
     out: dict[str, dict[str, Any]] = {}
+    exec_seconds: dict[str, float] = {}
+    complete: dict[str, tuple[float, float]] = {}  # sum of latency x acked, sum of acked
     for task in sorted(stats, key=lambda s: (s["component"], s["task"])):
         comp = out.setdefault(
             task["component"],
@@ -62,10 +64,17 @@ def summarize(
         state = task.get("state", "unknown")
         comp["states"][state] = comp["states"].get(state, 0) + 1
         _merge_user_metrics(comp.setdefault("metrics", {}), task.get("metrics") or {})
-        _weighted(comp, task, "execute_latency_ms", counters.get("executed", 0))
-        _weighted(comp, task, "complete_latency_ms", counters.get("acked", 0))
-    for comp in out.values():
-        comp.pop("_weights", None)
+        comp_id = task["component"]
+        exec_seconds[comp_id] = exec_seconds.get(comp_id, 0.0) + counters.get("exec_seconds", 0.0)
+        acked = counters.get("acked", 0)
+        total, weight = complete.get(comp_id, (0.0, 0.0))
+        complete[comp_id] = (total + acked * task.get("complete_latency_ms", 0.0), weight + acked)
+    for comp_id, comp in out.items():  # means over all the component's tuples, not its tasks
+        if comp["executed"]:
+            comp["execute_latency_ms"] = 1000 * exec_seconds[comp_id] / comp["executed"]
+        total, weight = complete[comp_id]
+        if weight:
+            comp["complete_latency_ms"] = total / weight
     return out
 
 
@@ -92,16 +101,6 @@ def _merge_user_metrics(into: dict[str, Any], task: dict[str, Any]) -> None:
 
 def _share(part: float, whole: float) -> float:
     return round(min(1.0, max(0.0, part / whole)), 3)
-
-
-def _weighted(comp: dict[str, Any], task: dict[str, Any], key: str, weight: float) -> None:
-    """Mean of the tasks' ``key`` weighted by how many tuples each measured."""
-    if not weight or not task.get(key):
-        return
-    weights = comp.setdefault("_weights", {})
-    total = weights.get(key, 0) + weight
-    comp[key] = (comp[key] * weights.get(key, 0) + task[key] * weight) / total
-    weights[key] = total
 
 
 def recent_errors(stats: list[dict[str, Any]], limit: int = 20) -> list[dict[str, Any]]:
