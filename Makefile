@@ -20,16 +20,17 @@ run: venv
 
 ## lint: ruff check and format check
 lint: venv
-	$(BIN)/ruff check rayflow tests examples benchmarks
-	$(BIN)/ruff format --check rayflow tests examples benchmarks
+	$(BIN)/ruff check rayflow tests examples benchmarks scripts
+	$(BIN)/ruff format --check rayflow tests examples benchmarks scripts
 
 ## unit: the tests that need no Ray (seconds)
 unit: venv
 	$(BIN)/pytest -m "not ray" --doctest-modules rayflow tests
 
-## test: install everything, lint, and run every test (doctests, unit, real Ray, Chromium)
+## test: install everything, lint, and run every test (doctests, unit, real Ray, Chromium, helm)
 test: lint
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-helm.sh >/dev/null
 	$(BIN)/pytest --doctest-modules --durations=15 rayflow tests
 
 ## bench: the word count benchmark against the single-process baseline and Bytewax

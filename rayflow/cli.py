@@ -6,6 +6,7 @@
     rayflow list | status NAME | activate NAME | deactivate NAME | kill NAME [--wait 30]
     rayflow logs NAME [COMPONENT] [--task N] [-f]
     rayflow ui                                                         # the web UI's address
+    rayflow k8s status|scale|logs|delete RELEASE                       # a Helm release
 
 Exit codes: 0 done, 1 a task or the cluster failed, 2 a wrong topology file or argument.
 """
@@ -104,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a topology file and print its graph")
     _add_topology_args(validate)
     _add_cluster_commands(sub)
+    from rayflow.launchers import kubernetes_cli
+
+    kubernetes_cli.add_parser(sub)
     return parser
 
 
@@ -131,6 +135,12 @@ def _add_cluster_commands(sub: Any) -> None:
         action="append",
         metavar="PATH",
         help="another local package the topology imports (repeatable)",
+    )
+    submit.add_argument(
+        "--runtime-env",
+        metavar="JSON",
+        type=_json_object,
+        help='more of Ray\'s runtime_env for the tasks, e.g. \'{"pip": ["requests"]}\'',
     )
     _add_master_args(submit)
     listing = command("list", "the topologies running on the cluster", topology=False)
@@ -256,6 +266,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    """argparse type: a JSON object (``--runtime-env``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('expected a JSON object, e.g. \'{"pip": ["requests"]}\'')
+    return value
+
+
 def _master_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"host": args.ui_host, "port": args.ui_port, "token": args.ui_token}
 
@@ -265,7 +286,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     spec = _load(args)
     summary = cluster.submit(
-        spec, args.topology, args.address, args.py_module, _master_options(args)
+        spec,
+        args.topology,
+        args.address,
+        args.py_module,
+        _master_options(args),
+        runtime_env=args.runtime_env,
     )
     info = cluster.call("info")
     print(
@@ -274,6 +300,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         f"  rayflow status {summary['name']}    rayflow kill {summary['name']}"
     )
     return EXIT_OK
+
+
+def cmd_k8s(args: argparse.Namespace) -> int:
+    from rayflow.launchers import kubernetes_cli
+
+    return kubernetes_cli.run(args)
 
 
 def cmd_master(args: argparse.Namespace) -> int:
@@ -475,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kill": cmd_kill,
         "logs": cmd_logs,
         "ui": cmd_ui,
+        "k8s": cmd_k8s,
     }
     try:
         return commands[args.command](args)

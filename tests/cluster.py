@@ -49,13 +49,13 @@ def _start(args: list[str]) -> subprocess.Popen:
     )
 
 
-def alive_nodes(address: str) -> int:
+def alive_nodes(address: str, env: dict[str, str] | None = None) -> int:
     code = (
         f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
         "print(sum(n['Alive'] for n in ray.nodes()))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=ENV
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env or ENV
     )
     return int(done.stdout.strip() or 0) if done.returncode == 0 else 0
 

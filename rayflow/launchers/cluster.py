@@ -76,8 +76,13 @@ def submit(
     address: str | None,
     extra_modules: list[str] | None = None,
     master_options: dict[str, Any] | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Start the master if needed, upload the code, and submit ``spec``; returns its summary."""
+    """Start the master if needed, upload the code, and submit ``spec``; returns its summary.
+
+    ``runtime_env`` adds to the uploaded code what Ray should give every task (``pip``,
+    ``env_vars``, ...); a ``working_dir`` or ``py_modules`` there replaces the uploaded one.
+    """
     import ray
 
     from rayflow.master.master import get_master
@@ -87,11 +92,12 @@ def submit(
     # from a connection without one, then reconnect with the package to upload it.
     connect(address)
     get_master(create=True, **(master_options or {}))
-    connect(address, code_package(topology_path, extra_modules))
+    extra = dict(runtime_env or {})
+    connect(address, {**code_package(topology_path, extra_modules), **extra})
     uploaded = {
         k: v
         for k, v in ray.get_runtime_context().runtime_env.items()
-        if k in ("py_modules", "working_dir")
+        if k in ("py_modules", "working_dir") or k in extra
     }
     return call("submit", portable_spec(spec), uploaded, os.path.abspath(topology_path))
 
