@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rayflow import Bolt, Context, Topology, Tuple
@@ -125,3 +128,52 @@ def timeout_topology() -> Topology:
     t.bolt("sleepy", SleepOnce, kwargs={"n": 3, "seconds": 1.5}).shuffle("numbers")
     t.bolt("sink", ListSink).shuffle("sleepy")
     return t
+
+
+@contextmanager
+def killing_tasks(
+    components: set[str], max_kills: int, seed: int = 5, every: float = 0.8
+) -> Iterator[list[tuple[str, int]]]:
+    """Chaos for the next embedded run started inside the block: a second after its tasks
+    start, kill a random task actor of ``components`` (``ray.kill``, no Ray restart: rayflow's
+    own supervision restarts it) every ``every`` seconds, ``max_kills`` times at most, while the
+    run lasts. Yields the list of ``(component, index)`` killed."""
+    import ray
+
+    from rayflow.runtime.deploy import RayDeployment
+
+    deployments: list[RayDeployment] = []
+    original = RayDeployment.__init__
+
+    def remember(self: RayDeployment, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        deployments.append(self)
+
+    kills: list[tuple[str, int]] = []
+    done = threading.Event()
+
+    def chaos() -> None:
+        rng = random.Random(seed)
+        while not deployments or not deployments[0].runs:  # not started yet
+            if done.wait(0.05):
+                return
+        deployment = deployments[0]
+        done.wait(1.0)
+        while not done.is_set() and len(kills) < max_kills:
+            if len(deployment.results) >= len(deployment.runs):
+                return
+            victims = sorted(k for k in deployment.actors if k[0] in components)
+            victim = rng.choice(victims)
+            ray.kill(deployment.actors[victim], no_restart=True)
+            kills.append(victim)
+            done.wait(every)
+
+    RayDeployment.__init__ = remember  # type: ignore[method-assign]
+    killer = threading.Thread(target=chaos, daemon=True)
+    killer.start()
+    try:
+        yield kills
+    finally:
+        done.set()
+        killer.join(timeout=10)
+        RayDeployment.__init__ = original  # type: ignore[method-assign]

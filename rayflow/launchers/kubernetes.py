@@ -2,12 +2,11 @@
 
 It reads and changes what the chart made, found by the release's
 ``app.kubernetes.io/instance`` label, through the official ``kubernetes`` client, with the
-kubeconfig (or, inside a pod, the pod's ServiceAccount):
+kubeconfig (or, inside a pod, the pod's ServiceAccount)::
 
-    >>> release = K8sRelease("wc", namespace="streams")       # doctest: +SKIP
-    >>> release.status()["deployments"][0]["name"]            # doctest: +SKIP
-    'wc-rayflow-head'
-    >>> release.scale("workers", 3)                           # doctest: +SKIP
+    release = K8sRelease("wc", namespace="streams")
+    release.status()["deployments"][0]["name"]     # 'wc-rayflow-head'
+    release.scale("workers", 3)                    # {'name': ..., 'from': 1, 'to': 3}
 
 The RBAC the chart grants its ServiceAccount covers ``status``, ``scale`` and ``logs``;
 ``delete`` is an operator's action and needs more (it is refused in-cluster, with a message).

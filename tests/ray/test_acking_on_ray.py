@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from tests.reliability import pipeline
+from tests.reliability import killing_tasks, pipeline
 
 pytestmark = pytest.mark.ray
 
@@ -30,14 +30,7 @@ def test_max_spout_pending_on_ray(ray_session: str) -> None:
 
 def test_nothing_is_lost_when_bolt_actors_are_killed(ray_session: str) -> None:
     """Chaos: kill a random bolt actor every second or so; every message is still acked."""
-    import random
-    import threading
-    import time
-
-    import ray
-
     from rayflow.launchers import embedded
-    from rayflow.runtime.deploy import RayDeployment
     from rayflow.testing import Pause
 
     n = 6_000
@@ -50,38 +43,8 @@ def test_nothing_is_lost_when_bolt_actors_are_killed(ray_session: str) -> None:
         raise_rate=0.02,
         items=items,
     )
-    deployments: list[RayDeployment] = []
-    original = RayDeployment.__init__
-
-    def remember(self: RayDeployment, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)  # type: ignore[arg-type]
-        deployments.append(self)
-
-    kills: list[tuple[str, int]] = []
-
-    def chaos() -> None:
-        rng = random.Random(5)
-        while not deployments:
-            time.sleep(0.05)
-        deployment = deployments[0]
-        while not deployment.runs:  # started
-            time.sleep(0.05)
-        time.sleep(1.0)
-        while len(kills) < 6 and len(deployment.results) < len(deployment.runs):
-            bolts = [k for k in deployment.actors if k[0] in ("fail", "raise", "sink")]
-            victim = rng.choice(bolts)
-            ray.kill(deployment.actors[victim], no_restart=True)
-            kills.append(victim)
-            time.sleep(0.8)
-
-    RayDeployment.__init__ = remember  # type: ignore[method-assign]
-    try:
-        killer = threading.Thread(target=chaos, daemon=True)
-        killer.start()
+    with killing_tasks({"fail", "raise", "sink"}, max_kills=6) as kills:
         result = embedded.run_topology(topology.build())
-        killer.join(timeout=10)
-    finally:
-        RayDeployment.__init__ = original  # type: ignore[method-assign]
     assert len(kills) >= 5, f"only {len(kills)} kills happened before the run ended"
     acked = Counter(msg for (msg,) in result.outputs["numbers"])
     messages = [i for i, item in enumerate(items) if not isinstance(item, Pause)]

@@ -1,0 +1,495 @@
+"""Kafka spout and bolt, on ``confluent-kafka`` (librdkafka): ``pip install 'rayflow[kafka]'``.
+
+    spouts:
+      - id: lines
+        className: rayflow.connectors.kafka.KafkaSpout
+        parallelism: 3
+        kwargs: {topics: [sentences], bootstrap_servers: "127.0.0.1:9092", value_format: str}
+    bolts:
+      - id: out
+        className: rayflow.connectors.kafka.KafkaBolt
+        kwargs: {topic: counts, bootstrap_servers: "127.0.0.1:9092", value_format: json}
+
+**Partitions** are spread over the spout's tasks deterministically (Flink's assigner: a topic's
+partitions round-robin from a start task chosen by the topic's name), by ``assign``, never by the
+consumer group's rebalancing, so a task always knows what it reads; new partitions (and, with a
+``^regex`` topic, new topics) are found every ``partition_discovery_ms`` and read from the start.
+
+**Offsets.** Under ``at_least_once`` every record is emitted with ``msg_id = (topic, partition,
+offset)``; a failed tree replays the record (``max_retries`` times, then the ``errors`` stream),
+and the offset committed to Kafka is the lowest one not yet acked, so a restart resumes without
+gaps. Under ``none`` the consumed position is committed every ``commit_interval_ms``.
+
+**Bad records** (a value or key the deserializer rejects) never stop the spout: they go to the
+``errors`` stream as ``[topic, partition, offset, key, raw, error]``, tracked like any record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import re
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rayflow.api.components import Bolt, Context, Spout, Timer
+from rayflow.api.tuple import Tuple
+from rayflow.errors import ConfigError, RayflowError
+
+log = logging.getLogger("rayflow.kafka")
+INSTALL_HINT = "the Kafka connector needs confluent-kafka: pip install 'rayflow[kafka]'"
+RECORD_FIELDS = ["topic", "partition", "offset", "key", "value", "timestamp", "headers"]
+ERROR_FIELDS = ["topic", "partition", "offset", "key", "raw", "error"]
+
+Codec = Callable[[Any], Any]
+
+
+def _kafka() -> Any:
+    try:
+        import confluent_kafka
+    except ImportError as exc:
+        raise RayflowError(INSTALL_HINT) from exc
+    return confluent_kafka
+
+
+def assign_partitions(
+    partitions: Iterable[tuple[str, int]], task: int, tasks: int
+) -> list[tuple[str, int]]:
+    """The partitions task ``task`` of ``tasks`` reads: each topic's partitions round-robin from a
+    start task fixed by the topic's name (a stable hash, the same in every process).
+
+    >>> six = [("t", p) for p in range(6)]
+    >>> [assign_partitions(six, i, 3) for i in range(3)]
+    [[('t', 1), ('t', 4)], [('t', 2), ('t', 5)], [('t', 0), ('t', 3)]]
+    """
+    return sorted(
+        (topic, p)
+        for topic, p in partitions
+        if (zlib.crc32(topic.encode()) % tasks + p) % tasks == task
+    )
+
+
+def decoder(kind: str | Codec) -> Codec:
+    """``bytes``, ``str``, ``json``, or a callable / dotted path of one, applied to raw bytes.
+
+    >>> decoder("json")(b'{"a": 1}')
+    {'a': 1}
+    """
+    return _codec(kind, {"bytes": _same, "str": bytes.decode, "json": json.loads})
+
+
+def encoder(kind: str | Codec) -> Codec:
+    """``bytes``, ``str``, ``json``, or a callable / dotted path of one, giving bytes.
+
+    >>> encoder("json")({"a": 1})
+    b'{"a": 1}'
+    """
+    return _codec(
+        kind,
+        {
+            "bytes": _same,
+            "str": lambda v: str(v).encode(),
+            "json": lambda v: json.dumps(v).encode(),
+        },
+    )
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _codec(kind: str | Codec, named: dict[str, Codec]) -> Codec:
+    if callable(kind):
+        return kind
+    if kind in named:
+        return named[kind]
+    module, _, name = str(kind).rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name) if module else None
+    except (ImportError, AttributeError):
+        found = None
+    if not callable(found):
+        raise ConfigError(
+            f"format {kind!r}: expected one of {', '.join(named)} or a function's dotted path"
+        )
+    return found
+
+
+def _retrying(call: Callable[[], Any], kafka: Any, timeout: float = 60.0) -> Any:
+    """``call()``, again while Kafka answers a retriable error (a new broker's group
+    coordinator loading, a leader moving) for up to ``timeout`` seconds."""
+    e = kafka.KafkaError
+    transient = {e.NOT_COORDINATOR, e.COORDINATOR_LOAD_IN_PROGRESS, e.COORDINATOR_NOT_AVAILABLE,
+                 e.LEADER_NOT_AVAILABLE, e._TIMED_OUT, e._TRANSPORT}  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except kafka.KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            again = error is not None and (error.retriable() or error.code() in transient)
+            if not again or time.monotonic() > deadline:
+                raise
+            log.info("kafka: %s; retrying", error)
+            time.sleep(0.2)
+
+
+class _Offsets:
+    """One partition's offsets in flight; the committable position is the lowest not yet done.
+
+    >>> o = _Offsets(); o.add(5); o.add(6); o.add(7); o.done(6); o.position()
+    >>> o.done(5); o.position()
+    7
+    """
+
+    def __init__(self) -> None:
+        self.emitted: deque[int] = deque()
+        self.finished: set[int] = set()
+        self.next: int | None = None
+
+    def add(self, offset: int) -> None:
+        self.emitted.append(offset)
+
+    def done(self, offset: int) -> None:
+        self.finished.add(offset)
+        while self.emitted and self.emitted[0] in self.finished:
+            first = self.emitted.popleft()
+            self.finished.discard(first)
+            self.next = first + 1
+
+    def position(self) -> int | None:
+        return self.next
+
+
+class KafkaSpout(Spout):
+    """Records of Kafka topics as ``[topic, partition, offset, key, value, timestamp, headers]``.
+
+    ``start``: ``committed`` (the group's offsets, else earliest), ``earliest``, ``latest``, or
+    a timestamp in ms. ``bounded=True`` reads up to the end offsets seen at start, then finishes
+    (tests, backfills). ``consumer_config`` passes librdkafka settings through.
+    """
+
+    outputs = {"default": RECORD_FIELDS, "errors": ERROR_FIELDS}
+
+    def __init__(
+        self,
+        topics: str | list[str],
+        bootstrap_servers: str = "localhost:9092",
+        group_id: str | None = None,
+        start: str | int = "committed",
+        key_format: str | Codec = "str",
+        value_format: str | Codec = "str",
+        bounded: bool = False,
+        max_retries: int = 3,
+        poll_batch: int = 500,
+        commit_interval_ms: int = 1000,
+        partition_discovery_ms: int = 10000,
+        consumer_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.topics = [t.strip() for t in topics.split(",")] if isinstance(topics, str) else topics
+        self.bootstrap_servers = bootstrap_servers
+        self.group_id = group_id
+        if not (isinstance(start, int) or start in ("committed", "earliest", "latest")):
+            raise ConfigError(
+                f"start: expected committed, earliest, latest or a timestamp (ms), got {start!r}"
+            )
+        self.start = start
+        self.decode_key, self.decode_value = decoder(key_format), decoder(value_format)
+        self.bounded = bounded
+        self.max_retries = max_retries
+        self.poll_batch = poll_batch
+        self.commit_interval = commit_interval_ms / 1000
+        self.discovery_interval = partition_discovery_ms / 1000
+        self.consumer_config = consumer_config or {}
+
+    def open(self, context: Context) -> None:
+        kafka = _kafka()
+        self.kafka = kafka
+        self.task, self.tasks = context.task_index, context.parallelism
+        self.reliable = context.config.get("reliability") == "at_least_once"
+        self.consumer = kafka.Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "group.id": self.group_id
+                or f"rayflow-{context.topology_name}-{context.component_id}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                **self.consumer_config,
+            }
+        )
+        self.assigned: set[tuple[str, int]] = set()
+        self.offsets: dict[tuple[str, int], _Offsets] = {}
+        self.pending: dict[
+            tuple[str, int, int], list[Any]
+        ] = {}  # msg_id -> [stream, values, fails]
+        self.replays: deque[tuple[str, int, int]] = deque()
+        self.ends: dict[tuple[str, int], int] = {}  # bounded: where each partition stops
+        self.reached: set[tuple[str, int]] = set()
+        self.last_commit = self.last_discovery = time.monotonic()
+        self.records = self.metrics.counter("kafka_records")
+        self.bad_records = self.metrics.counter("kafka_bad_records")
+        self.dead_letters = self.metrics.counter("kafka_dead_letters")
+        self.lag = self.metrics.gauge("kafka_lag")
+        try:
+            self._discover(first=True)
+        except BaseException:
+            self.consumer.close()  # close() is not called when open() fails
+            raise
+
+    def next_tuple(self) -> None:
+        now = time.monotonic()
+        if now - self.last_commit >= self.commit_interval:
+            self._commit(asynchronous=True)
+            self.last_commit = now
+        if self.discovery_interval and now - self.last_discovery >= self.discovery_interval:
+            self._discover()
+            self.last_discovery = now
+        for _ in range(min(len(self.replays), self.poll_batch)):
+            msg_id = self.replays.popleft()
+            stream, values, _fails = self.pending[msg_id]
+            self.emit(values, msg_id=msg_id, stream=stream)
+        for message in self.consumer.consume(num_messages=self.poll_batch, timeout=0):
+            self._record(message)
+        if self.bounded and self.reached >= set(self.ends) and not self.pending:
+            self.finish()
+
+    def ack(self, msg_id: Any) -> None:
+        if self.pending.pop(msg_id, None) is not None:
+            self.offsets[msg_id[:2]].done(msg_id[2])
+
+    def fail(self, msg_id: Any) -> None:
+        entry = self.pending.get(msg_id)
+        if entry is None:
+            return
+        entry[2] += 1
+        if entry[2] <= self.max_retries:
+            self.replays.append(msg_id)
+            return
+        # Kept failing: to the errors stream, untracked, so the partition can move on.
+        stream, values, fails = self.pending.pop(msg_id)
+        self.dead_letters.inc()
+        topic, partition, offset = msg_id
+        error = f"failed {fails} times" + (f" ({values[5]})" if stream == "errors" else "")
+        self.emit([topic, partition, offset, values[3], repr(values), error], stream="errors")
+        self.offsets[msg_id[:2]].done(offset)
+
+    def close(self) -> None:
+        consumer = getattr(self, "consumer", None)
+        if consumer is not None:
+            self._commit(asynchronous=False)
+            consumer.close()
+
+    def _record(self, message: Any) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != self.kafka.KafkaError._PARTITION_EOF:
+                log.warning("kafka: %s", error)
+            return
+        tp = (message.topic(), message.partition())
+        offset = message.offset()
+        if tp in self.ends and offset >= self.ends[tp] - 1:
+            self.reached.add(tp)
+            if offset >= self.ends[tp]:
+                return
+        raw_key, raw_value = message.key(), message.value()
+        try:
+            key = None if raw_key is None else self.decode_key(raw_key)
+            value = None if raw_value is None else self.decode_value(raw_value)
+        except Exception as exc:  # a bad record: to the errors stream, never a crash
+            self.bad_records.inc()
+            stream = "errors"
+            values = [tp[0], tp[1], offset, raw_key, raw_value, f"{type(exc).__name__}: {exc}"]
+        else:
+            self.records.inc()
+            stream = "default"
+            headers = dict(message.headers() or ())
+            values = [tp[0], tp[1], offset, key, value, message.timestamp()[1], headers]
+        if self.reliable:
+            msg_id = (tp[0], tp[1], offset)
+            self.pending[msg_id] = [stream, values, 0]
+            self.offsets[tp].add(offset)
+            self.emit(values, msg_id=msg_id, stream=stream)
+        else:
+            self.offsets[tp].next = offset + 1
+            self.emit(values, stream=stream)
+
+    def _commit(self, asynchronous: bool) -> None:
+        kafka = self.kafka
+        positions = [
+            kafka.TopicPartition(topic, partition, o.position())
+            for (topic, partition), o in self.offsets.items()
+            if o.position() is not None
+        ]
+        if positions:
+            try:
+                self.consumer.commit(offsets=positions, asynchronous=asynchronous)
+            except kafka.KafkaException as exc:
+                log.warning("kafka: commit failed (retried at the next interval): %s", exc)
+        lag = 0
+        for (topic, partition), o in self.offsets.items():
+            _low, high = self.consumer.get_watermark_offsets(
+                kafka.TopicPartition(topic, partition), cached=True
+            ) or (0, 0)
+            if o.position() is not None and high >= 0:
+                lag += max(0, high - o.position())
+        self.lag.set(lag)
+
+    def _discover(self, first: bool = False) -> None:
+        """Find this task's partitions (new ones too) and start reading them."""
+        kafka = self.kafka
+        try:
+            metadata = self.consumer.list_topics(timeout=10 if first else 2)
+        except kafka.KafkaException as exc:
+            if first:
+                raise RayflowError(
+                    f"cannot reach Kafka at {self.bootstrap_servers}: {exc}"
+                ) from exc
+            return
+        patterns = [re.compile(t) for t in self.topics if t.startswith("^")]
+        names = [t for t in self.topics if not t.startswith("^")]
+        missing = [t for t in names if t not in metadata.topics]
+        if first and missing:
+            raise RayflowError(
+                f"no such Kafka topic(s) {', '.join(missing)} at {self.bootstrap_servers}; "
+                "create them first (kafka-topics.sh --create)"
+            )
+        found = [
+            (topic, p)
+            for topic, meta in metadata.topics.items()
+            if topic in names or any(p.match(topic) for p in patterns)
+            for p in meta.partitions
+        ]
+        mine = [
+            tp for tp in assign_partitions(found, self.task, self.tasks) if tp not in self.assigned
+        ]
+        if not mine:
+            return
+        partitions = self._start_positions(mine, first)
+        if self.bounded:
+            for t in partitions:
+                tp = (t.topic, t.partition)
+                low, high = self.consumer.get_watermark_offsets(t, timeout=10)
+                self.ends[tp] = high
+                begin = {kafka.OFFSET_BEGINNING: low, kafka.OFFSET_END: high}.get(
+                    t.offset, t.offset
+                )
+                if begin >= high:
+                    self.reached.add(tp)
+        for tp in mine:
+            self.offsets[tp] = _Offsets()
+        self.consumer.incremental_assign(partitions)
+        self.assigned.update(mine)
+        log.info("kafka task %d reads %s", self.task, ", ".join(f"{t}[{p}]" for t, p in mine))
+
+    def _start_positions(self, mine: list[tuple[str, int]], first: bool) -> list[Any]:
+        kafka = self.kafka
+        tps = [kafka.TopicPartition(topic, partition) for topic, partition in mine]
+        if not first:  # partitions that appeared while running: read them whole
+            return [kafka.TopicPartition(t.topic, t.partition, kafka.OFFSET_BEGINNING) for t in tps]
+        if self.start == "earliest":
+            return [kafka.TopicPartition(t.topic, t.partition, kafka.OFFSET_BEGINNING) for t in tps]
+        if self.start == "latest":
+            return [kafka.TopicPartition(t.topic, t.partition, kafka.OFFSET_END) for t in tps]
+        if isinstance(self.start, int):
+            for t in tps:
+                t.offset = self.start
+            return _retrying(lambda: self.consumer.offsets_for_times(tps, timeout=10), kafka)
+        committed = _retrying(lambda: self.consumer.committed(tps, timeout=10), kafka)
+        return [
+            t
+            if t.offset >= 0
+            else kafka.TopicPartition(t.topic, t.partition, kafka.OFFSET_BEGINNING)
+            for t in committed
+        ]
+
+
+class KafkaBolt(Bolt):
+    """Writes each tuple to Kafka: ``value_field`` (and ``key_field`` when present) serialized
+    with ``value_format``/``key_format``, to ``topic`` or the topic in ``topic_field``.
+
+    Under ``at_least_once`` a tuple is acked only when Kafka confirmed the write (failed, and
+    replayed, when it could not be written). ``producer_config`` passes librdkafka settings.
+    """
+
+    auto_ack = False
+
+    def __init__(
+        self,
+        topic: str | None = None,
+        bootstrap_servers: str = "localhost:9092",
+        topic_field: str | None = None,
+        key_field: str | None = "key",
+        value_field: str = "value",
+        key_format: str | Codec = "str",
+        value_format: str | Codec = "str",
+        flush_timeout: float = 30.0,
+        producer_config: dict[str, Any] | None = None,
+    ) -> None:
+        if not topic and not topic_field:
+            raise ConfigError("KafkaBolt needs topic (or topic_field: the field naming the topic)")
+        self.topic, self.topic_field = topic, topic_field
+        self.bootstrap_servers = bootstrap_servers
+        self.key_field, self.value_field = key_field, value_field
+        self.encode_key, self.encode_value = encoder(key_format), encoder(value_format)
+        self.flush_timeout = flush_timeout
+        self.producer_config = producer_config or {}
+
+    def prepare(self, context: Context) -> None:
+        kafka = _kafka()
+        self.producer = kafka.Producer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "linger.ms": 5,
+                "enable.idempotence": True,
+                **self.producer_config,
+            }
+        )
+        self.reliable = context.config.get("reliability") == "at_least_once"
+        self.written = self.metrics.counter("kafka_written")
+        self.write_errors = self.metrics.counter("kafka_write_errors")
+        self._poll_timer()
+
+    def process(self, tup: Tuple) -> None:
+        value = tup[self.value_field]
+        key = tup[self.key_field] if self.key_field and self.key_field in tup.fields else None
+        topic = tup[self.topic_field] if self.topic_field else self.topic
+        callback = (lambda err, _msg, t=tup: self._delivered(t, err)) if self.reliable else None
+        payload = None if value is None else self.encode_value(value)
+        raw_key = None if key is None else self.encode_key(key)
+        while True:
+            try:
+                self.producer.produce(topic, payload, raw_key, on_delivery=callback)
+                break
+            except BufferError:  # librdkafka's queue is full: let it send, then retry
+                self.producer.poll(0.05)
+        if not self.reliable:
+            self.written.inc()
+            self.ack(tup)
+        self.producer.poll(0)
+
+    def on_timer(self, timer: Timer) -> None:
+        self.producer.poll(0)
+        self._poll_timer()
+
+    def cleanup(self) -> None:
+        left = self.producer.flush(self.flush_timeout)
+        if left:
+            log.warning("kafka: %d records not confirmed after %gs", left, self.flush_timeout)
+
+    def _poll_timer(self) -> None:
+        # Delivery reports (acks) arrive through poll(); poll even while no input comes.
+        self.register_timer(self.current_processing_time() + 100, event_time=False)
+
+    def _delivered(self, tup: Tuple, error: Any) -> None:
+        if error is None:
+            self.written.inc()
+            self.ack(tup)
+        else:
+            self.write_errors.inc()
+            log.warning("kafka: write failed: %s", error)
+            self.fail(tup)

@@ -1,0 +1,223 @@
+"""A real single-node Apache Kafka broker (KRaft) on 127.0.0.1, from the official jars.
+
+The jars come from Maven Central (``mvn dependency:copy-dependencies`` on scripts/kafka/pom.xml)
+into ``~/.cache/rayflow/kafka-<version>/libs`` once; the broker runs with Java 17 and a capped heap,
+in a fresh folder, on free ports, and stops by its process id.
+
+    python scripts/kafka_broker.py jars                # fetch the jars (the tests do it too)
+    python scripts/kafka_broker.py run --port 9092     # a broker until Ctrl-C
+
+    >>> with KafkaBroker() as broker:                  # doctest: +SKIP
+    ...     broker.bootstrap                           # '127.0.0.1:40123'
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+HERE = Path(__file__).resolve().parent
+VERSION = "4.4.0"
+CACHE = Path(os.environ.get("RAYFLOW_CACHE", Path.home() / ".cache" / "rayflow"))
+JARS = CACHE / f"kafka-{VERSION}" / "libs"
+LOG4J = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = warn
+"""
+
+
+class MissingPart(RuntimeError):
+    """Java, Maven or the jars are missing; the message says what to install."""
+
+
+def ensure_jars() -> Path:
+    """The folder of the broker's jars, fetched from Maven Central on first use."""
+    if (JARS / f"kafka_2.13-{VERSION}.jar").exists():
+        return JARS
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise MissingPart("Kafka's jars are not cached and Maven is missing: install maven")
+    print(f"fetching Apache Kafka {VERSION} jars from Maven Central...", file=sys.stderr)
+    JARS.parent.mkdir(parents=True, exist_ok=True)
+    partial = JARS.with_name("libs.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    done = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(HERE / "kafka" / "pom.xml"), "dependency:copy-dependencies",
+         f"-DoutputDirectory={partial}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise MissingPart(f"mvn could not fetch Kafka's jars:\n{done.stdout}\n{done.stderr}")
+    partial.rename(JARS)
+    return JARS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class KafkaBroker:
+    """One broker+controller process; ``start()`` returns once it answers metadata requests."""
+
+    def __init__(self, port: int | None = None, folder: str | None = None) -> None:
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        self.folder = Path(folder or tempfile.mkdtemp(prefix="rayflow-kafka-"))
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "broker.log"
+
+    def start(self, timeout: float = 90.0) -> KafkaBroker:
+        java = shutil.which("java")
+        if java is None:
+            raise MissingPart("the Kafka broker needs Java 17+: install openjdk-17-jre-headless")
+        classpath = f"{ensure_jars()}/*"
+        properties = self._write_config()
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        log4j = f"-Dlog4j2.configurationFile={self.folder / 'log4j2.properties'}"
+        jvm = [java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", log4j, "-cp", classpath]
+        formatted = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+             "-c", str(properties)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if formatted.returncode != 0:
+            raise MissingPart(f"kafka storage format failed:\n{formatted.stderr}")
+        with open(self.folder / "stdout.log", "wb") as out:
+            self.proc = subprocess.Popen(
+                [*jvm, "kafka.Kafka", str(properties)], stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        self._wait_ready(timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the process group this object started
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> KafkaBroker:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _write_config(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "log4j2.properties").write_text(LOG4J.format(log=self.log))
+        properties = self.folder / "server.properties"
+        properties.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.folder / 'data'}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=3",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=3",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "",
+                ]
+            )
+        )
+        return properties
+
+    def _wait_ready(self, timeout: float) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise MissingPart(f"the Kafka broker exited:\n{self._tail()}")
+            try:
+                brokers = admin.list_topics(timeout=2).brokers
+                if brokers:
+                    return
+            except Exception:  # KafkaException while it starts
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise MissingPart(
+                    f"the Kafka broker did not start in {timeout:g}s:\n{self._tail()}"
+                )
+            time.sleep(0.5)
+
+    def _tail(self) -> str:
+        text = ""
+        for name in ("stdout.log", "broker.log"):
+            path = self.folder / name
+            if path.exists():
+                text += path.read_text(errors="replace")[-3000:]
+        return text
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("jars", help="fetch the broker's jars into the cache")
+    run = sub.add_parser("run", help="run a broker on 127.0.0.1 until Ctrl-C")
+    run.add_argument("--port", type=int, default=9092)
+    args = parser.parse_args(argv)
+    if args.command == "jars":
+        print(ensure_jars())
+        return 0
+    with KafkaBroker(args.port) as broker:
+        print(f"Kafka {VERSION} on {broker.bootstrap} (Ctrl-C stops it)", flush=True)
+        try:
+            while broker.proc is not None and broker.proc.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

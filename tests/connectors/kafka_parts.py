@@ -1,0 +1,101 @@
+"""Kafka helpers and components for the connector tests (importable by task actors)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from rayflow import Bolt, Context, Tuple
+
+
+def create_topic(bootstrap: str, partitions: int, prefix: str = "t") -> str:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+    return name
+
+
+def add_partitions(bootstrap: str, topic: str, total: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_partitions([NewPartitions(topic, total)])[topic].result(30)
+
+
+def produce(
+    bootstrap: str, topic: str, records: list[tuple[Any, bytes]], partition: int = -1
+) -> None:
+    """``(key, value)`` records; an explicit ``partition`` or the key's."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value, key, partition=partition)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(30) == 0
+
+
+def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
+    """Every record of ``topic`` (at least ``expected`` of them) as confluent Messages."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex[:6]}",
+         "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )  # fmt: skip
+    consumer.subscribe([topic])
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(records) < expected and time.monotonic() < deadline:
+        records += [m for m in consumer.consume(500, timeout=0.5) if m.error() is None]
+    consumer.close()
+    return records
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+    consumer.close()
+    return {t.partition: t.offset for t in found}
+
+
+class SplitLine(Bolt):
+    """``line`` -> one tuple per word, keyed ``partition:offset:position`` so every word of
+    every input record is accounted for; ``delay_ms`` per record paces the run."""
+
+    outputs = ["key", "value"]
+
+    def __init__(self, delay_ms: float = 0.0) -> None:
+        self.delay = delay_ms / 1000
+
+    def process(self, tup: Tuple) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        for i, word in enumerate(tup["value"].split()):
+            self.emit([f"{tup['partition']}:{tup['offset']}:{i}", word])
+
+
+class WhoReads(Bolt):
+    """``[partition, spout task]`` of each record, for the assignment test."""
+
+    outputs = ["partition", "task"]
+
+    def prepare(self, context: Context) -> None:
+        pass
+
+    def process(self, tup: Tuple) -> None:
+        self.emit([tup["partition"], tup.task])
+
+
+def as_json(value: Any) -> bytes:
+    return json.dumps(value).encode()
