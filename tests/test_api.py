@@ -106,3 +106,35 @@ def test_testing_spout_spreads_items_over_its_tasks() -> None:
     result = testing.run(t)
     assert sorted(result.outputs["sink"]) == [(i, i * i) for i in range(10)]
     assert [task["counters"]["emitted"] for task in result.tasks["items"]] == [4, 3, 3]
+
+
+class BatchesOfThree(Spout):
+    """Emits 0..8 with emit_many, three rows per call."""
+
+    outputs = ["n", "ts"]
+
+    def open(self, context: object) -> None:
+        self.next = 0
+
+    def next_tuple(self) -> None:
+        if self.next >= 9:
+            self.finish()
+            return
+        self.emit_many([[n, 1000 + n] for n in range(self.next, self.next + 3)])
+        self.next += 3
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"reliability": "at_least_once"}, {"watermark.timestamp_field": "ts"}],
+    ids=["fast-path", "at-least-once", "event-time"],
+)
+def test_spout_emit_many_delivers_every_row(overrides: dict[str, str]) -> None:
+    from rayflow.testing import run
+
+    t = Topology("many")
+    t.spout("nums", BatchesOfThree)
+    t.bolt("sink", ListSink, parallelism=2).shuffle("nums")
+    result = run(t, overrides=overrides)
+    assert sorted(n for n, _ in result.outputs["sink"]) == list(range(9))
+    assert result.counter("nums", "emitted") == 9

@@ -123,6 +123,12 @@ class Spout(Component):
         """Emit one tuple; with a ``msg_id`` it is tracked under at-least-once."""
         _not_running()
 
+    def emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
+        """Emit many untracked tuples at once (no ``msg_id``): the fast path for sources that
+        read in batches, when the topology does not track them."""
+        for values in rows:
+            self.emit(values, stream=stream)
+
     def finish(self) -> None:
         """A bounded source is done: no more ``next_tuple`` calls; end-of-stream follows."""
         _not_running()

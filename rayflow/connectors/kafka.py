@@ -37,12 +37,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rayflow.api.components import Bolt, Context, Spout, Timer
-from rayflow.api.tuple import Tuple
+from rayflow.api.tuple import Batch, Tuple
 from rayflow.errors import ConfigError, RayflowError
 
 log = logging.getLogger("rayflow.kafka")
 INSTALL_HINT = "the Kafka connector needs confluent-kafka: pip install 'rayflow[kafka]'"
 RECORD_FIELDS = ["topic", "partition", "offset", "key", "value", "timestamp", "headers"]
+"""``timestamp`` in ms since the epoch; ``headers`` a list of ``(name, bytes)`` pairs, or None."""
 ERROR_FIELDS = ["topic", "partition", "offset", "key", "raw", "error"]
 
 Codec = Callable[[Any], Any]
@@ -253,8 +254,7 @@ class KafkaSpout(Spout):
             msg_id = self.replays.popleft()
             stream, values, _fails = self.pending[msg_id]
             self.emit(values, msg_id=msg_id, stream=stream)
-        for message in self.consumer.consume(num_messages=self.poll_batch, timeout=0):
-            self._record(message)
+        self._records(self.consumer.consume(num_messages=self.poll_batch, timeout=0))
         if self.bounded and self.reached >= set(self.ends) and not self.pending:
             self.finish()
 
@@ -284,39 +284,68 @@ class KafkaSpout(Spout):
             self._commit(asynchronous=False)
             consumer.close()
 
-    def _record(self, message: Any) -> None:
-        error = message.error()
-        if error is not None:
-            if error.code() != self.kafka.KafkaError._PARTITION_EOF:
-                log.warning("kafka: %s", error)
-            return
-        tp = (message.topic(), message.partition())
-        offset = message.offset()
-        if tp in self.ends and offset >= self.ends[tp] - 1:
-            self.reached.add(tp)
-            if offset >= self.ends[tp]:
-                return
-        raw_key, raw_value = message.key(), message.value()
-        try:
-            key = None if raw_key is None else self.decode_key(raw_key)
-            value = None if raw_value is None else self.decode_value(raw_value)
-        except Exception as exc:  # a bad record: to the errors stream, never a crash
-            self.bad_records.inc()
-            stream = "errors"
-            values = [tp[0], tp[1], offset, raw_key, raw_value, f"{type(exc).__name__}: {exc}"]
-        else:
-            self.records.inc()
-            stream = "default"
-            headers = dict(message.headers() or ())
-            values = [tp[0], tp[1], offset, key, value, message.timestamp()[1], headers]
-        if self.reliable:
-            msg_id = (tp[0], tp[1], offset)
-            self.pending[msg_id] = [stream, values, 0]
-            self.offsets[tp].add(offset)
-            self.emit(values, msg_id=msg_id, stream=stream)
-        else:
-            self.offsets[tp].next = offset + 1
-            self.emit(values, stream=stream)
+    def _records(self, messages: list[Any]) -> None:
+        """Emit a batch of consumed records (the hot loop: locals, no per-record calls that
+        can be hoisted)."""
+        emit, reliable, ends = self.emit, self.reliable, self.ends
+        decode_key = None if self.decode_key is _same else self.decode_key
+        decode_value = None if self.decode_value is _same else self.decode_value
+        pending, offsets = self.pending, self.offsets
+        last: dict[tuple[str, int], int] = {}
+        rows: list[list[Any]] = []  # untracked records, emitted together
+        good = 0
+        for message in messages:
+            if message.error() is not None:
+                self._kafka_error(message.error())
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if ends and not self._before_end(topic, partition, offset):
+                continue
+            key, value = message.key(), message.value()
+            try:
+                if decode_key is not None and key is not None:
+                    key = decode_key(key)
+                if decode_value is not None and value is not None:
+                    value = decode_value(value)
+            except Exception as exc:  # a bad record: to the errors stream, never a crash
+                self.bad_records.inc()
+                stream = "errors"
+                error = f"{type(exc).__name__}: {exc}"
+                values = [topic, partition, offset, message.key(), message.value(), error]
+            else:
+                good += 1
+                stream = "default"
+                values = [topic, partition, offset, key, value, message.timestamp()[1],
+                          message.headers()]  # fmt: skip
+            if reliable:
+                msg_id = (topic, partition, offset)
+                pending[msg_id] = [stream, values, 0]
+                offsets[(topic, partition)].add(offset)
+                emit(values, msg_id=msg_id, stream=stream)
+            elif stream == "default":
+                last[(topic, partition)] = offset
+                rows.append(values)
+            else:
+                last[(topic, partition)] = offset
+                emit(values, stream=stream)
+        if rows:
+            self.emit_many(rows)
+        for tp, offset in last.items():
+            offsets[tp].next = offset + 1
+        self.records.inc(good)
+
+    def _before_end(self, topic: str, partition: int, offset: int) -> bool:
+        """Bounded reading: note partitions that reached their end; False past it."""
+        end = self.ends.get((topic, partition))
+        if end is None:
+            return True
+        if offset >= end - 1:
+            self.reached.add((topic, partition))
+        return offset < end
+
+    def _kafka_error(self, error: Any) -> None:
+        if error.code() != self.kafka.KafkaError._PARTITION_EOF:
+            log.warning("kafka: %s", error)
 
     def _commit(self, asynchronous: bool) -> None:
         kafka = self.kafka
@@ -459,17 +488,26 @@ class KafkaBolt(Bolt):
         key = tup[self.key_field] if self.key_field and self.key_field in tup.fields else None
         topic = tup[self.topic_field] if self.topic_field else self.topic
         callback = (lambda err, _msg, t=tup: self._delivered(t, err)) if self.reliable else None
-        payload = None if value is None else self.encode_value(value)
-        raw_key = None if key is None else self.encode_key(key)
-        while True:
-            try:
-                self.producer.produce(topic, payload, raw_key, on_delivery=callback)
-                break
-            except BufferError:  # librdkafka's queue is full: let it send, then retry
-                self.producer.poll(0.05)
+        self._produce(topic, value, key, callback)
         if not self.reliable:
             self.written.inc()
             self.ack(tup)
+        self.producer.poll(0)
+
+    def process_batch(self, batch: Batch) -> None:
+        if self.reliable:  # each tuple is acked when its own write is confirmed
+            for tup in batch.tuples():
+                self.process(tup)
+            return
+        index = batch.source.index
+        value_at = index[self.value_field]
+        key_at = index.get(self.key_field) if self.key_field else None
+        topic_at = index[self.topic_field] if self.topic_field else None
+        produce = self._produce
+        for row in batch.values:
+            topic = self.topic if topic_at is None else row[topic_at]
+            produce(topic, row[value_at], None if key_at is None else row[key_at])
+        self.written.inc(len(batch.values))
         self.producer.poll(0)
 
     def on_timer(self, timer: Timer) -> None:
@@ -480,6 +518,17 @@ class KafkaBolt(Bolt):
         left = self.producer.flush(self.flush_timeout)
         if left:
             log.warning("kafka: %d records not confirmed after %gs", left, self.flush_timeout)
+
+    def _produce(self, topic: str, value: Any, key: Any, callback: Any = None) -> None:
+        encode_value, encode_key = self.encode_value, self.encode_key
+        payload = value if value is None or encode_value is _same else encode_value(value)
+        raw_key = key if key is None or encode_key is _same else encode_key(key)
+        while True:
+            try:
+                self.producer.produce(topic, payload, raw_key, on_delivery=callback)
+                return
+            except BufferError:  # librdkafka's queue is full: let it send, then retry
+                self.producer.poll(0.05)
 
     def _poll_timer(self) -> None:
         # Delivery reports (acks) arrive through poll(); poll even while no input comes.

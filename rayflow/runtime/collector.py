@@ -123,6 +123,13 @@ class Collector:
 
         return spout_emit
 
+    def spout_emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
+        """``Spout.emit_many`` (untracked): counted like as many ``emit`` calls."""
+        if not isinstance(rows, list):
+            rows = list(rows)
+        self.spout_emits += len(rows)
+        self.emit_many(rows, stream)
+
     def emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
         routes = self._routes_of(stream)
         if len(routes) > 1 and not isinstance(rows, list):

@@ -273,6 +273,8 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
             self._bind_acking(obj)
         elif self.is_spout:
             obj.emit = self._spout_emit(c.spout_emit)  # type: ignore[method-assign]
+            if obj.emit == c.spout_emit:  # no event-time tracking in the way: the fast path
+                obj.emit_many = c.spout_emit_many  # type: ignore[method-assign]
         if self.is_spout:
             obj.finish = self._user_finish  # type: ignore[method-assign]
             obj.emit_watermark = self._emit_watermark  # type: ignore[method-assign]
