@@ -29,6 +29,18 @@ class RunResult:
     def counter(self, component: str, name: str) -> float:
         return self.components.get(component, {}).get(name, 0)
 
+    def metric(self, component: str, name: str) -> float:
+        """A user counter or gauge (``self.metrics``) summed over the component's tasks.
+
+        >>> task = {"metrics": {"seen": {"type": "counter", "value": 2}}}
+        >>> RunResult("t", tasks={"c": [task, task]}).metric("c", "seen")
+        4
+        """
+        return sum(
+            task.get("metrics", {}).get(name, {}).get("value", 0)
+            for task in self.tasks.get(component, [])
+        )
+
 
 def merge_task_stats(
     name: str, stats: list[dict[str, Any]], ended: str, seconds: float

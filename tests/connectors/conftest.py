@@ -21,3 +21,18 @@ def kafka() -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="package")
+def redis_url() -> Iterator[str]:
+    """A real redis-server's URL (redis://127.0.0.1:PORT/0)."""
+    from scripts.redis_server import RedisMissing, RedisServer
+
+    try:
+        server = RedisServer().start()
+    except RedisMissing as exc:
+        pytest.fail(f"the Redis tests need a real redis-server: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()

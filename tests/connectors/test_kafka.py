@@ -60,6 +60,7 @@ def test_bad_records_go_to_the_errors_stream_and_nothing_is_lost(kafka: str) -> 
     # every record, the bad ones included, was acked: the group's offsets are at the end
     assert committed(kafka, f"g-{topic}", topic, 2) == {0: 202, 1: 1}
     assert result.counter("in", "acked") == 203
+    assert result.metric("in", "kafka_bad_records") == 2
 
 
 def test_a_missing_topic_is_named(kafka: str) -> None:
@@ -166,3 +167,22 @@ def test_six_partitions_over_three_spout_tasks_and_new_ones_picked_up(
     finally:
         c.cli("kill", "who-reads", "--wait", "0", check=False)
         c.cli("master", "--stop", check=False)
+
+
+def test_the_kafka_wordcount_example(kafka: str) -> None:
+    from rayflow.spec.yaml_loader import load_topology
+
+    source, out = create_topic(kafka, 2, "sentences"), create_topic(kafka, 1, "counts")
+    sentences = ["the cow jumped over the moon", "an apple a day", "the moon"] * 50
+    produce(kafka, source, [(None, s.encode()) for s in sentences])
+    spec = load_topology(
+        "examples/kafka_wordcount.yaml",
+        variables={"KAFKA": kafka, "IN": source, "OUT": out, "BOUNDED": "true"},
+    )
+    result = run(spec)
+    assert result.counter("out", "acked") > 0
+    expected = Counter(word for s in sentences for word in s.split())
+    latest: dict[str, int] = {}
+    for m in read_all(kafka, out, sum(expected.values())):  # one record per word seen
+        latest[m.key().decode()] = max(latest.get(m.key().decode(), 0), int(m.value()))
+    assert latest == dict(expected)

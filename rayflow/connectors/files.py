@@ -1,0 +1,159 @@
+"""Read text files line by line, whole or followed as they grow (``tail -F``).
+
+    spouts:
+      - id: lines
+        className: rayflow.connectors.files.FileSpout
+        parallelism: 2
+        kwargs: {paths: ["logs/*.log"], follow: true}
+
+Files (the globs' matches, sorted) are spread over the spout's tasks by position; with
+``follow`` new matching files are picked up every ``discover_ms``, a file that shrinks (truncated
+or replaced) is read again from its start, and a last line without its newline waits for it.
+Without ``follow`` the spout finishes once every file has been read (its last line emitted even
+without a newline). Under ``at_least_once`` each line is tracked as ``(path, offset)`` and
+replayed when its tree fails.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from collections import deque
+from typing import Any
+
+from rayflow.api.components import Context, Spout
+from rayflow.errors import ConfigError
+
+CHUNK = 64 * 1024
+
+
+class _OpenFile:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.handle = open(path, "rb")  # noqa: SIM115 (kept open while the spout follows it)
+        self.position = 0  # of the first byte not yet emitted
+        self.rest = b""
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class FileSpout(Spout):
+    """One tuple ``[path, offset, line]`` per line (``offset``: the line's first byte)."""
+
+    outputs = ["path", "offset", "line"]
+
+    def __init__(
+        self,
+        paths: str | list[str],
+        follow: bool = False,
+        encoding: str = "utf-8",
+        discover_ms: int = 1000,
+        max_retries: int = 3,
+    ) -> None:
+        self.patterns = [paths] if isinstance(paths, str) else list(paths)
+        if not self.patterns:
+            raise ConfigError("FileSpout needs paths (file names or globs)")
+        self.follow, self.encoding = follow, encoding
+        self.discover_every = discover_ms / 1000
+        self.max_retries = max_retries
+
+    def open(self, context: Context) -> None:
+        self.task, self.tasks = context.task_index, context.parallelism
+        self.reliable = context.config.get("reliability") == "at_least_once"
+        self.files: dict[str, _OpenFile] = {}
+        self.done: set[str] = set()
+        self.pending: dict[tuple[str, int], list[Any]] = {}  # msg_id -> [values, failures]
+        self.replays: deque[tuple[str, int]] = deque()
+        self.dropped = self.metrics.counter("file_lines_dropped")
+        self.last_discovery = 0.0
+        self._discover()
+        if not self.files and not self.follow and self.task == 0 and not self._matches():
+            raise ConfigError(f"FileSpout: no file matches {', '.join(self.patterns)}")
+
+    def next_tuple(self) -> None:
+        for _ in range(min(len(self.replays), 1000)):
+            msg_id = self.replays.popleft()
+            self.emit(self.pending[msg_id][0], msg_id=msg_id)
+        now = time.monotonic()
+        if self.follow and now - self.last_discovery >= self.discover_every:
+            self._discover()
+        for f in list(self.files.values()):
+            self._read(f)
+        if not self.follow and not self.files and not self.pending:
+            self.finish()
+
+    def ack(self, msg_id: Any) -> None:
+        self.pending.pop(msg_id, None)
+
+    def fail(self, msg_id: Any) -> None:
+        entry = self.pending.get(msg_id)
+        if entry is None:
+            return
+        entry[1] += 1
+        if entry[1] <= self.max_retries:
+            self.replays.append(msg_id)
+        else:
+            del self.pending[msg_id]
+            self.dropped.inc()
+
+    def close(self) -> None:
+        for f in getattr(self, "files", {}).values():
+            f.close()
+
+    def _matches(self) -> list[str]:
+        found = {os.path.abspath(p) for pattern in self.patterns for p in glob.glob(pattern)}
+        return sorted(p for p in found if os.path.isfile(p))
+
+    def _discover(self) -> None:
+        self.last_discovery = time.monotonic()
+        for i, path in enumerate(self._matches()):
+            if i % self.tasks == self.task and path not in self.files and path not in self.done:
+                self.files[path] = _OpenFile(path)
+
+    def _read(self, f: _OpenFile) -> None:
+        if self.follow and self._replaced(f):
+            # Rotated (renamed away) or truncated: finish what the old file still holds, then
+            # read the new one from its start.
+            while chunk := f.handle.read(CHUNK):
+                *lines, f.rest = (f.rest + chunk).split(b"\n")
+                self._emit_lines(f, lines)
+            if f.rest:
+                self._emit_lines(f, [f.rest])
+            f.close()
+            f = self.files[f.path] = _OpenFile(f.path)
+        chunk = f.handle.read(CHUNK)
+        if not chunk:
+            if not self.follow:
+                if f.rest:
+                    self._emit_lines(f, [f.rest])
+                f.close()
+                del self.files[f.path]
+                self.done.add(f.path)
+            return
+        *lines, f.rest = (f.rest + chunk).split(b"\n")
+        self._emit_lines(f, lines)
+
+    @staticmethod
+    def _replaced(f: _OpenFile) -> bool:
+        try:
+            now = os.stat(f.path)
+        except FileNotFoundError:
+            return False  # gone for now (being rotated): keep reading what is open
+        return now.st_ino != os.fstat(f.handle.fileno()).st_ino or now.st_size < f.position
+
+    def _emit_lines(self, f: _OpenFile, lines: list[bytes]) -> None:
+        rows, offset, encoding = [], f.position, self.encoding
+        for raw in lines:
+            values = [f.path, offset, raw.rstrip(b"\r").decode(encoding, "replace")]
+            offset += len(raw) + 1
+            if self.reliable:
+                msg_id = (f.path, values[1])
+                self.pending[msg_id] = [values, 0]
+                self.emit(values, msg_id=msg_id)
+            else:
+                rows.append(values)
+        f.position = offset
+        if rows:
+            self.emit_many(rows)
