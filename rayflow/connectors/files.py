@@ -11,7 +11,7 @@ Files (the globs' matches, sorted) are spread over the spout's tasks by position
 or replaced) is read again from its start, and a last line without its newline waits for it.
 Without ``follow`` the spout finishes once every file has been read (its last line emitted even
 without a newline). Under ``at_least_once`` each line is tracked as ``(path, offset)`` and
-replayed when its tree fails.
+replayed when its tree fails (forever, or ``max_retries`` times before it is dropped and counted).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class FileSpout(Spout):
         follow: bool = False,
         encoding: str = "utf-8",
         discover_ms: int = 1000,
-        max_retries: int = 3,
+        max_retries: int | None = None,
     ) -> None:
         self.patterns = [paths] if isinstance(paths, str) else list(paths)
         if not self.patterns:
@@ -92,7 +92,7 @@ class FileSpout(Spout):
         if entry is None:
             return
         entry[1] += 1
-        if entry[1] <= self.max_retries:
+        if self.max_retries is None or entry[1] <= self.max_retries:
             self.replays.append(msg_id)
         else:
             del self.pending[msg_id]

@@ -16,7 +16,8 @@ consumer group's rebalancing, so a task always knows what it reads; new partitio
 ``^regex`` topic, new topics) are found every ``partition_discovery_ms`` and read from the start.
 
 **Offsets.** Under ``at_least_once`` every record is emitted with ``msg_id = (topic, partition,
-offset)``; a failed tree replays the record (``max_retries`` times, then the ``errors`` stream),
+offset)``; a failed tree replays the record (forever, as Storm's KafkaSpout does, or
+``max_retries`` times and then to the ``errors`` stream),
 and the offset committed to Kafka is the lowest one not yet acked, so a restart resumes without
 gaps. Under ``none`` the consumed position is committed every ``commit_interval_ms``.
 
@@ -185,7 +186,7 @@ class KafkaSpout(Spout):
         key_format: str | Codec = "str",
         value_format: str | Codec = "str",
         bounded: bool = False,
-        max_retries: int = 3,
+        max_retries: int | None = None,
         poll_batch: int = 500,
         commit_interval_ms: int = 1000,
         partition_discovery_ms: int = 10000,
@@ -267,7 +268,7 @@ class KafkaSpout(Spout):
         if entry is None:
             return
         entry[2] += 1
-        if entry[2] <= self.max_retries:
+        if self.max_retries is None or entry[2] <= self.max_retries:
             self.replays.append(msg_id)
             return
         # Kept failing: to the errors stream, untracked, so the partition can move on.

@@ -15,10 +15,10 @@
 Every spout task is one consumer of the group (named ``<topology>-<component>-<task>``, so a
 restarted task is the same consumer): it first re-reads the entries it had been given and not
 acknowledged, then new ones (``>``). Under ``at_least_once`` an entry is XACKed only when its tree
-completes, a failed one is replayed (``max_retries`` times, then the ``errors`` stream, then
-XACKed), and entries another consumer left pending longer than ``claim_idle_ms`` (a crashed
-task, or one that is gone after a rescale) are claimed with XAUTOCLAIM and processed here. Under
-``none`` entries are read with NOACK.
+completes, a failed one is replayed (forever, or ``max_retries`` times and then to the
+``errors`` stream and XACKed), and entries another consumer left pending longer than
+``claim_idle_ms`` (a crashed task, or one that is gone after a rescale) are claimed with
+XAUTOCLAIM and processed here. Under ``none`` entries are read with NOACK.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class RedisStreamSpout(Spout):
         start: str = "0",
         count: int = 500,
         claim_idle_ms: int = 30000,
-        max_retries: int = 3,
+        max_retries: int | None = None,
         decode: bool = True,
         bounded: bool = False,
     ) -> None:
@@ -139,7 +139,7 @@ class RedisStreamSpout(Spout):
         if entry is None:
             return
         entry[1] += 1
-        if entry[1] <= self.max_retries:
+        if self.max_retries is None or entry[1] <= self.max_retries:
             self.replays.append(msg_id)
             return
         del self.pending[msg_id]

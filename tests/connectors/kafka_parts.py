@@ -43,8 +43,15 @@ def produce(
     assert producer.flush(30) == 0
 
 
-def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
-    """Every record of ``topic`` (at least ``expected`` of them) as confluent Messages."""
+def read_all(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float = 60.0,
+    keys: set[str] | None = None,
+) -> list[Any]:
+    """The records of ``topic`` as confluent Messages: at least ``expected`` of them, and, with
+    ``keys``, until every one of those keys was seen (at-least-once output has duplicates)."""
     from confluent_kafka import Consumer
 
     consumer = Consumer(
@@ -54,8 +61,11 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -
     consumer.subscribe([topic])
     records: list[Any] = []
     deadline = time.monotonic() + timeout
-    while len(records) < expected and time.monotonic() < deadline:
-        records += [m for m in consumer.consume(500, timeout=0.5) if m.error() is None]
+    missing = set(keys or ())
+    while (len(records) < expected or missing) and time.monotonic() < deadline:
+        batch = [m for m in consumer.consume(500, timeout=0.5) if m.error() is None]
+        records += batch
+        missing -= {m.key().decode() for m in batch if m.key() is not None}
     consumer.close()
     return records
 

@@ -95,11 +95,12 @@ def test_kafka_to_kafka_at_least_once_survives_killed_task_actors(
         result = embedded.run_topology(spec)
     assert len(kills) >= 3, f"only {len(kills)} kills happened before the run ended"
     expected = {f"{p}:{o}:{i}" for p in range(3) for o in range(len(lines[p::3])) for i in range(4)}
-    written = read_all(kafka, sink, len(expected))
+    written = read_all(kafka, sink, len(expected), keys=expected)
     keys = Counter(m.key().decode() for m in written)
     assert set(keys) == expected, f"{len(expected - set(keys))} words lost"
     assert committed(kafka, f"g-{source}", source, 3) == {p: len(lines[p::3]) for p in range(3)}
     assert result.counter("lines", "failed") > 0  # the kills did fail trees, which replayed
+    assert result.metric("lines", "kafka_dead_letters") == 0
 
 
 WHO_READS = """\
