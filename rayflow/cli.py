@@ -7,6 +7,7 @@
     rayflow logs NAME [COMPONENT] [--task N] [-f]
     rayflow ui                                                         # the web UI's address
     rayflow k8s status|scale|logs|delete RELEASE                       # a Helm release
+    rayflow yarn submit|status|scale|logs|kill ...                     # a YARN application
 
 Exit codes: 0 done, 1 a task or the cluster failed, 2 a wrong topology file or argument.
 """
@@ -25,14 +26,10 @@ from typing import Any
 
 import yaml
 
-from rayflow.errors import RayflowError, TaskError, TopologyError
+from rayflow.errors import RayflowError, TaskError, TopologyError, UsageError
 from rayflow.spec.settings import settings_help
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(RayflowError, ValueError):
-    """A wrong command-line argument."""
 
 
 def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, str]:
@@ -108,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rayflow.launchers import kubernetes_cli
 
     kubernetes_cli.add_parser(sub)
+    from rayflow.launchers import yarn_cli
+
+    yarn_cli.add_parser(sub, _add_topology_args)
     return parser
 
 
@@ -306,6 +306,12 @@ def cmd_k8s(args: argparse.Namespace) -> int:
     from rayflow.launchers import kubernetes_cli
 
     return kubernetes_cli.run(args)
+
+
+def cmd_yarn(args: argparse.Namespace) -> int:
+    from rayflow.launchers import yarn_cli
+
+    return yarn_cli.run(args, _load)
 
 
 def cmd_master(args: argparse.Namespace) -> int:
@@ -508,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "logs": cmd_logs,
         "ui": cmd_ui,
         "k8s": cmd_k8s,
+        "yarn": cmd_yarn,
     }
     try:
         return commands[args.command](args)

@@ -46,3 +46,7 @@ class TaskError(RayflowError, RuntimeError):
 
 class ClusterError(RayflowError, RuntimeError):
     """Ray could not be started or reached, or could not place a task."""
+
+
+class UsageError(RayflowError, ValueError):
+    """A wrong command-line argument (or launcher option): the message says which."""
