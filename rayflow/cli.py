@@ -4,6 +4,7 @@
     rayflow validate examples/wordcount.yaml
     rayflow submit examples/wordcount.yaml --address 127.0.0.2:6379   # runs until killed
     rayflow list | status NAME | activate NAME | deactivate NAME | kill NAME [--wait 30]
+    rayflow rebalance NAME --parallelism split=4 [--wait 30]
     rayflow logs NAME [COMPONENT] [--task N] [-f]
     rayflow ui                                                         # the web UI's address
     rayflow k8s status|scale|logs|delete RELEASE                       # a Helm release
@@ -152,6 +153,19 @@ def _add_cluster_commands(sub: Any) -> None:
     kill = command("kill", "spouts finish, the rest drains, then every task ends")
     kill.add_argument(
         "--wait", type=float, default=30.0, metavar="SECONDS", help="drain time (default 30)"
+    )
+    rebalance = command("rebalance", "change components' parallelism while the topology runs")
+    rebalance.add_argument(
+        "--parallelism",
+        "-e",
+        dest="parallelism",
+        action="append",
+        required=True,
+        metavar="COMPONENT=N",
+        help="the component's new number of tasks (repeatable; -e as in Storm)",
+    )
+    rebalance.add_argument(
+        "--wait", "-w", type=float, default=30.0, metavar="SECONDS", help="drain time (30)"
     )
     logs = command("logs", "the task actors' own log lines")
     logs.add_argument("component", nargs="?", help="only this component's tasks")
@@ -436,6 +450,21 @@ def cmd_kill(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rebalance(args: argparse.Namespace) -> int:
+    parallelism = {}
+    for component, value in _pairs(args.parallelism, "--parallelism").items():
+        try:
+            parallelism[component] = int(value)
+        except ValueError:
+            raise UsageError(f"--parallelism {component}={value}: expected a number") from None
+    cluster = _cluster(args)
+    summary = cluster.call("rebalance", args.name, parallelism, args.wait)
+    changes = ", ".join(f"{c}={n}" for c, n in parallelism.items())
+    print(f"rebalanced topology '{args.name}' ({changes}): {summary['tasks']} tasks, "
+          f"{summary['status']}")  # fmt: skip
+    return EXIT_OK
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
     tasks = [
@@ -511,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "activate": cmd_activate,
         "deactivate": cmd_activate,
         "kill": cmd_kill,
+        "rebalance": cmd_rebalance,
         "logs": cmd_logs,
         "ui": cmd_ui,
         "k8s": cmd_k8s,

@@ -70,6 +70,23 @@ def make_app(master: JobMaster, token: str = "") -> web.Application:
             raise BadRequest(f"'wait' must be a number of seconds >= 0, got {wait!r}")
         return web.json_response(await call(master.kill, request.match_info["name"], wait))
 
+    async def rebalance(request: web.Request) -> web.Response:
+        body = await _body(request)
+        wait = body.get("wait", 30)
+        if not isinstance(wait, int | float) or isinstance(wait, bool) or wait < 0:
+            raise BadRequest(f"'wait' must be a number of seconds >= 0, got {wait!r}")
+        parallelism = body.get("parallelism")
+        if (
+            not isinstance(parallelism, dict)
+            or not parallelism
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in parallelism.values())
+        ):
+            raise BadRequest(
+                "'parallelism' must map component ids to task counts, e.g. {\"split\": 4}"
+            )
+        name = request.match_info["name"]
+        return web.json_response(await call(master.rebalance, name, parallelism, wait))
+
     def simple(method: Callable[[str], Any]) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             await _body(request)  # a malformed body is still a 400
@@ -100,6 +117,7 @@ def make_app(master: JobMaster, token: str = "") -> web.Application:
             web.get(base + "/{name}", topology),
             web.get(base + "/{name}/components/{component}", component),
             web.post(base + "/{name}/kill", kill),
+            web.post(base + "/{name}/rebalance", rebalance),
             web.post(base + "/{name}/activate", simple(master.activate)),
             web.post(base + "/{name}/deactivate", simple(master.deactivate)),
             web.get("/metrics", metrics),

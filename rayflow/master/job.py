@@ -1,6 +1,7 @@
 """One topology under the job master: its deployment, its status, its supervision and stats.
 
 Statuses (Storm's words): ``ACTIVE`` (spouts called), ``INACTIVE`` (spouts paused),
+``REBALANCING`` (tasks being replaced with another parallelism),
 ``KILLING`` (spouts finished, the rest draining until the kill's wait ends), ``FINISHED`` (every
 spout ended and the stream drained), ``FAILED`` (a task failed more than ``task.restarts``).
 """
@@ -8,8 +9,10 @@ spout ended and the stream drained), ``FAILED`` (a task failed more than ``task.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import ray
@@ -31,14 +34,7 @@ class Job:
         self.record = record
         self.registry = registry
         self.lock = threading.RLock()
-        self.deployment = RayDeployment(
-            record.spec,
-            epoch=record.epoch,
-            lifetime=Lifetime(NAMESPACE, record.runtime_env),
-            secret=record.secret,
-            restart_on_error=True,
-        )
-        self.deployment.restarts = dict(record.restarts)
+        self.deployment = self._deployment()
         self.kill_by: float | None = None
         self.ended = False  # killed or failed: the master forgets it after this
         self.error: str = ""
@@ -46,6 +42,18 @@ class Job:
         self.components: dict[str, dict[str, Any]] = {}
         self._stats_at = 0.0
         self._previous: list[dict[str, Any]] = []
+
+    def _deployment(self) -> RayDeployment:
+        record = self.record
+        deployment = RayDeployment(
+            record.spec,
+            epoch=record.epoch,
+            lifetime=Lifetime(NAMESPACE, record.runtime_env),
+            secret=record.secret,
+            restart_on_error=True,
+        )
+        deployment.restarts = dict(record.restarts)
+        return deployment
 
     @property
     def name(self) -> str:
@@ -72,6 +80,10 @@ class Job:
             self._save()
             if self.status == "KILLING":
                 self.kill_by = time.monotonic()  # the kill was under way: end it now
+            if self.status == "REBALANCING":  # the old master died mid-way: the old tasks run
+                self.record.status = "ACTIVE"
+                self.deployment.command("activate", kind="spout")
+                self._save()
 
     def supervise(self) -> None:
         """One round: replace dead tasks, notice the end, finish a kill, refresh stats."""
@@ -118,6 +130,61 @@ class Job:
             self.deployment.command(command, kind="spout")
             self.record.status = status
             self._save()
+
+    def rebalance(self, parallelism: dict[str, int], wait: float) -> None:
+        """Storm's rebalance: the spouts pause, the stream drains (``wait`` seconds at most), and
+        the tasks are replaced by a deployment with the new ``parallelism`` (component id ->
+        tasks); the spouts then resume where their source is (Kafka's committed offsets, a
+        Redis group). In-memory state of bolts starts afresh (keyed state will move with its
+        key groups once checkpoints exist)."""
+        with self.lock:
+            if self.status not in ("ACTIVE", "INACTIVE"):
+                raise RayflowError(f"topology '{self.name}' is {self.status}; cannot rebalance it")
+            spec = self.record.spec
+            known = [c.id for c in spec.components]
+            unknown = sorted(set(parallelism) - set(known))
+            if unknown:
+                raise RayflowError(
+                    f"topology '{self.name}' has no component {', '.join(unknown)} "
+                    f"(components: {', '.join(known)})"
+                )
+            new_spec = replace(
+                spec,
+                components=tuple(
+                    replace(c, parallelism=parallelism.get(c.id, c.parallelism))
+                    for c in spec.components
+                ),
+            )  # validated again: a parallelism out of range raises here
+            was = self.status
+            self.record.status = "REBALANCING"
+            self._save()
+            old = self.deployment
+            old.command("deactivate", kind="spout")
+            self._drain(wait)
+            epoch = max(old.generation(key) for key in old.tasks) + 1  # new actor names
+            old.kill()
+            self.record.spec, self.record.epoch, self.record.restarts = new_spec, epoch, {}
+            self.record.secret = secrets.token_bytes(16)
+            self.deployment = self._deployment()
+            self.deployment.start(on_wait=log.warning)
+            if was == "INACTIVE":
+                self.deployment.command("deactivate", kind="spout")
+            self.record.status = was
+            self._previous, self.stats = [], []
+            self._save()
+            log.warning("topology %s rebalanced: %s", self.name, parallelism)
+
+    def _drain(self, wait: float) -> None:
+        """Wait until no task's counters move (the stream has drained), ``wait`` s at most."""
+        deadline = time.monotonic() + wait
+        last = None
+        while time.monotonic() < deadline:
+            stats = self.deployment.stats(timeout=1.0)
+            moved = [(s.get("component"), s.get("task"), s.get("counters")) for s in stats]
+            if moved == last:
+                return
+            last = moved
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     def kill(self, wait: float) -> None:
         """Spouts finish now; after ``wait`` seconds (or once drained) every task ends."""

@@ -132,6 +132,13 @@ class JobMaster:
         self.job(name).deactivate()
         return self.job(name).summary()
 
+    def rebalance(
+        self, name: str, parallelism: dict[str, int], wait: float = 30.0
+    ) -> dict[str, Any]:
+        job = self.job(name)
+        job.rebalance(parallelism, wait)
+        return job.summary()
+
     def kill(self, name: str, wait: float = 30.0) -> dict[str, Any]:
         job = self.job(name)
         job.kill(wait)

@@ -162,6 +162,30 @@ def test_rest_api(cluster: Cluster) -> None:
     assert shout["metrics"]["shouted"]["value"] > 0, "the bolt's own counter, summed"
 
 
+def test_rebalance_changes_a_components_parallelism_while_it_runs(cluster: Cluster) -> None:
+    done = cluster.cli("rebalance", "ticking", "--parallelism", "shout=3", "--wait", "5")
+    assert "rebalanced topology 'ticking' (shout=3): 5 tasks, ACTIVE" in done.stdout
+    shout = {c["id"]: c for c in cluster.status()["components"]}["shout"]
+    assert shout["parallelism"] == 3
+
+    def three_tasks_working() -> bool:
+        code, body = cluster.http("GET", "/api/v1/topologies/ticking/components/shout")
+        tasks = body["task_stats"] if code == 200 else []
+        return len(tasks) == 3 and all(t["counters"].get("executed", 0) > 0 for t in tasks)
+
+    wait_for(three_tasks_working, "three shout tasks to process tuples", timeout=90)
+    bad = cluster.cli("rebalance", "ticking", "--parallelism", "nope=2", check=False)
+    assert bad.returncode != 0 and "no component nope" in bad.stderr
+    code, body = cluster.http(
+        "POST", "/api/v1/topologies/ticking/rebalance", json.dumps({"parallelism": []}).encode()
+    )
+    assert code == 400 and "parallelism" in body["error"]
+    cluster.cli("rebalance", "ticking", "-e", "shout=2", "-w", "5")  # back, as Storm spells it
+    wait_for(lambda: len(cluster.http("GET", "/api/v1/topologies/ticking/components/shout")[1]
+                         ["task_stats"]) == 2, "two shout tasks again")  # fmt: skip
+    wait_for(growing(cluster, "shout", "executed"), "shout to go on after rebalancing back")
+
+
 def test_kill_drains_and_removes_the_topology(cluster: Cluster) -> None:
     done = cluster.cli("kill", "ticking", "--wait", "5")
     assert "topology 'ticking' killed" in done.stdout
