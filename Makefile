@@ -28,13 +28,15 @@ unit: venv
 	$(BIN)/pytest -m "not ray" --doctest-modules rayflow tests
 
 ## test: install everything, lint, and run every test (doctests, unit, real Ray, Chromium, helm,
-##       Kafka, Redis, YARN)
+##       Kafka, Redis, YARN, a Kubernetes API server)
 test: lint
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-helm.sh >/dev/null
 	bash scripts/ensure-redis.sh
 	$(BIN)/python scripts/kafka_broker.py jars >/dev/null
 	$(BIN)/python scripts/yarn_cluster.py jars >/dev/null
+	bash scripts/ensure-etcd.sh
+	bash scripts/ensure-kube-apiserver.sh >/dev/null
 	$(BIN)/pytest --doctest-modules --durations=15 rayflow tests
 
 ## bench: the word count benchmark against the single-process baseline and Bytewax

@@ -1,0 +1,193 @@
+"""A real Kubernetes API server on 127.0.0.1 for the tests: kube-apiserver (built by
+scripts/ensure-kube-apiserver.sh) backed by Debian's etcd (scripts/ensure-etcd.sh), both in a fresh
+folder on free ports, stopped by their process ids. No kubelet, scheduler or controller-manager
+runs: what the tests check is what the API server itself decides (admission, validation, RBAC).
+
+    >>> with KubeApiServer() as api:                   # doctest: +SKIP
+    ...     api.kubeconfig                             # an admin kubeconfig (static token)
+
+    python scripts/kube_apiserver.py run        # a server until Ctrl-C; prints its kubeconfig
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+HERE = Path(__file__).resolve().parent
+ADMIN_TOKEN = "rayflow-test-admin-token"  # static, in a token file only this server reads
+
+
+class MissingPart(RuntimeError):
+    """etcd or kube-apiserver is missing or did not start; the message says what to do."""
+
+
+def kube_apiserver_binary() -> str:
+    found = os.environ.get("RAYFLOW_KUBE_APISERVER")
+    if found:
+        return found
+    done = subprocess.run(
+        ["bash", str(HERE / "ensure-kube-apiserver.sh")], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise MissingPart(f"kube-apiserver could not be built:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class KubeApiServer:
+    def __init__(self, folder: str | None = None) -> None:
+        self.folder = Path(folder or tempfile.mkdtemp(prefix="rayflow-kube-"))
+        self.etcd_port, self.etcd_peer_port, self.port = _free_port(), _free_port(), _free_port()
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.folder / "kubeconfig"
+
+    def start(self, timeout: float = 120.0) -> KubeApiServer:
+        etcd = shutil.which("etcd")
+        if etcd is None:
+            raise MissingPart("etcd is missing: bash scripts/ensure-etcd.sh installs it")
+        binary = kube_apiserver_binary()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        client = f"http://127.0.0.1:{self.etcd_port}"
+        self._spawn(
+            [etcd, "--data-dir", str(self.folder / "etcd"), "--listen-client-urls", client,
+             "--advertise-client-urls", client,
+             "--listen-peer-urls", f"http://127.0.0.1:{self.etcd_peer_port}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.etcd_peer_port}",
+             "--initial-cluster", f"default=http://127.0.0.1:{self.etcd_peer_port}"],
+            "etcd.log", {"ETCD_UNSUPPORTED_ARCH": "", "ETCD_LOG_LEVEL": "warn"},
+        )  # fmt: skip
+        key, pub = self.folder / "sa.key", self.folder / "sa.pub"
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
+                       capture_output=True)  # fmt: skip
+        subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(pub)],
+                       check=True, capture_output=True)  # fmt: skip
+        (self.folder / "tokens.csv").write_text(f"{ADMIN_TOKEN},admin,admin,system:masters\n")
+        self._spawn(
+            [binary, f"--etcd-servers={client}", "--bind-address=127.0.0.1",
+             "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
+             f"--cert-dir={self.folder / 'certs'}",
+             f"--token-auth-file={self.folder / 'tokens.csv'}",
+             "--authorization-mode=RBAC", "--service-cluster-ip-range=10.96.0.0/16",
+             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+             f"--service-account-key-file={pub}", f"--service-account-signing-key-file={key}",
+             "--enable-priority-and-fairness=false", "--watch-cache=false",
+             "--endpoint-reconciler-type=none"],
+            "kube-apiserver.log", {},
+        )  # fmt: skip
+        self._write_kubeconfig()
+        self._wait_ready(timeout)
+        return self
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)  # the process groups this object started
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> KubeApiServer:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _spawn(self, argv: list[str], log: str, env: dict[str, str]) -> None:
+        with open(self.folder / log, "wb") as out:
+            self.procs.append(
+                subprocess.Popen(
+                    argv,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **env},
+                    start_new_session=True,
+                )
+            )
+
+    def _write_kubeconfig(self) -> None:
+        self.kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "test", "cluster": {
+                        "server": self.url, "insecure-skip-tls-verify": True}}],
+                    "users": [{"name": "admin", "user": {"token": ADMIN_TOKEN}}],
+                    "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+                    "current-context": "test",
+                }
+            )
+        )  # fmt: skip
+
+    def _wait_ready(self, timeout: float) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        request = urllib.request.Request(
+            f"{self.url}/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            for proc, log in zip(self.procs, ("etcd.log", "kube-apiserver.log"), strict=True):
+                if proc.poll() is not None:
+                    tail = (self.folder / log).read_text(errors="replace")[-3000:]
+                    self.stop()
+                    raise MissingPart(f"{log[:-4]} exited:\n{tail}")
+            try:
+                with urllib.request.urlopen(request, timeout=2, context=context) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                tail = (self.folder / "kube-apiserver.log").read_text(errors="replace")[-3000:]
+                self.stop()
+                raise MissingPart(f"kube-apiserver was not ready in {timeout:g}s:\n{tail}")
+            time.sleep(0.5)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] != ["run"]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    with KubeApiServer() as api:
+        print(f"kube-apiserver on {api.url}; Ctrl-C stops it.", flush=True)
+        print(f"  export KUBECONFIG={api.kubeconfig}", flush=True)
+        try:
+            while all(p.poll() is None for p in api.procs):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
