@@ -17,15 +17,15 @@ import argparse
 import base64
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
+
+if __package__ in (None, ""):  # run as a script: make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.services import Service, free_port
 
 HERE = Path(__file__).resolve().parent
 VERSION = "4.4.0"
@@ -71,20 +71,15 @@ def ensure_jars() -> Path:
     return JARS
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class KafkaBroker:
+class KafkaBroker(Service):
     """One broker+controller process; ``start()`` returns once it answers metadata requests."""
 
+    prefix = "rayflow-kafka-"
+
     def __init__(self, port: int | None = None, folder: str | None = None) -> None:
+        super().__init__(folder)
         self.port = port or free_port()
         self.controller_port = free_port()
-        self.folder = Path(folder or tempfile.mkdtemp(prefix="rayflow-kafka-"))
-        self.proc: subprocess.Popen | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -110,31 +105,9 @@ class KafkaBroker:
         )  # fmt: skip
         if formatted.returncode != 0:
             raise MissingPart(f"kafka storage format failed:\n{formatted.stderr}")
-        with open(self.folder / "stdout.log", "wb") as out:
-            self.proc = subprocess.Popen(
-                [*jvm, "kafka.Kafka", str(properties)], stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        self.spawn([*jvm, "kafka.Kafka", str(properties)], "stdout.log")
         self._wait_ready(timeout)
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the process group this object started
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _write_config(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -14,16 +14,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from types import TracebackType
+
+if __package__ in (None, ""):  # run as a script: make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.services import Service, free_port
 
 HERE = Path(__file__).resolve().parent
 ADMIN_TOKEN = "rayflow-test-admin-token"  # static, in a token file only this server reads
@@ -45,17 +45,12 @@ def kube_apiserver_binary() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class KubeApiServer(Service):
+    prefix = "rayflow-kube-"
 
-
-class KubeApiServer:
     def __init__(self, folder: str | None = None) -> None:
-        self.folder = Path(folder or tempfile.mkdtemp(prefix="rayflow-kube-"))
-        self.etcd_port, self.etcd_peer_port, self.port = _free_port(), _free_port(), _free_port()
-        self.procs: list[subprocess.Popen] = []
+        super().__init__(folder)
+        self.etcd_port, self.etcd_peer_port, self.port = free_port(), free_port(), free_port()
 
     @property
     def url(self) -> str:
@@ -72,13 +67,13 @@ class KubeApiServer:
         binary = kube_apiserver_binary()
         self.folder.mkdir(parents=True, exist_ok=True)
         client = f"http://127.0.0.1:{self.etcd_port}"
-        self._spawn(
+        self.spawn(
             [etcd, "--data-dir", str(self.folder / "etcd"), "--listen-client-urls", client,
              "--advertise-client-urls", client,
              "--listen-peer-urls", f"http://127.0.0.1:{self.etcd_peer_port}",
              "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.etcd_peer_port}",
              "--initial-cluster", f"default=http://127.0.0.1:{self.etcd_peer_port}"],
-            "etcd.log", {"ETCD_UNSUPPORTED_ARCH": "", "ETCD_LOG_LEVEL": "warn"},
+            "etcd.log", {**os.environ, "ETCD_LOG_LEVEL": "warn"},
         )  # fmt: skip
         key, pub = self.folder / "sa.key", self.folder / "sa.pub"
         subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
@@ -86,7 +81,7 @@ class KubeApiServer:
         subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(pub)],
                        check=True, capture_output=True)  # fmt: skip
         (self.folder / "tokens.csv").write_text(f"{ADMIN_TOKEN},admin,admin,system:masters\n")
-        self._spawn(
+        self.spawn(
             [binary, f"--etcd-servers={client}", "--bind-address=127.0.0.1",
              "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
              f"--cert-dir={self.folder / 'certs'}",
@@ -96,42 +91,11 @@ class KubeApiServer:
              f"--service-account-key-file={pub}", f"--service-account-signing-key-file={key}",
              "--enable-priority-and-fairness=false", "--watch-cache=false",
              "--endpoint-reconciler-type=none"],
-            "kube-apiserver.log", {},
+            "kube-apiserver.log",
         )  # fmt: skip
         self._write_kubeconfig()
         self._wait_ready(timeout)
         return self
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)  # the process groups this object started
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def __enter__(self) -> KubeApiServer:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _spawn(self, argv: list[str], log: str, env: dict[str, str]) -> None:
-        with open(self.folder / log, "wb") as out:
-            self.procs.append(
-                subprocess.Popen(
-                    argv,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, **env},
-                    start_new_session=True,
-                )
-            )
 
     def _write_kubeconfig(self) -> None:
         self.kubeconfig.write_text(

@@ -7,27 +7,27 @@ folder, on a free port, without persistence; stopped by its process id.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import tempfile
+import sys
 import time
-from types import TracebackType
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.services import Service, free_port
 
 
 class RedisMissing(RuntimeError):
     """redis-server is not installed; the message says how to get it."""
 
 
-class RedisServer:
+class RedisServer(Service):
+    prefix = "rayflow-redis-"
+
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.folder = tempfile.mkdtemp(prefix="rayflow-redis-")
-        self.proc: subprocess.Popen | None = None
+        super().__init__()
+        self.port = free_port()
 
     @property
     def url(self) -> str:
@@ -37,10 +37,11 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RedisMissing("redis-server is missing: bash scripts/ensure-redis.sh installs it")
-        self.proc = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.folder,
+        self.folder.mkdir(parents=True, exist_ok=True)
+        proc = self.spawn(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.folder),
              "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+            "redis.log",
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:
@@ -51,21 +52,7 @@ class RedisServer:
                         return self
             except OSError:
                 pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RedisMissing(f"redis-server did not start on port {self.port}")
             time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the process group this object started
-            self.proc.wait(timeout=30)
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

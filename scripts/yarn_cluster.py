@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+if __package__ in (None, ""):  # run as a script: make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.services import Service
 
 HERE = Path(__file__).resolve().parent
 VERSION = "3.5.0"
@@ -80,15 +81,16 @@ def _free_port_block(size: int = 5) -> int:
     raise RuntimeError("no block of free ports")
 
 
-class YarnCluster:
+class YarnCluster(Service):
     """One MiniYARNCluster; ``start()`` returns once its NodeManager has registered."""
 
+    prefix = "rayflow-yarn-"
+
     def __init__(self, nm_memory_mb: int = 4096, folder: str | None = None) -> None:
+        super().__init__(folder)
         self.nm_memory_mb = nm_memory_mb
-        self.folder = Path(folder or tempfile.mkdtemp(prefix="rayflow-yarn-"))
         self.conf = self.folder / "conf"
         self.bin = self.folder / "bin"
-        self.proc: subprocess.Popen | None = None
         self.rm_port = 0
 
     @property
@@ -116,40 +118,20 @@ class YarnCluster:
         shim.chmod(0o755)
         self.rm_port = _free_port_block()
         env = {**os.environ, "JAVA_HOME": java_home()}
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [str(Path(java_home()) / "bin" / "java"), "-Xmx768m", "-XX:+UseSerialGC",
-                 "-cp", f"{jars}/*", str(HERE / "yarn" / "MiniYarn.java"), str(self.conf),
-                 str(self.rm_port), str(self.nm_memory_mb), str(jars)],
-                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.folder,
-                start_new_session=True,
-            )  # fmt: skip
+        proc = self.spawn(
+            [str(Path(java_home()) / "bin" / "java"), "-Xmx768m", "-XX:+UseSerialGC",
+             "-cp", f"{jars}/*", str(HERE / "yarn" / "MiniYarn.java"), str(self.conf),
+             str(self.rm_port), str(self.nm_memory_mb), str(jars)],
+            self.log.name, env=env, cwd=self.folder,
+        )  # fmt: skip
         deadline = time.monotonic() + timeout
         while b"READY" not in self.log.read_bytes():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is not None or time.monotonic() > deadline:
                 tail = self.log.read_text(errors="replace")[-4000:]
                 self.stop()
                 raise MissingPart(f"YARN did not start:\n{tail}")
             time.sleep(0.5)
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the process group this object started
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def __enter__(self) -> YarnCluster:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,78 @@
+"""What every test service here shares (Kafka, Redis, YARN, the Kubernetes API server): free
+loopback ports, processes in process groups of their own that stop by their ids, a folder that
+goes with the service, and ``with Service() as s:``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM the process group ``proc`` leads (started with ``start_new_session``), then
+    SIGKILL if it lingers: never a process by name."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class Service:
+    """A service with its own folder and processes; subclasses define ``start()``."""
+
+    prefix = "rayflow-service-"
+
+    def __init__(self, folder: str | None = None) -> None:
+        self.folder = Path(folder or tempfile.mkdtemp(prefix=self.prefix))
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The main process (the first started)."""
+        return self.procs[0] if self.procs else None
+
+    def spawn(
+        self, argv: list[str], log: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen:
+        """Start ``argv`` in a process group of its own, its output in ``folder/log``."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / log, "wb") as out:
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                start_new_session=True,
+            )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop_group(proc)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
