@@ -25,7 +25,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import Service, free_port
+from scripts.services import MissingPart, Service, free_port, maven_jars
 
 HERE = Path(__file__).resolve().parent
 VERSION = "4.4.0"
@@ -45,30 +45,11 @@ logger.kafka.level = warn
 """
 
 
-class MissingPart(RuntimeError):
-    """Java, Maven or the jars are missing; the message says what to install."""
-
-
 def ensure_jars() -> Path:
     """The folder of the broker's jars, fetched from Maven Central on first use."""
-    if (JARS / f"kafka_2.13-{VERSION}.jar").exists():
-        return JARS
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise MissingPart("Kafka's jars are not cached and Maven is missing: install maven")
-    print(f"fetching Apache Kafka {VERSION} jars from Maven Central...", file=sys.stderr)
-    JARS.parent.mkdir(parents=True, exist_ok=True)
-    partial = JARS.with_name("libs.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    done = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(HERE / "kafka" / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={partial}"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise MissingPart(f"mvn could not fetch Kafka's jars:\n{done.stdout}\n{done.stderr}")
-    partial.rename(JARS)
-    return JARS
+    return maven_jars(
+        HERE / "kafka" / "pom.xml", JARS, f"kafka_2.13-{VERSION}.jar", f"Apache Kafka {VERSION}"
+    )
 
 
 class KafkaBroker(Service):

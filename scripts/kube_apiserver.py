@@ -23,14 +23,10 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import Service, free_port
+from scripts.services import MissingPart, Service, free_port
 
 HERE = Path(__file__).resolve().parent
 ADMIN_TOKEN = "rayflow-test-admin-token"  # static, in a token file only this server reads
-
-
-class MissingPart(RuntimeError):
-    """etcd or kube-apiserver is missing or did not start; the message says what to do."""
 
 
 def kube_apiserver_binary() -> str:

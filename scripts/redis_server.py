@@ -15,11 +15,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import Service, free_port
-
-
-class RedisMissing(RuntimeError):
-    """redis-server is not installed; the message says how to get it."""
+from scripts.services import MissingPart, Service, free_port
 
 
 class RedisServer(Service):
@@ -36,7 +32,7 @@ class RedisServer(Service):
     def start(self, timeout: float = 30.0) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RedisMissing("redis-server is missing: bash scripts/ensure-redis.sh installs it")
+            raise MissingPart("redis-server is missing: bash scripts/ensure-redis.sh installs it")
         self.folder.mkdir(parents=True, exist_ok=True)
         proc = self.spawn(
             [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.folder),
@@ -54,5 +50,5 @@ class RedisServer(Service):
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RedisMissing(f"redis-server did not start on port {self.port}")
+                raise MissingPart(f"redis-server did not start on port {self.port}")
             time.sleep(0.1)

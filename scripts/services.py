@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -76,3 +77,31 @@ class Service:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class MissingPart(RuntimeError):
+    """A part a test service needs (Java, Maven, jars, a binary) is missing or did not start;
+    the message says what to install or what went wrong."""
+
+
+def maven_jars(pom: Path, target: Path, marker: str, what: str) -> Path:
+    """``target``, a folder holding ``pom``'s dependencies (``mvn dependency:copy-dependencies``
+    from Maven Central), fetched once: ``marker`` is a jar that tells the copy is complete."""
+    if (target / marker).exists():
+        return target
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise MissingPart(f"{what}'s jars are not cached and Maven is missing: install maven")
+    print(f"fetching {what}'s jars from Maven Central...", file=sys.stderr)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+         f"-DoutputDirectory={partial}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise MissingPart(f"mvn could not fetch {what}'s jars:\n{done.stdout}\n{done.stderr}")
+    partial.rename(target)
+    return target

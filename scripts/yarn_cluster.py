@@ -16,14 +16,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import Service
+from scripts.services import MissingPart, Service, maven_jars
 
 HERE = Path(__file__).resolve().parent
 VERSION = "3.5.0"
@@ -31,29 +30,14 @@ CACHE = Path(os.environ.get("RAYFLOW_CACHE", Path.home() / ".cache" / "rayflow")
 JARS = CACHE / f"hadoop-{VERSION}" / "libs"
 
 
-class MissingPart(RuntimeError):
-    """Java, Maven or the jars are missing; the message says what to install."""
-
-
 def ensure_jars() -> Path:
     """The folder of Hadoop's jars, fetched from Maven Central on first use."""
-    if (JARS / f"hadoop-yarn-server-tests-{VERSION}-tests.jar").exists():
-        return JARS
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise MissingPart("Hadoop's jars are not cached and Maven is missing: install maven")
-    print(f"fetching Hadoop {VERSION} jars from Maven Central...", file=sys.stderr)
-    partial = JARS.with_name("libs.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    done = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(HERE / "yarn" / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={partial}"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise MissingPart(f"mvn could not fetch Hadoop's jars:\n{done.stdout}\n{done.stderr}")
-    partial.rename(JARS)
-    return JARS
+    return maven_jars(
+        HERE / "yarn" / "pom.xml",
+        JARS,
+        f"hadoop-yarn-server-tests-{VERSION}-tests.jar",
+        f"Hadoop {VERSION}",
+    )
 
 
 def java_home() -> str:

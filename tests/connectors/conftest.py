@@ -1,5 +1,5 @@
-"""A real Kafka broker for the connector tests only: started when the first of them needs it,
-stopped when they are done (so it never runs beside the browser tests)."""
+"""Real services for the connector tests only: each starts when the first test needs it and stops
+when the package's tests are done (so they never run beside the browser or YARN tests)."""
 
 from __future__ import annotations
 
@@ -7,32 +7,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from scripts.kafka_broker import KafkaBroker, MissingPart
+from scripts.kafka_broker import KafkaBroker
+from scripts.redis_server import RedisServer
+from tests.services import running
 
 
 @pytest.fixture(scope="package")
 def kafka() -> Iterator[str]:
-    """The broker's bootstrap address (127.0.0.1:PORT)."""
-    try:
-        broker = KafkaBroker().start()
-    except MissingPart as exc:
-        pytest.fail(f"the Kafka tests need a real broker: {exc}")
-    try:
+    """A real Kafka broker's bootstrap address (127.0.0.1:PORT)."""
+    for broker in running(KafkaBroker(), "Kafka"):
         yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="package")
 def redis_url() -> Iterator[str]:
     """A real redis-server's URL (redis://127.0.0.1:PORT/0)."""
-    from scripts.redis_server import RedisMissing, RedisServer
-
-    try:
-        server = RedisServer().start()
-    except RedisMissing as exc:
-        pytest.fail(f"the Redis tests need a real redis-server: {exc}")
-    try:
+    for server in running(RedisServer(), "Redis"):
         yield server.url
-    finally:
-        server.stop()

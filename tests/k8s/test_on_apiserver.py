@@ -13,22 +13,16 @@ import pytest
 
 from rayflow.errors import ClusterError
 from rayflow.launchers.kubernetes import K8sRelease
-from scripts.kube_apiserver import KubeApiServer, MissingPart
+from scripts.kube_apiserver import KubeApiServer
 from tests.helm.chart import CHART, FULL_VALUES, ROOT, helm
+from tests.services import running
 
 NS = "streams"
 
 
 @pytest.fixture(scope="module")
 def apiserver() -> Iterator[KubeApiServer]:
-    try:
-        server = KubeApiServer().start()
-    except MissingPart as exc:
-        pytest.fail(f"the Kubernetes tests need a real API server: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(KubeApiServer(), "Kubernetes API server")
 
 
 def kube(api: KubeApiServer) -> tuple[object, object, object]:

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from scripts.yarn_cluster import MissingPart, YarnCluster
+from scripts.yarn_cluster import YarnCluster
 from tests.cluster import free_port, wait_for
+from tests.services import running
 
 pytestmark = pytest.mark.ray
 SENTENCES = ["the cow jumped over the moon", "an apple a day keeps the doctor away"]
@@ -88,14 +89,7 @@ streams:
 
 @pytest.fixture(scope="module")
 def yarn_cluster() -> Iterator[YarnCluster]:
-    try:
-        cluster = YarnCluster(nm_memory_mb=6144).start()
-    except MissingPart as exc:
-        pytest.fail(f"the YARN tests need a real YARN: {exc}")
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(YarnCluster(nm_memory_mb=6144), "YARN")
 
 
 def rayflow(cluster: YarnCluster, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -146,8 +140,8 @@ def test_submit_runs_ray_and_the_topology_in_yarn_containers(
 
         info = status(yarn_cluster, app_id)
         assert info["state"] == "RUNNING"
-        running = {c["service"] for c in info["containers"] if c["state"] == "RUNNING"}
-        assert running == {"ray-head", "ray-worker"}
+        up = {c["service"] for c in info["containers"] if c["state"] == "RUNNING"}
+        assert up == {"ray-head", "ray-worker"}
         assert sorted(n["address"] for n in info["ray_nodes"] if n["alive"]) == [
             "127.0.0.2", "127.0.0.3"
         ]  # fmt: skip
