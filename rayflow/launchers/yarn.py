@@ -37,6 +37,7 @@ from typing import Any
 from rayflow.errors import ClusterError, UsageError
 
 HEAD, WORKER = "ray-head", "ray-worker"
+TOPOLOGY_FILE = "topology.yaml"  # the topology's name inside the shipped folder
 INSTALL_HINT = "the YARN launcher needs skein: pip install 'rayflow[yarn]'"
 EXCLUDED = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", "node_modules"}
 
@@ -112,17 +113,24 @@ def _node_ip(options: YarnOptions, head: bool) -> str:
     return f"NODE_IP={prefix}$((3 + ${{SKEIN_CONTAINER_ID##*_}}))\n"
 
 
+def _prelude(options: YarnOptions, setup: str, head: bool) -> str:
+    """What both services start with: strict shell, Python, Ray's token, the node's address."""
+    return (
+        "set -euo pipefail\n"
+        + setup
+        + 'export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat ray-token)"\n'
+        + _node_ip(options, head)
+    )
+
+
 def head_script(options: YarnOptions, setup: str) -> str:
     defines = " ".join(f"-D {shlex.quote(f'{k}={v}')}" for k, v in options.defines.items())
     config = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in options.config.items())
     sizes = _ray_sizes(options.head_resources().memory, options.head_vcores,
                        options.object_store_fraction)  # fmt: skip
     return (
-        "set -euo pipefail\n"
-        + setup
-        + 'export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat ray-token)"\n'
+        _prelude(options, setup, head=True)
         + 'export RAYFLOW_UI_TOKEN="$(cat ui-token)"\n'
-        + _node_ip(options, head=True)
         + f"PORT={options.ray_port}\n"
         + "ray start --head --block --disable-usage-stats --include-dashboard=false "
         + '--node-ip-address="$NODE_IP" '
@@ -144,18 +152,12 @@ def worker_script(options: YarnOptions, setup: str) -> str:
     sizes = _ray_sizes(options.worker_resources().memory, options.worker_vcores,
                        options.object_store_fraction)  # fmt: skip
     return (
-        "set -euo pipefail\n"
-        + setup
-        + 'export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat ray-token)"\n'
-        + _node_ip(options, head=False)
+        _prelude(options, setup, head=False)
         + 'HEAD="$(python -m rayflow.launchers.yarn_container head-address)"\n'
         + 'echo "rayflow: joining the Ray head at $HEAD"\n'
         + 'exec ray start --block --disable-usage-stats --address="$HEAD" '
         + f'--node-ip-address="$NODE_IP" {sizes}\n'
     )
-
-
-TOPOLOGY_FILE = "topology.yaml"
 
 
 def pack_topology(topology_path: str, extra: list[str], folder: str) -> str:
