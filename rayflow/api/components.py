@@ -164,6 +164,27 @@ class Bolt(Component):
         """Handle one tuple."""
         raise NotImplementedError(f"{type(self).__name__} must define process(tup)")
 
+    @property
+    def state(self) -> Any:
+        """Keyed state, scoped to the key of the tuple being processed (the fields the bolt's
+        inputs are grouped by): ``self.state.value(name, default=None, ttl=None)`` (``.get()``,
+        ``.set(v)``, ``.clear()``), ``self.state.map(name)`` (a dict), ``self.state.list(name)``
+        (``.append(v)``, iteration, ``.clear()``). Organised by key group, so it can move when
+        the parallelism changes. Values must be picklable.
+
+        >>> class Count(Bolt):
+        ...     outputs = ["word", "count"]
+        ...     def prepare(self, context):
+        ...         self.count = self.state.value("count", default=0)
+        ...     def process(self, tup):
+        ...         self.count.set(self.count.get() + 1)
+        ...         self.emit([tup["word"], self.count.get()])
+        """
+        state = self.__dict__.get("_rayflow_state")
+        if state is None:
+            _not_running()
+        return state
+
     def process_batch(self, batch: Batch) -> None:
         """Handle the rows of one stream from one upstream task (default: ``process`` per row).
 

@@ -25,8 +25,34 @@ Execute = Callable[[list, TupleSource, Any], None]
 UserError = Callable[..., None]  # (what, exception, count=1)
 
 
-def make_executor(bolt: Bolt, reuse_tuples: bool, user_error: UserError) -> Execute:
-    """The function that hands one batch's rows to ``bolt``."""
+def keyed_process(process: Callable[[Tuple], None], state: Any) -> Callable[[Tuple], None]:
+    """``process`` with keyed state scoped to each tuple's key (its key fields' values)."""
+    key_fields, set_key = state.key_fields, state.set_key
+    indexes: dict[TupleSource, list[int]] = {}
+
+    def process_keyed(tup: Tuple) -> None:
+        source = tup.source
+        where = indexes.get(source)
+        if where is None:
+            where = indexes[source] = [source.index[f] for f in key_fields]
+        values = tup.values
+        set_key(tuple([values[i] for i in where]))
+        try:
+            process(tup)
+        finally:
+            set_key(None)  # timers and cleanup have no key
+
+    return process_keyed
+
+
+def make_executor(
+    bolt: Bolt,
+    reuse_tuples: bool,
+    user_error: UserError,
+    process: Callable[[Tuple], None] | None = None,
+) -> Execute:
+    """The function that hands one batch's rows to ``bolt`` (to ``process`` instead of
+    ``bolt.process`` when given: keyed state wraps it)."""
     if type(bolt).process_batch is not Bolt.process_batch:
         process_batch = bolt.process_batch
 
@@ -38,8 +64,9 @@ def make_executor(bolt: Bolt, reuse_tuples: bool, user_error: UserError) -> Exec
 
         return execute_batch
 
-    process = bolt.process
-    if reuse_tuples and bolt.auto_ack:
+    keyed = process is not None
+    process = process or bolt.process
+    if reuse_tuples and bolt.auto_ack and not keyed:
 
         def execute_rows_reusing(rows: list, source: TupleSource, meta: Any) -> None:
             tup = Tuple(None, source)  # type: ignore[arg-type]
@@ -62,12 +89,14 @@ def make_executor(bolt: Bolt, reuse_tuples: bool, user_error: UserError) -> Exec
     return execute_rows
 
 
-def make_acking_executor(bolt: Bolt, acking: Any, user_error: UserError) -> Execute:
+def make_acking_executor(
+    bolt: Bolt, acking: Any, user_error: UserError, process: Callable[[Tuple], None] | None = None
+) -> Execute:
     """At-least-once: each row carries its acking ids as a hidden last value; ``process`` runs
     per tuple (also for bolts with ``process_batch``: acking is per tuple), and with ``auto_ack``
     the tuple is acked when ``process`` returns and failed when it raises."""
 
-    process = bolt.process
+    process = process or bolt.process
     auto_ack = bolt.auto_ack
 
     def execute_acked(rows: list, source: TupleSource, meta: Any) -> None:

@@ -34,12 +34,18 @@ from rayflow.runtime.channels import (
 )
 from rayflow.runtime.collector import Collector
 from rayflow.runtime.eventtime import MAX_TIME, InputWatermarks, Timers
-from rayflow.runtime.executors import Execute, make_acking_executor, make_executor
+from rayflow.runtime.executors import (
+    Execute,
+    keyed_process,
+    make_acking_executor,
+    make_executor,
+)
 from rayflow.runtime.task_acking import AckingMixin
 from rayflow.runtime.task_recovery import RecoveryMixin
 from rayflow.runtime.task_report import ReportMixin
 from rayflow.runtime.task_time import TICK, EventTimeMixin, _duration_ms
 from rayflow.spec.model import TopologySpec
+from rayflow.state.keyed import KeyedState
 
 log = logging.getLogger("rayflow.task")
 
@@ -288,6 +294,13 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
                 obj.fail = self._user_fail  # type: ignore[method-assign]
             obj.register_timer = self.timers.register  # type: ignore[method-assign]
             obj.current_watermark = self._current_watermark  # type: ignore[method-assign]
+            obj.__dict__["_rayflow_state"] = KeyedState(
+                comp.id,
+                self._key_fields(),
+                self.settings.max_parallelism,
+                self.clock,
+                on_first_use=self._keyed_state_in_use,
+            )
         if not self.reliable:
             obj.emit_direct = c.emit_direct  # type: ignore[method-assign]
         obj.current_processing_time = self.clock  # type: ignore[method-assign]
@@ -448,7 +461,7 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
     async def _run_bolt(self) -> None:
         bolt = self.obj
         assert isinstance(bolt, Bolt)
-        execute = self._execute = self._choose_executor(bolt)
+        self._execute = self._choose_executor(bolt)
         c = self.collector
         inbox = self.inbox
         linger = self.settings.batch_linger
@@ -491,7 +504,7 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
                     self.idle_sent = False
                 source = channel.sources.get(stream) or self._source(channel, stream)
                 start = time.perf_counter()
-                execute(rows, source, meta)
+                self._execute(rows, source, meta)  # re-read: keyed state may swap it
                 self.exec_seconds += time.perf_counter() - start
                 self.executed += len(rows)
             elif kind == WATERMARK:
@@ -524,9 +537,18 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
         return source
 
     def _choose_executor(self, bolt: Bolt) -> Execute:
+        state = bolt.__dict__.get("_rayflow_state")
+        process = None
+        if state is not None and state.used and state.key_fields:
+            process = keyed_process(bolt.process, state)
         if self.acking is not None:
-            return make_acking_executor(bolt, self.acking, self._user_error)
-        return make_executor(bolt, self.settings.tuple_reuse, self._user_error)
+            return make_acking_executor(bolt, self.acking, self._user_error, process)
+        return make_executor(bolt, self.settings.tuple_reuse, self._user_error, process)
+
+    def _keyed_state_in_use(self) -> None:
+        """The bolt asked for keyed state: from now on each tuple's key is set first."""
+        if getattr(self, "_execute", None) is not None:  # else the loop chooses it when it starts
+            self._execute = self._choose_executor(self.obj)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------- the end
     async def _end_of_stream(self, closer: Callable[[], None]) -> None:

@@ -137,3 +137,14 @@ def test_a_row_that_cannot_be_sent_stops_the_run_naming_the_channel(ray_session:
         t.run()
     assert info.value.component == "locks"
     assert "sending to sink[0] failed" in str(info.value) and "pickle" in str(info.value)
+
+
+def test_keyed_state_on_ray(ray_session: str) -> None:
+    from tests.api.test_state import WORDS, counting
+
+    result = counting().run()
+    final: dict[str, int] = {}
+    for word, count, seen, parity in result.outputs["sink"]:
+        assert count == seen == sum(parity.values())
+        final[word] = max(final.get(word, 0), count)
+    assert final == dict(Counter(WORDS))

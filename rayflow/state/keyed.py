@@ -1,0 +1,262 @@
+"""Keyed state for bolts: ``self.state.value(name)``, ``.map(name)``, ``.list(name)``, each
+scoped to the key of the tuple being processed (the fields of the bolt's FIELDS grouping).
+
+State lives in the task, organised by key group (the same groups fields grouping routes by), so a
+key group's state can move to another task when the parallelism changes, and a snapshot is one
+picklable object per key group.
+
+>>> state = KeyedState("count", ("word",), max_parallelism=128)
+>>> counts = state.value("count", default=0)
+>>> state.set_key(("cow",)); counts.set(counts.get() + 1)
+>>> state.set_key(("moon",)); counts.set(counts.get() + 1)
+>>> state.set_key(("cow",)); counts.set(counts.get() + 1); counts.get()
+2
+>>> seen = state.map("seen"); seen["monday"] = 1; sorted(seen.items())
+[('monday', 1)]
+>>> restored = KeyedState("count", ("word",), 128); restored.restore(state.snapshot())
+>>> restored.set_key(("cow",)); restored.value("count", default=0).get()
+2
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rayflow.errors import RayflowError
+from rayflow.runtime.keys import encode_compound, encode_key, key_group_of
+from rayflow.spec.durations import parse_duration
+
+_MISSING = object()
+Entries = dict[bytes, tuple[Any, Any, "int | None"]]
+"""Encoded key -> (key, value, expiry in ms or None) for one state name in one key group."""
+
+
+class StateError(RayflowError, RuntimeError):
+    """Keyed state used where there is no key, or a value that cannot be snapshotted."""
+
+
+class KeyedState:
+    """The keyed state of one bolt task (``self.state``)."""
+
+    def __init__(
+        self,
+        component: str,
+        key_fields: tuple[str, ...],
+        max_parallelism: int,
+        clock: Callable[[], int] | None = None,
+        on_first_use: Callable[[], None] | None = None,
+    ) -> None:
+        self.component = component
+        self.used = False
+        self.on_first_use = on_first_use
+        self.key_fields = key_fields
+        self.max_parallelism = max_parallelism
+        self.clock = clock or (lambda: 0)
+        self.groups: dict[int, dict[str, Entries]] = {}  # key group -> state name -> entries
+        self._key: tuple[Any, bytes, int] | None = None  # (key, encoded, key group)
+        self._ttls: dict[str, int | None] = {}
+
+    # ---------------------------------------------------------------- the runtime's side
+    def set_key(self, values: tuple[Any, ...] | None) -> None:
+        """The key of the tuple about to be processed (its key fields' values), or None."""
+        if values is None:
+            self._key = None
+            return
+        encoded = encode_key(values[0]) if len(values) == 1 else encode_compound(values)
+        key = values[0] if len(values) == 1 else tuple(values)
+        self._key = (key, encoded, key_group_of(encoded, self.max_parallelism))
+
+    def snapshot(self) -> dict[int, bytes]:
+        """Each key group's state, pickled (a value that cannot be pickled is named)."""
+        out = {}
+        for group, states in self.groups.items():
+            try:
+                out[group] = pickle.dumps(states, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                raise self._unpicklable(states) from None
+        return out
+
+    def restore(self, groups: dict[int, bytes]) -> None:
+        """Take back key groups from :meth:`snapshot` (of this task or of others, after a
+        change of parallelism)."""
+        for group, data in groups.items():
+            self.groups[group] = pickle.loads(data)
+
+    # ---------------------------------------------------------------- the user's side
+    def value(self, name: str, default: Any = None, ttl: float | str | None = None) -> ValueState:
+        """One value per key: ``.get()``, ``.set(v)``, ``.clear()``; ``ttl`` (seconds or
+        ``"10m"``) expires a value that long after it was last set."""
+        self._ttl(name, ttl)
+        return ValueState(self, name, default)
+
+    def map(self, name: str, ttl: float | str | None = None) -> MapState:
+        """A dict per key: ``m[k]``, ``m.get(k, d)``, ``m[k] = v``, ``del m[k]``, ``items()``."""
+        self._ttl(name, ttl)
+        return MapState(self, name)
+
+    def list(self, name: str, ttl: float | str | None = None) -> ListState:
+        """A list per key: ``.append(v)``, iteration, ``.clear()``."""
+        self._ttl(name, ttl)
+        return ListState(self, name)
+
+    def current_key(self) -> Any:
+        """The key the state is scoped to now (one value, or a tuple for several fields)."""
+        return self._current()[0]
+
+    # ---------------------------------------------------------------- internals
+    def _ttl(self, name: str, ttl: float | str | None) -> None:
+        if not self.used:
+            self.used = True
+            if self.on_first_use is not None:
+                self.on_first_use()  # the runtime starts telling the state each tuple's key
+        ms = None if ttl is None else int(parse_duration(ttl) * 1000)
+        self._ttls[name] = ms
+
+    def _current(self) -> tuple[Any, bytes, int]:
+        if self._key is None:
+            if not self.key_fields:
+                raise StateError(
+                    f"bolt '{self.component}' uses keyed state, but its inputs are not all "
+                    "grouped by the same FIELDS: keyed state is scoped to that key. Group every "
+                    "input by the same fields, or keep task-wide state in attributes "
+                    "(with snapshot()/restore() for checkpoints)"
+                )
+            raise StateError(
+                f"bolt '{self.component}': keyed state is scoped to the tuple being processed; "
+                "use it in process() (process_batch and timers have no single key)"
+            )
+        return self._key
+
+    def _get(self, name: str) -> Any:
+        _, encoded, group = self._current()
+        entry = self.groups.get(group, {}).get(name, {}).get(encoded)
+        if entry is None:
+            return _MISSING
+        if entry[2] is not None and entry[2] <= self.clock():
+            del self.groups[group][name][encoded]
+            return _MISSING
+        return entry[1]
+
+    def _set(self, name: str, value: Any) -> None:
+        key, encoded, group = self._current()
+        ttl = self._ttls.get(name)
+        expires = None if ttl is None else self.clock() + ttl
+        self.groups.setdefault(group, {}).setdefault(name, {})[encoded] = (key, value, expires)
+
+    def _clear(self, name: str) -> None:
+        _, encoded, group = self._current()
+        self.groups.get(group, {}).get(name, {}).pop(encoded, None)
+
+    def _unpicklable(
+        self, states: dict[str, dict[bytes, tuple[Any, Any, int | None]]]
+    ) -> StateError:
+        for name, entries in states.items():
+            for key, value, _ in entries.values():
+                try:
+                    pickle.dumps(value)
+                except Exception as exc:
+                    return StateError(
+                        f"bolt '{self.component}': state '{name}' of key {key!r} holds a "
+                        f"{type(value).__name__}, which cannot be pickled ({exc}); keep "
+                        "picklable values (numbers, strings, lists, dicts, dataclasses) in state"
+                    )
+        return StateError(f"bolt '{self.component}': its state cannot be pickled")
+
+
+class ValueState:
+    def __init__(self, state: KeyedState, name: str, default: Any) -> None:
+        self.state, self.name, self.default = state, name, default
+
+    def get(self) -> Any:
+        value = self.state._get(self.name)
+        return self.default if value is _MISSING else value
+
+    def set(self, value: Any) -> None:
+        self.state._set(self.name, value)
+
+    def clear(self) -> None:
+        self.state._clear(self.name)
+
+
+class MapState:
+    def __init__(self, state: KeyedState, name: str) -> None:
+        self.state, self.name = state, name
+
+    def _dict(self, create: bool = False) -> dict[Any, Any]:
+        found = self.state._get(self.name)
+        if found is _MISSING:
+            found = {}
+            if create:
+                self.state._set(self.name, found)
+        elif create and self.state._ttls.get(self.name) is not None:
+            self.state._set(self.name, found)  # a write refreshes the time to live
+        return found
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._dict()[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._dict().get(key, default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._dict(create=True)[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._dict()[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._dict()
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._dict()))
+
+    def items(self) -> list[tuple[Any, Any]]:
+        return list(self._dict().items())
+
+    def keys(self) -> list[Any]:
+        return list(self._dict())
+
+    def values(self) -> list[Any]:
+        return list(self._dict().values())
+
+    def clear(self) -> None:
+        self.state._clear(self.name)
+
+
+class ListState:
+    def __init__(self, state: KeyedState, name: str) -> None:
+        self.state, self.name = state, name
+
+    def _list(self, create: bool = False) -> list[Any]:
+        found = self.state._get(self.name)
+        if found is _MISSING:
+            found = []
+            if create:
+                self.state._set(self.name, found)
+        elif create and self.state._ttls.get(self.name) is not None:
+            self.state._set(self.name, found)
+        return found
+
+    def append(self, value: Any) -> None:
+        self._list(create=True).append(value)
+
+    def extend(self, values: Any) -> None:
+        self._list(create=True).extend(values)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._list()))
+
+    def __len__(self) -> int:
+        return len(self._list())
+
+    def get(self) -> list[Any]:
+        """A copy of the list."""
+        return list(self._list())
+
+    def clear(self) -> None:
+        self.state._clear(self.name)
