@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 DEFAULT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+LATENCY_BUCKETS = (1e-6, 1e-5, 1e-4, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
+"""Seconds, for the built-in latency histograms (a tuple's execute time is often microseconds)."""
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
@@ -63,10 +65,11 @@ class Histogram:
         self.count = 0
         self.sum = 0.0
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.count += 1
-        self.sum += value
+    def observe(self, value: float, times: int = 1) -> None:
+        """Record ``value`` (``times`` observations of it: a batch's mean per tuple)."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += times
+        self.count += times
+        self.sum += value * times
 
     def snapshot(self) -> dict[str, Any]:
         cumulative, running = [], 0

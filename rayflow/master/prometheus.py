@@ -3,7 +3,9 @@
 One sample per task, labelled ``topology``, ``component`` and ``task``: the counters
 (``rayflow_emitted_total``, ``..._executed_total``, ``..._acked_total``, ``..._failed_total``),
 busy and backpressure time (``..._execute_seconds_total``, ``..._backpressure_seconds_total``),
-and gauges (inbox fill, execute and complete latency, pending trees), one
+gauges (inbox fill, mean execute and complete latency, pending trees), latency histograms
+(``rayflow_execute_latency_seconds`` per tuple, ``rayflow_complete_latency_seconds`` per spout
+tree under at-least-once), one
 ``rayflow_topology_up`` per topology with its status, and the components' own metrics
 (``self.metrics``) as ``rayflow_user_<name>`` with the same labels.
 """
@@ -33,6 +35,10 @@ COUNTERS = {
     "execute_seconds": ("exec_seconds", "time spent in the user's code"),
     "backpressure_seconds": ("blocked_seconds", "time the outputs had no credit"),
 }
+HISTOGRAMS = {
+    "execute_latency_seconds": "time in the user's code per tuple (each batch's mean)",
+    "complete_latency_seconds": "time from a spout tuple to its tree's completion",
+}
 GAUGES = {
     "inbox_fill": "share of the task's input credits in use",
     "execute_latency_ms": "mean time per executed tuple",
@@ -54,6 +60,10 @@ class _Collector:
             name: GaugeMetricFamily(f"rayflow_{name}", help_, labels=LABELS)
             for name, help_ in GAUGES.items()
         }
+        histograms = {
+            name: HistogramMetricFamily(f"rayflow_{name}", help_, labels=LABELS)
+            for name, help_ in HISTOGRAMS.items()
+        }
         up = GaugeMetricFamily(
             "rayflow_topology_up", "1 while the topology runs", labels=["topology", "status"]
         )
@@ -69,9 +79,13 @@ class _Collector:
                     gauges[name].add_metric(labels, float(_gauge(task, name)))
                 for name, metric in (task.get("metrics") or {}).items():
                     _add_user_metric(user, name, metric, labels)
+                for name, metric in (task.get("histograms") or {}).items():
+                    if name in histograms:
+                        _add_histogram(histograms[name], metric, labels)
         yield up
         yield from counters.values()
         yield from gauges.values()
+        yield from histograms.values()
         yield from user.values()
 
 
@@ -90,10 +104,14 @@ def _add_user_metric(
     if family.type != ("counter" if kind == "counter" else kind):
         return  # the same name with another type in another component: keep the first
     if kind == "histogram":
-        buckets = [(_bound(le), float(n)) for le, n in metric["buckets"]]
-        family.add_metric(labels, buckets, float(metric["sum"]))  # type: ignore[call-arg]
+        _add_histogram(family, metric, labels)
     else:
         family.add_metric(labels, float(metric["value"]))  # type: ignore[call-arg]
+
+
+def _add_histogram(family: Metric, metric: dict[str, Any], labels: list[str]) -> None:
+    buckets = [(_bound(le), float(n)) for le, n in metric["buckets"]]
+    family.add_metric(labels, buckets, float(metric["sum"]))  # type: ignore[attr-defined]
 
 
 def _bound(le: Any) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rayflow.api.components import Bolt
+from rayflow.api.metrics import LATENCY_BUCKETS, Histogram
 from rayflow.api.tuple import Batch, Tuple
 from rayflow.errors import TopologyError
 from rayflow.spec.model import ClassRef, ComponentSpec, Grouping, StreamSpec, TopologySpec
@@ -178,6 +179,7 @@ class Acking:
         self.pending_peak = 0
         self.completions: list[tuple[int, bool]] = []
         self.complete_latency = 0.0
+        self.complete_histogram = Histogram(LATENCY_BUCKETS)
         self.acked = 0
         self.failed = 0
         self.acks: dict[int, int] = {}  # root -> XOR of this batch's acks, sent by flush_acks
@@ -334,6 +336,7 @@ class Acking:
             if ok:
                 self.acked += 1
                 self.complete_latency += now - emitted
+                self.complete_histogram.observe(now - emitted)
                 self.on_ack(msg_id)  # type: ignore[misc]
             else:
                 self.failed += 1

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rayflow.api.components import Bolt, Context, Spout
+from rayflow.api.metrics import LATENCY_BUCKETS, Histogram
 from rayflow.api.tuple import TupleSource
 from rayflow.errors import TaskError, TopologyError
 from rayflow.runtime.acking import Acking
@@ -145,6 +146,7 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
         self.failed = 0
         self.acked = 0
         self.exec_seconds = 0.0
+        self.execute_histogram = Histogram(LATENCY_BUCKETS)  # per tuple, batch means
         self.blocked_seconds = 0.0
         self.duplicates = 0
         self.inbox_peak = 0
@@ -505,8 +507,11 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
                 source = channel.sources.get(stream) or self._source(channel, stream)
                 start = time.perf_counter()
                 self._execute(rows, source, meta)  # re-read: keyed state may swap it
-                self.exec_seconds += time.perf_counter() - start
-                self.executed += len(rows)
+                took, n = time.perf_counter() - start, len(rows)
+                self.exec_seconds += took
+                if n:
+                    self.execute_histogram.observe(took / n, n)
+                self.executed += n
             elif kind == WATERMARK:
                 self._on_watermark(channel, rows)
             elif kind == END:

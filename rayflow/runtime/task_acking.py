@@ -51,6 +51,10 @@ class AckingMixin:
             "complete_latency_ms": (
                 1000 * acking.complete_latency / acking.acked if acking.acked else 0.0
             ),
+            "histograms": {
+                **self._histograms(),
+                "complete_latency_seconds": acking.complete_histogram.snapshot(),
+            },
         }
 
     def receive_acks(self, items: list[tuple[int, bool]]) -> None:

@@ -82,8 +82,13 @@ class ReportMixin:
             "uptime": time.time() - self.started_at,
             "errors": list(self.errors),
             "metrics": self.obj.metrics.snapshot() if self.obj is not None else {},
+            "histograms": self._histograms(),
             **(self._acking_stats() if self.acking is not None else {}),
         }
+
+    def _histograms(self) -> dict[str, Any]:
+        """The built-in latency histograms (seconds), for ``/metrics``."""
+        return {"execute_latency_seconds": self.execute_histogram.snapshot()}
 
 
 def _mean_round_trip_ms(channels: list[OutputChannel]) -> float:

@@ -44,3 +44,32 @@ def test_metric_names_and_kinds_are_checked() -> None:
         m.counter("bad name")
     with pytest.raises(ValueError, match="only grows"):
         m.counter("a").inc(-1)
+
+
+def test_latency_histograms_are_in_the_task_stats_and_in_prometheus_text() -> None:
+    from types import SimpleNamespace
+
+    from rayflow.master.prometheus import render_metrics
+    from rayflow.testing import ListSink, TestingSpout, run
+
+    t = Topology("lat")
+    t.spout("nums", TestingSpout, args=([[i] for i in range(100)],))
+    t.bolt("sink", ListSink).shuffle("nums")
+    result = run(t, overrides={"reliability": "at_least_once"})
+    sink, spout = result.tasks["sink"][0], result.tasks["nums"][0]
+    assert sink["histograms"]["execute_latency_seconds"]["count"] == 100
+    assert spout["histograms"]["complete_latency_seconds"]["count"] == 100
+    job = SimpleNamespace(name="lat", status="ACTIVE", stats=[sink, spout])
+    lines = render_metrics(SimpleNamespace(jobs={"lat": job})).splitlines()  # type: ignore[arg-type]
+
+    def sample(metric: str, component: str) -> float:
+        found = [
+            line for line in lines
+            if line.startswith(metric + "{") and f'component="{component}"' in line
+        ]  # fmt: skip
+        assert len(found) == 1, (metric, component, found)
+        return float(found[0].rsplit(" ", 1)[1])
+
+    assert sample("rayflow_execute_latency_seconds_count", "sink") == 100
+    assert sample("rayflow_complete_latency_seconds_count", "nums") == 100
+    assert 0 < sample("rayflow_complete_latency_seconds_sum", "nums") < 60

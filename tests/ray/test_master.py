@@ -158,6 +158,7 @@ def test_rest_api(cluster: Cluster) -> None:
     assert 'rayflow_executed_total{component="shout",task="0",topology="ticking"}' in text
     assert 'rayflow_topology_up{status="ACTIVE",topology="ticking"} 1.0' in text
     assert 'rayflow_user_shouted_total{component="shout",task="1",topology="ticking"}' in text
+    assert 'rayflow_execute_latency_seconds_bucket{component="shout",le="+Inf"' in text
     _, shout = cluster.http("GET", "/api/v1/topologies/ticking/components/shout")
     assert shout["metrics"]["shouted"]["value"] > 0, "the bolt's own counter, summed"
 
