@@ -165,11 +165,7 @@ def main(argv: list[str]) -> int:
         return 0
     with KafkaBroker(args.port) as broker:
         print(f"Kafka {VERSION} on {broker.bootstrap} (Ctrl-C stops it)", flush=True)
-        try:
-            while broker.proc is not None and broker.proc.poll() is None:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        broker.serve_until_interrupted()
     return 0
 
 

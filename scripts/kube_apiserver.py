@@ -23,7 +23,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import MissingPart, Service, free_port
+from scripts.services import MissingPart, Service, built_binary, free_port
 
 HERE = Path(__file__).resolve().parent
 ADMIN_TOKEN = "rayflow-test-admin-token"  # static, in a token file only this server reads
@@ -33,12 +33,7 @@ def kube_apiserver_binary() -> str:
     found = os.environ.get("RAYFLOW_KUBE_APISERVER")
     if found:
         return found
-    done = subprocess.run(
-        ["bash", str(HERE / "ensure-kube-apiserver.sh")], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise MissingPart(f"kube-apiserver could not be built:\n{done.stderr[-3000:]}")
-    return done.stdout.strip().splitlines()[-1]
+    return built_binary(HERE / "ensure-kube-apiserver.sh", "kube-apiserver")
 
 
 class KubeApiServer(Service):
@@ -141,11 +136,7 @@ def main(argv: list[str]) -> int:
     with KubeApiServer() as api:
         print(f"kube-apiserver on {api.url}; Ctrl-C stops it.", flush=True)
         print(f"  export KUBECONFIG={api.kubeconfig}", flush=True)
-        try:
-            while all(p.poll() is None for p in api.procs):
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        api.serve_until_interrupted()
     return 0
 
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -70,6 +71,14 @@ class Service:
             stop_group(proc)
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    def serve_until_interrupted(self) -> None:
+        """For ``python scripts/<service>.py run``: wait until Ctrl-C or a process ends."""
+        try:
+            while all(proc.poll() is None for proc in self.procs):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -105,3 +114,11 @@ def maven_jars(pom: Path, target: Path, marker: str, what: str) -> Path:
         raise MissingPart(f"mvn could not fetch {what}'s jars:\n{done.stdout}\n{done.stderr}")
     partial.rename(target)
     return target
+
+
+def built_binary(script: Path, what: str) -> str:
+    """The path a ``scripts/ensure-*.sh`` prints last, after building its binary if needed."""
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise MissingPart(f"{what} is missing and could not be built:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]

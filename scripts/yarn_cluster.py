@@ -131,11 +131,7 @@ def main(argv: list[str]) -> int:
         for key in ("HADOOP_CONF_DIR", "JAVA_HOME"):
             print(f"  export {key}={env[key]}")
         print(f"  export PATH={cluster.bin}:$PATH", flush=True)
-        try:
-            while cluster.proc is not None and cluster.proc.poll() is None:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        cluster.serve_until_interrupted()
     return 0
 
 

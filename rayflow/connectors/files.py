@@ -21,10 +21,10 @@ import glob
 import json
 import os
 import time
-from collections import deque
 from typing import Any
 
 from rayflow.api.components import Bolt, Context, Spout, Timer
+from rayflow.api.reliable import Replays
 from rayflow.api.tuple import Tuple
 from rayflow.errors import ConfigError
 
@@ -67,8 +67,7 @@ class FileSpout(Spout):
         self.reliable = context.config.get("reliability") == "at_least_once"
         self.files: dict[str, _OpenFile] = {}
         self.done: set[str] = set()
-        self.pending: dict[tuple[str, int], list[Any]] = {}  # msg_id -> [values, failures]
-        self.replays: deque[tuple[str, int]] = deque()
+        self.book = Replays(self.max_retries)  # msg_id (path, offset) -> values
         self.dropped = self.metrics.counter("file_lines_dropped")
         self.last_discovery = 0.0
         self._discover()
@@ -76,29 +75,21 @@ class FileSpout(Spout):
             raise ConfigError(f"FileSpout: no file matches {', '.join(self.patterns)}")
 
     def next_tuple(self) -> None:
-        for _ in range(min(len(self.replays), 1000)):
-            msg_id = self.replays.popleft()
-            self.emit(self.pending[msg_id][0], msg_id=msg_id)
+        for msg_id, values in self.book.due(1000):
+            self.emit(values, msg_id=msg_id)
         now = time.monotonic()
         if self.follow and now - self.last_discovery >= self.discover_every:
             self._discover()
         for f in list(self.files.values()):
             self._read(f)
-        if not self.follow and not self.files and not self.pending:
+        if not self.follow and not self.files and not self.book:
             self.finish()
 
     def ack(self, msg_id: Any) -> None:
-        self.pending.pop(msg_id, None)
+        self.book.done(msg_id)
 
     def fail(self, msg_id: Any) -> None:
-        entry = self.pending.get(msg_id)
-        if entry is None:
-            return
-        entry[1] += 1
-        if self.max_retries is None or entry[1] <= self.max_retries:
-            self.replays.append(msg_id)
-        else:
-            del self.pending[msg_id]
+        if self.book.failed(msg_id) is not None:
             self.dropped.inc()
 
     def close(self) -> None:
@@ -153,7 +144,7 @@ class FileSpout(Spout):
             offset += len(raw) + 1
             if self.reliable:
                 msg_id = (f.path, values[1])
-                self.pending[msg_id] = [values, 0]
+                self.book.track(msg_id, values)
                 self.emit(values, msg_id=msg_id)
             else:
                 rows.append(values)

@@ -38,11 +38,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rayflow.api.components import Bolt, Context, Spout, Timer
+from rayflow.api.reliable import Replays
 from rayflow.api.tuple import Batch, Tuple
 from rayflow.errors import ConfigError, RayflowError
+from rayflow.extras import require
 
 log = logging.getLogger("rayflow.kafka")
-INSTALL_HINT = "the Kafka connector needs confluent-kafka: pip install 'rayflow[kafka]'"
 RECORD_FIELDS = ["topic", "partition", "offset", "key", "value", "timestamp", "headers"]
 """``timestamp`` in ms since the epoch; ``headers`` a list of ``(name, bytes)`` pairs, or None."""
 ERROR_FIELDS = ["topic", "partition", "offset", "key", "raw", "error"]
@@ -51,11 +52,7 @@ Codec = Callable[[Any], Any]
 
 
 def _kafka() -> Any:
-    try:
-        import confluent_kafka
-    except ImportError as exc:
-        raise RayflowError(INSTALL_HINT) from exc
-    return confluent_kafka
+    return require("confluent_kafka", "kafka", "the Kafka connector")
 
 
 def assign_partitions(
@@ -226,10 +223,9 @@ class KafkaSpout(Spout):
         )
         self.assigned: set[tuple[str, int]] = set()
         self.offsets: dict[tuple[str, int], _Offsets] = {}
-        self.pending: dict[
-            tuple[str, int, int], list[Any]
-        ] = {}  # msg_id -> [stream, values, fails]
-        self.replays: deque[tuple[str, int, int]] = deque()
+        self.book = Replays(
+            self.max_retries
+        )  # msg_id (topic, partition, offset) -> (stream, values)
         self.ends: dict[tuple[str, int], int] = {}  # bounded: where each partition stops
         self.reached: set[tuple[str, int]] = set()
         self.last_commit = self.last_discovery = time.monotonic()
@@ -251,28 +247,22 @@ class KafkaSpout(Spout):
         if self.discovery_interval and now - self.last_discovery >= self.discovery_interval:
             self._discover()
             self.last_discovery = now
-        for _ in range(min(len(self.replays), self.poll_batch)):
-            msg_id = self.replays.popleft()
-            stream, values, _fails = self.pending[msg_id]
+        for msg_id, (stream, values) in self.book.due(self.poll_batch):
             self.emit(values, msg_id=msg_id, stream=stream)
         self._records(self.consumer.consume(num_messages=self.poll_batch, timeout=0))
-        if self.bounded and self.reached >= set(self.ends) and not self.pending:
+        if self.bounded and self.reached >= set(self.ends) and not self.book:
             self.finish()
 
     def ack(self, msg_id: Any) -> None:
-        if self.pending.pop(msg_id, None) is not None:
+        if self.book.done(msg_id):
             self.offsets[msg_id[:2]].done(msg_id[2])
 
     def fail(self, msg_id: Any) -> None:
-        entry = self.pending.get(msg_id)
-        if entry is None:
-            return
-        entry[2] += 1
-        if self.max_retries is None or entry[2] <= self.max_retries:
-            self.replays.append(msg_id)
+        given_up = self.book.failed(msg_id)
+        if given_up is None:
             return
         # Kept failing: to the errors stream, untracked, so the partition can move on.
-        stream, values, fails = self.pending.pop(msg_id)
+        (stream, values), fails = given_up
         self.dead_letters.inc()
         topic, partition, offset = msg_id
         error = f"failed {fails} times" + (f" ({values[5]})" if stream == "errors" else "")
@@ -291,7 +281,7 @@ class KafkaSpout(Spout):
         emit, reliable, ends = self.emit, self.reliable, self.ends
         decode_key = None if self.decode_key is _same else self.decode_key
         decode_value = None if self.decode_value is _same else self.decode_value
-        pending, offsets = self.pending, self.offsets
+        track, offsets = self.book.track, self.offsets
         last: dict[tuple[str, int], int] = {}
         rows: list[list[Any]] = []  # untracked records, emitted together
         good = 0
@@ -320,7 +310,7 @@ class KafkaSpout(Spout):
                           message.headers()]  # fmt: skip
             if reliable:
                 msg_id = (topic, partition, offset)
-                pending[msg_id] = [stream, values, 0]
+                track(msg_id, (stream, values))
                 offsets[(topic, partition)].add(offset)
                 emit(values, msg_id=msg_id, stream=stream)
             elif stream == "default":

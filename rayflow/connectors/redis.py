@@ -24,23 +24,20 @@ XAUTOCLAIM and processed here. Under ``none`` entries are read with NOACK.
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Any
 
 from rayflow.api.components import Bolt, Context, Spout
+from rayflow.api.reliable import Replays
 from rayflow.api.tuple import Batch, Tuple
 from rayflow.errors import ConfigError, RayflowError
+from rayflow.extras import require
 
-INSTALL_HINT = "the Redis connector needs redis-py: pip install 'rayflow[redis]'"
 ENTRY_FIELDS = ["stream", "id", "fields"]
 ERROR_FIELDS = ["stream", "id", "fields", "error"]
 
 
 def _redis(url: str, decode: bool) -> Any:
-    try:
-        import redis
-    except ImportError as exc:
-        raise RayflowError(INSTALL_HINT) from exc
+    redis = require("redis", "redis", "the Redis connector")
     client = redis.Redis.from_url(url, decode_responses=decode)
     try:
         client.ping()
@@ -80,8 +77,7 @@ class RedisStreamSpout(Spout):
         self.max_retries, self.decode, self.bounded = max_retries, decode, bounded
 
     def open(self, context: Context) -> None:
-        import redis
-
+        redis = require("redis", "redis", "the Redis connector")
         self.client = _redis(self.url, self.decode)
         self.consumer = f"{context.topology_name}-{context.component_id}-{context.task_index}"
         self.reliable = context.config.get("reliability") == "at_least_once"
@@ -93,8 +89,7 @@ class RedisStreamSpout(Spout):
                     raise
         # Entries this consumer was given before a restart come first ("0"), then new ones.
         self.cursor = dict.fromkeys(self.streams, "0")
-        self.pending: dict[tuple[str, str], list[Any]] = {}  # msg_id -> [values, failures]
-        self.replays: deque[tuple[str, str]] = deque()
+        self.book = Replays(self.max_retries)  # msg_id (stream, entry id) -> values
         self.to_ack: dict[str, list[str]] = {}
         self.claim_every = max(self.claim_idle_ms / 1000 / 2, 0.1)
         self.last_claim = 0.0
@@ -103,9 +98,8 @@ class RedisStreamSpout(Spout):
 
     def next_tuple(self) -> None:
         self._flush_acks()
-        for _ in range(min(len(self.replays), self.count)):
-            msg_id = self.replays.popleft()
-            self.emit(self.pending[msg_id][0], msg_id=msg_id)
+        for msg_id, values in self.book.due(self.count):
+            self.emit(values, msg_id=msg_id)
         now = time.monotonic()
         claimed = 0
         if now - self.last_claim >= self.claim_every:
@@ -123,7 +117,7 @@ class RedisStreamSpout(Spout):
                 # once there are none left, read new entries.
                 self.cursor[name] = entries[-1][0] if entries else ">"
             got += self._emit_entries(name, entries)
-        if self.bounded and reading_new and not got and not claimed and not self.pending:
+        if self.bounded and reading_new and not got and not claimed and not self.book:
             self._flush_acks()
             # Done when the group holds nothing unacknowledged either (a crashed consumer's
             # entries are claimed here once they have been idle for claim_idle_ms).
@@ -131,20 +125,15 @@ class RedisStreamSpout(Spout):
                 self.finish()
 
     def ack(self, msg_id: Any) -> None:
-        if self.pending.pop(msg_id, None) is not None:
+        if self.book.done(msg_id):
             self.to_ack.setdefault(msg_id[0], []).append(msg_id[1])
 
     def fail(self, msg_id: Any) -> None:
-        entry = self.pending.get(msg_id)
-        if entry is None:
+        given_up = self.book.failed(msg_id)
+        if given_up is None:
             return
-        entry[1] += 1
-        if self.max_retries is None or entry[1] <= self.max_retries:
-            self.replays.append(msg_id)
-            return
-        del self.pending[msg_id]
-        stream, entry_id, fields = entry[0]
-        self.emit([stream, entry_id, fields, f"failed {entry[1]} times"], stream="errors")
+        (stream, entry_id, fields), fails = given_up
+        self.emit([stream, entry_id, fields, f"failed {fails} times"], stream="errors")
         self.to_ack.setdefault(stream, []).append(entry_id)
 
     def close(self) -> None:
@@ -161,9 +150,9 @@ class RedisStreamSpout(Spout):
             values = [stream, entry_id, fields]
             if self.reliable:
                 msg_id = (stream, entry_id)
-                if msg_id in self.pending:
+                if msg_id in self.book:
                     continue  # already in flight here
-                self.pending[msg_id] = [values, 0]
+                self.book.track(msg_id, values)
                 self.emit(values, msg_id=msg_id)
             else:
                 self.emit(values)

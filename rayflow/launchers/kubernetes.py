@@ -19,21 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from rayflow.errors import ClusterError
+from rayflow.extras import require
 
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
 GROUP = "rayflow.io/worker-group"
-INSTALL_HINT = (
-    "the kubernetes launcher needs the kubernetes client: pip install 'rayflow[kubernetes]'"
-)
 
 
 def _client() -> Any:
-    try:
-        import kubernetes
-    except ImportError as exc:
-        raise ClusterError(INSTALL_HINT) from exc
-    return kubernetes
+    return require("kubernetes", "kubernetes", "the kubernetes launcher", ClusterError)
 
 
 @dataclass

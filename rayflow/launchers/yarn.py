@@ -35,19 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from rayflow.errors import ClusterError, UsageError
+from rayflow.extras import require
 
 HEAD, WORKER = "ray-head", "ray-worker"
 TOPOLOGY_FILE = "topology.yaml"  # the topology's name inside the shipped folder
-INSTALL_HINT = "the YARN launcher needs skein: pip install 'rayflow[yarn]'"
 EXCLUDED = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", "node_modules"}
 
 
 def _skein() -> Any:
-    try:
-        import skein
-    except ImportError as exc:
-        raise ClusterError(INSTALL_HINT) from exc
-    return skein
+    return require("skein", "yarn", "the YARN launcher", ClusterError)
 
 
 @dataclass
@@ -246,8 +242,9 @@ def connect(c: Any, app_id: str) -> Any:
         raise ClusterError(f"application {app_id}: {exc}") from exc
 
 
-def status(c: Any, app_id: str) -> dict[str, Any]:
-    """The application's report, its containers and the published addresses."""
+def status(c: Any, app_id: str, ray_nodes: bool = True) -> dict[str, Any]:
+    """The application's report, its containers, the published addresses and (``ray_nodes``)
+    the Ray nodes, asked from Ray itself."""
     report = c.application_report(app_id)
     info: dict[str, Any] = {
         "id": app_id,
@@ -277,12 +274,12 @@ def status(c: Any, app_id: str) -> dict[str, Any]:
         value = app.kv.get(key)
         published[key] = value.decode() if isinstance(value, bytes) else value
     info["ray_head"], info["rayflow_ui"] = published["ray-head"], published["rayflow-ui"]
-    if published["ray-head"] and published["ray-token"]:
-        info["ray_nodes"] = ray_nodes(published["ray-head"], published["ray-token"])
+    if ray_nodes and published["ray-head"] and published["ray-token"]:
+        info["ray_nodes"] = nodes_of(published["ray-head"], published["ray-token"])
     return info
 
 
-def ray_nodes(address: str, token: str) -> list[dict[str, Any]] | str:
+def nodes_of(address: str, token: str) -> list[dict[str, Any]] | str:
     """The Ray cluster's nodes (address, alive), asked in a subprocess so that an unreachable
     head costs a timeout, not a hung CLI; an error text if it cannot be asked."""
     import json

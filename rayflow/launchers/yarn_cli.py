@@ -108,6 +108,8 @@ def run(args: argparse.Namespace, load: Any) -> int:
 
 
 def _submit(args: argparse.Namespace, spec: Any) -> int:
+    from rayflow.cli import _pairs  # the command line's own NAME=value parsing
+
     options = yarn.YarnOptions(
         workers=args.workers,
         worker_vcores=args.worker_vcores,
@@ -120,8 +122,9 @@ def _submit(args: argparse.Namespace, spec: Any) -> int:
         env_archive=args.env,
         python=args.python,
         files=args.file,
-        defines=dict(item.split("=", 1) for item in args.define or ()),
-        config=dict(item.split("=", 1) for item in args.config or ()),
+        # passed on as given to `rayflow submit` in the head, which reads their values
+        defines=_pairs(args.define, "-D"),
+        config=_pairs(args.config, "-c"),
         ray_port=args.ray_port,
         ui_port=args.ui_port,
         ui_token=args.ui_token,
@@ -150,7 +153,7 @@ def _wait_for_ui(app_id: str, timeout: float) -> str:
     last = ""
     with yarn.client() as c:
         while True:
-            info = yarn.status(c, app_id)
+            info = yarn.status(c, app_id, ray_nodes=False)  # no Ray connection per poll
             if info["state"] in ("FINISHED", "FAILED", "KILLED"):
                 raise ClusterError(
                     f"{app_id} ended ({info['state']}, {info['final_status']}): "

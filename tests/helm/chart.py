@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -10,23 +11,24 @@ from typing import Any
 import pytest
 import yaml
 
+from scripts.services import MissingPart, built_binary
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "rayflow"
 FULL_VALUES = CHART / "ci" / "full-values.yaml"
 KUBE_VERSION = "1.31.0"  # a helm built with `go install` assumes an old one: always pass it
 
 
+@functools.cache  # one look (and build, the first time) per test session, not per helm call
 def helm_binary() -> str:
     """The helm binary, built on first use; fails (never skips) with what is missing."""
     found = os.environ.get("RAYFLOW_HELM")
     if found:
         return found
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "ensure-helm.sh")], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.fail(f"the real helm is missing and could not be built:\n{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
+    try:
+        return built_binary(ROOT / "scripts" / "ensure-helm.sh", "the real helm")
+    except MissingPart as exc:
+        pytest.fail(str(exc))
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
