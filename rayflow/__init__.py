@@ -20,6 +20,7 @@ from rayflow.api import (
     Timer,
     Topology,
     Tuple,
+    TwoPhaseCommitBolt,
     Window,
     WindowedBolt,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "Topology",
     "TopologyError",
     "Tuple",
+    "TwoPhaseCommitBolt",
     "Window",
     "WindowedBolt",
 ]

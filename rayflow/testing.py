@@ -19,7 +19,6 @@ then runs on a local Ray with ``topology.run()`` and should give the same result
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -117,26 +116,28 @@ class TestingSpout(ReliableSpout):
     def open(self, context: Context) -> None:
         if self.per_task:
             self.items = self.per_task.get(context.task_index, [])
-            self.positions = iter(range(len(self.items)))
+            self.positions = range(len(self.items))
         else:
-            self.positions = iter(range(context.task_index, len(self.items), context.parallelism))
+            self.positions = range(context.task_index, len(self.items), context.parallelism)
+        self.cursor = 0  # the next position; a checkpoint's snapshot under exactly-once
         self.resume_at = 0.0
         self.done = False
 
     def next_message(self) -> tuple[Any, list[Any]] | None:
         if self.resume_at and time.monotonic() < self.resume_at:
             return None
-        index = next(self.positions, None)
-        if index is None:
+        if self.cursor >= len(self.positions):
             self.done = True
             return None
+        index = self.positions[self.cursor]
+        self.cursor += 1
         item = self.items[index]
         if isinstance(item, Pause):
             self.resume_at = time.monotonic() + item.seconds
             return None
         if isinstance(item, AdvanceClock):
             if not item.clock.quiescent():
-                self.positions = itertools.chain([index], self.positions)  # try again later
+                self.cursor -= 1  # try again later
                 return None
             item.clock.move(item.ms)
             return None
@@ -144,6 +145,12 @@ class TestingSpout(ReliableSpout):
 
     def exhausted(self) -> bool:
         return self.done
+
+    def snapshot(self) -> int:
+        return self.cursor
+
+    def restore(self, snapshot: int) -> None:
+        self.cursor = snapshot
 
     def next_tuple(self) -> None:
         for _ in range(self.per_call):

@@ -4,6 +4,7 @@ from rayflow.api.components import Bolt, Context, Spout, Timer
 from rayflow.api.reliable import ReliableSpout
 from rayflow.api.result import RunResult
 from rayflow.api.topology import BoltDeclarer, Topology
+from rayflow.api.transactional import TwoPhaseCommitBolt
 from rayflow.api.tuple import Batch, Tuple
 from rayflow.api.windows import Window, WindowedBolt
 
@@ -18,6 +19,7 @@ __all__ = [
     "Timer",
     "Topology",
     "Tuple",
+    "TwoPhaseCommitBolt",
     "Window",
     "WindowedBolt",
 ]

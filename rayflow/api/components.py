@@ -92,6 +92,46 @@ class Component:
         """Send ``values`` to task ``task_index`` of each bolt subscribed with DIRECT grouping."""
         _not_running()
 
+    # Exactly-once (``reliability: exactly_once``): operator state and checkpoint notices.
+    def snapshot(self) -> Any:
+        """This task's own state for a checkpoint (picklable): a spout's position in its
+        source, a non-keyed bolt's buffers. Keyed state (``self.state``) is saved without it.
+
+        >>> class Numbers(Spout):
+        ...     def open(self, context): self.next = 0
+        ...     def snapshot(self): return self.next
+        ...     def restore(self, snapshot): self.next = snapshot
+        """
+        return None
+
+    def restore(self, snapshot: Any) -> None:
+        """Take back what :meth:`snapshot` returned (called after ``open``/``prepare``)."""
+
+    def restore_rescaled(self, snapshots: list[Any]) -> None:
+        """Restore after the component's parallelism changed: ``snapshots`` holds what every
+        old task returned (Flink's union state); keep what this task is responsible for."""
+        if any(s is not None for s in snapshots):
+            raise RayflowError(
+                f"{type(self).__name__} keeps its own state (snapshot()) and its parallelism "
+                "changed: define restore_rescaled(snapshots) to divide it among the new tasks, "
+                "or keep its parallelism"
+            )
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` is complete everywhere: commit what depends on it
+        (offsets to a source, staged output). -1 is the final checkpoint of a bounded run."""
+
+    # The runtime calls these; base classes with state of their own (two-phase commit) wrap
+    # the user's snapshot/restore here.
+    def _snapshot_for(self, checkpoint_id: int) -> Any:
+        return self.snapshot()
+
+    def _restore_for(self, snapshot: Any) -> None:
+        self.restore(snapshot)
+
+    def _restore_rescaled_for(self, snapshots: list[Any]) -> None:
+        self.restore_rescaled(snapshots)
+
 
 class Spout(Component):
     """A source of tuples. ``next_tuple`` is called in a loop; it may emit zero or more tuples."""

@@ -17,14 +17,16 @@ replayed when its tree fails (forever, or ``max_retries`` times before it is dro
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import time
 from typing import Any
 
-from rayflow.api.components import Bolt, Context, Spout, Timer
+from rayflow.api.components import Context, Spout, Timer
 from rayflow.api.reliable import Replays
+from rayflow.api.transactional import TwoPhaseCommitBolt
 from rayflow.api.tuple import Tuple
 from rayflow.errors import ConfigError
 
@@ -153,9 +155,15 @@ class FileSpout(Spout):
             self.emit_many(rows)
 
 
-class FileSink(Bolt):
+class FileSink(TwoPhaseCommitBolt):
     """Writes each tuple's values as one JSON list per line (``format="jsonl"``) into rolling
     part files under the folder ``path``.
+
+    Under exactly-once it is a two-phase-commit sink: the lines of each checkpoint go to a hidden
+    ``.part-<component>-<task>-<checkpoint>-<id>.jsonl.pending`` file, fsynced when the barrier
+    passes and renamed to ``part-...jsonl`` once the checkpoint is complete; after a failure the
+    restored checkpoint's files are committed (again) and any other staged file is deleted, so
+    the visible files hold every line exactly once.
 
     A task writes ``.part-<component>-<task>-<n>.jsonl.inprogress`` (hidden) and makes it
     visible as ``part-<component>-<task>-<n>.jsonl`` when it rolls (``roll_bytes``,
@@ -190,14 +198,20 @@ class FileSink(Bolt):
     def prepare(self, context: Context) -> None:
         os.makedirs(self.folder, exist_ok=True)
         self.prefix = f"part-{context.component_id}-{context.task_index}-"
+        self.lines = self.metrics.counter("file_lines")
+        self.staged: dict[str, Any] = {}  # staged file -> open handle (exactly-once)
+        if self.transactional:
+            return
         self.reliable = context.config.get("reliability") == "at_least_once"
         self.sequence = self._recover()
         self.unflushed: list[Tuple] = []
         self.handle: Any = None
-        self.lines = self.metrics.counter("file_lines")
         self._flush_timer()
 
     def process(self, tup: Tuple) -> None:
+        if self.transactional:
+            TwoPhaseCommitBolt.process(self, tup)
+            return
         if self.handle is None:
             self._open()
         self.handle.write(json.dumps(tup.values, default=str) + "\n")
@@ -212,13 +226,58 @@ class FileSink(Bolt):
             self._roll()
 
     def on_timer(self, timer: Timer) -> None:
+        if self.transactional:
+            return
         self._flush()
         if self.handle is not None and time.monotonic() >= self.roll_at:
             self._roll()
         self._flush_timer()
 
     def cleanup(self) -> None:
-        self._roll()
+        if not self.transactional:
+            self._roll()
+
+    # ------------------------------------------------------- exactly-once: two-phase commit
+    def begin(self, checkpoint_id: int) -> str:
+        name = f".{self.prefix}{checkpoint_id}-{os.urandom(4).hex()}.jsonl.pending"
+        staged = os.path.join(self.folder, name)
+        self.staged[staged] = open(staged, "w", encoding="utf-8")  # noqa: SIM115 (kept open)
+        return staged
+
+    def write(self, transaction: str, tup: Tuple) -> None:
+        self.staged[transaction].write(json.dumps(tup.values, default=str) + "\n")
+        self.lines.inc()
+
+    def pre_commit(self, transaction: str) -> None:
+        handle = self.staged.pop(transaction)
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+
+    def commit(self, transaction: str) -> None:
+        if os.path.exists(transaction):  # else committed before a crash: nothing to do
+            os.replace(transaction, self._committed(transaction))
+
+    def abort(self, transaction: str) -> None:
+        handle = self.staged.pop(transaction, None)
+        if handle is not None:
+            handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(transaction)
+
+    def abort_unknown(self, known: list[Any]) -> None:
+        for name in os.listdir(self.folder):
+            path = os.path.join(self.folder, name)
+            if (
+                name.startswith("." + self.prefix)
+                and name.endswith(".pending")
+                and path not in known
+            ):
+                self.abort(path)
+
+    def _committed(self, staged: str) -> str:
+        name = os.path.basename(staged)[1:].removesuffix(".pending")
+        return os.path.join(self.folder, name)
 
     def _flush_timer(self) -> None:
         self.register_timer(self.current_processing_time() + self.flush_ms, event_time=False)

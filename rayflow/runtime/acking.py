@@ -27,7 +27,6 @@ from typing import Any
 from rayflow.api.components import Bolt
 from rayflow.api.metrics import LATENCY_BUCKETS, Histogram
 from rayflow.api.tuple import Batch, Tuple
-from rayflow.errors import TopologyError
 from rayflow.spec.model import ClassRef, ComponentSpec, Grouping, StreamSpec, TopologySpec
 
 ACKER = "__acker"
@@ -352,13 +351,12 @@ class Acking:
 
 
 def prepare_spec(spec: TopologySpec) -> TopologySpec:
-    """The spec a host runs: refused if its reliability mode is not available, with ackers
-    added under at-least-once."""
+    """The spec a host runs: with ackers added under at-least-once, and checked (every spout
+    can rewind) and its checkpoint storage resolved under exactly-once."""
     if spec.settings.reliability == "exactly_once":
-        raise TopologyError(
-            "reliability 'exactly_once' is not available in this version yet; use none or "
-            "at_least_once"
-        )
+        from rayflow.runtime.task_checkpoint import check_exactly_once
+
+        return check_exactly_once(spec)
     if spec.settings.reliability == "at_least_once":
         return with_ackers(spec, int(spec.config.get("ackers", 1)))
     return spec

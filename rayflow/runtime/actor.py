@@ -65,6 +65,7 @@ class TaskActor:
         self.server = DataServer(secret, deliver=None) if self.transport == "socket" else None
         self.secret = secret
         self.sockets: dict[TaskKey, SocketChannel] = {}
+        self.addresses: dict[TaskKey, tuple[str, int] | None] = {}
         self.ended: asyncio.Future | None = None
         self.address: tuple[str, int] | None = None
 
@@ -91,6 +92,7 @@ class TaskActor:
         """Wire the outputs to the downstream tasks: ``targets[key] = (actor, data address)``;
         ``local_tasks`` are the tasks on this task's node."""
         self.handles = {key: handle for key, (handle, _address) in targets.items()}
+        self.addresses = {key: address for key, (_handle, address) in targets.items()}
         if self.transport == "socket":
             channels = {key: SocketChannel(key) for key in targets}
             opened = await asyncio.gather(
@@ -228,6 +230,7 @@ class TaskActor:
         self, target: TaskKey, handle: Any, address: tuple[str, int] | None
     ) -> None:
         self.handles[target] = handle
+        self.addresses[target] = address
         if self.transport == "socket":
             channel = SocketChannel(target)
             await channel.open(address, self.secret, self.key, self.epoch)  # type: ignore[arg-type]
@@ -246,6 +249,46 @@ class TaskActor:
         core = self.core
         assert core is not None and core.loop is not None
         core.loop.call_soon_threadsafe(core.receive_acks, items)
+
+    def restore(self, plan: dict[str, Any]) -> None:
+        """Start from a checkpoint (call after ``connect``, before ``run``): see
+        :meth:`TaskCore._restore` for ``plan``."""
+        assert self.core is not None, "connect() must be called before restore()"
+        self.core.restore_from = (plan, self.core._read_plan(plan))  # a bad file fails here
+
+    @ray.method(concurrency_group="control")
+    async def reset(
+        self,
+        generation: int,
+        plan: dict[str, Any] | None,
+        moved: dict[TaskKey, tuple[Any, tuple[str, int] | None]],
+    ) -> str:
+        """Exactly-once recovery in place: back to ``plan``'s checkpoint as ``generation``,
+        sending to the recreated tasks in ``moved`` (key -> (actor, data address)); the task
+        stays paused until ``control("resume")``. Answers "reset", or the state of a task whose
+        loop has ended (the caller recreates that one)."""
+        answer = await self.control("reset", (generation, plan))
+        if answer != "reset":
+            return answer
+        self.epoch = generation
+        core = self.core
+        assert core is not None and core.loop is not None
+        targets = {key: (self.handles[key], self.addresses.get(key)) for key in core.outputs}
+        targets.update(moved)
+        for target, (handle, address) in targets.items():
+            done = asyncio.run_coroutine_threadsafe(
+                self._reconnect(target, handle, address), core.loop
+            )
+            await asyncio.wrap_future(done)
+        return answer
+
+    @ray.method(concurrency_group="control")
+    async def checkpoint_result(self, checkpoint_id: int) -> dict[str, Any] | None:
+        """This task's record of checkpoint N once it has one (see TaskCore)."""
+        core = self.core
+        assert core is not None and core.loop is not None
+        done = asyncio.run_coroutine_threadsafe(core.checkpoint_result(checkpoint_id), core.loop)
+        return await asyncio.wrap_future(done)
 
     @ray.method(concurrency_group="control")
     async def control(self, name: str, arg: Any = None) -> Any:

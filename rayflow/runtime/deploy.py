@@ -21,8 +21,10 @@ import ray
 from rayflow.errors import ClusterError, TaskError, TopologyError
 from rayflow.runtime.acking import ACKER, prepare_spec, spout_tasks
 from rayflow.runtime.actor import TaskActor
+from rayflow.runtime.checkpoints import CheckpointCoordinator
 from rayflow.runtime.task import TaskKey
 from rayflow.spec.model import ComponentSpec, TopologySpec
+from rayflow.state.storage import CheckpointError
 
 log = logging.getLogger("rayflow.deploy")
 
@@ -94,6 +96,7 @@ class RayDeployment:
         lifetime: Lifetime | None = None,
         secret: bytes | None = None,
         restart_on_error: bool = False,
+        restore_from: dict[str, Any] | None = None,
     ) -> None:
         self.spec = spec = prepare_spec(spec)
         self.epoch = epoch
@@ -109,6 +112,9 @@ class RayDeployment:
         self.failures: list[dict[str, Any]] = []  # why tasks were restarted, newest last
         self.due: dict[TaskKey, float] = {}  # tasks to replace, and when
         self.restart_on_error = restart_on_error
+        self.checkpoints: CheckpointCoordinator | None = None
+        if spec.settings.reliability == "exactly_once":
+            self.checkpoints = CheckpointCoordinator(self, restore_from)
 
     def generation(self, key: TaskKey) -> int:
         return self.epoch + self.restarts.get(key, 0)
@@ -146,15 +152,17 @@ class RayDeployment:
 
     def _find(self, key: TaskKey) -> Any:
         """The task's detached actor: of its recorded generation or, when the master died in
-        the middle of a restart it had not recorded yet, of a newer one."""
-        for ahead in range(_GENERATIONS_AHEAD):
-            name = self.lifetime.name(self.spec.name, key, self.generation(key) + ahead)
+        the middle of a restart it had not recorded yet, of a newer one; under exactly-once, a
+        task reset in place keeps the name of an older generation."""
+        recorded = self.generation(key)
+        for generation in range(recorded + _GENERATIONS_AHEAD - 1, self.epoch - 1, -1):
+            name = self.lifetime.name(self.spec.name, key, generation)
             try:
                 actor = ray.get_actor(name, namespace=self.lifetime.namespace)
             except ValueError:
                 continue
-            if ahead:
-                self.restarts[key] = self.restarts.get(key, 0) + ahead
+            if generation > recorded:
+                self.restarts[key] = self.restarts.get(key, 0) + generation - recorded
             return actor
         return None
 
@@ -168,10 +176,19 @@ class RayDeployment:
         for key in self.tasks:
             self.actors[key] = self._new_actor(key)
         self._connect(on_wait)
+        if self.checkpoints is not None and self.checkpoints.latest is not None:
+            self._gather(
+                [
+                    self.actors[k].restore.remote(self.checkpoints.restore_plan(k))
+                    for k in self.tasks
+                ]
+            )
         order = [c for c in reversed(spec.topological_order())]
         for component_id in order:  # bolts first, so no spout emits into an unstarted task
             for i in range(spec.component(component_id).parallelism):
                 self.runs[self.actors[(component_id, i)].run.remote()] = (component_id, i)
+        if self.checkpoints is not None:
+            self.checkpoints.watch_final(self.tasks)
 
     def _connect(self, on_wait: Callable[[str], None] | None) -> None:
         spec = self.spec
@@ -246,6 +263,103 @@ class RayDeployment:
         self.runs[actor.run.remote()] = key
         log.warning("restarted task %s[%s] (restart %d)", key[0], key[1], self.restarts[key])
 
+    # ---------------------------------------------------------- exactly-once
+    def recover(self, dead: set[TaskKey]) -> None:
+        """Exactly-once recovery: every task back to the latest complete checkpoint. Dead tasks
+        (and those whose loop has ended) are recreated; the others reset in place, paused,
+        before any task runs again, so nothing from before the failure mixes with the replay.
+        A checkpoint that cannot be read gives way to the one before it."""
+        coordinator = self.checkpoints
+        assert coordinator is not None
+        coordinator.before_recovery()
+        started = time.monotonic()
+        dead = set(dead) | set(self.results)
+        for attempt in range(1, 6):
+            for key in self.tasks:
+                self.restarts[key] = self.restarts.get(key, 0) + 1
+            try:
+                self._recover_once(dead)
+                break
+            except CheckpointError as exc:
+                coordinator.fall_back(exc)
+            except _Gone as gone:
+                dead |= gone.keys
+            if attempt == 5:
+                raise TaskError(*sorted(dead)[0], "recovery failed five times in a row")
+        coordinator.after_recovery()
+        log.warning(
+            "%s: recovered from %s in %.2fs (%d task(s) recreated)",
+            self.spec.name,
+            f"checkpoint {coordinator.latest['id']}" if coordinator.latest else "the start",
+            time.monotonic() - started,
+            len(dead),
+        )
+
+    def _recover_once(self, dead: set[TaskKey]) -> None:
+        coordinator = self.checkpoints
+        assert coordinator is not None
+        spec = self.spec
+        for key in dead:
+            old = self.actors.get(key)
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(old)
+            self.results.pop(key, None)
+            self.runs = {ref: k for ref, k in self.runs.items() if k != key}
+            self.actors[key] = self._new_actor(key)
+        prepared = self._gather({key: self.actors[key].prepare.remote() for key in dead})
+        for key, info in prepared.items():
+            self.nodes[key], self.addresses[key] = info["node"], info["address"]
+        moved = {key: (self.actors[key], self.addresses[key]) for key in dead}
+        survivors = [key for key in self.tasks if key not in dead]
+        answers = self._gather(
+            {
+                key: self.actors[key].reset.remote(
+                    self.generation(key),
+                    coordinator.restore_plan(key),
+                    {
+                        t: moved[t]
+                        for t in moved
+                        if t[0] in {s.target for s in spec.downstream(key[0])}
+                    },
+                )
+                for key in survivors
+            }
+        )
+        ended = {key for key, answer in answers.items() if answer != "reset"}
+        if ended:  # their loops ended meanwhile: recreate them too
+            raise _Gone(ended)
+        self._gather({key: self._connect_task(key) for key in dead})
+        plans = {key: coordinator.restore_plan(key) for key in dead}
+        self._gather(
+            {key: self.actors[key].restore.remote(plans[key]) for key in dead if plans[key]}
+        )
+        order = {c: n for n, c in enumerate(reversed(spec.topological_order()))}
+        for key in sorted(dead, key=lambda k: order[k[0]]):
+            self.runs[self.actors[key].run.remote()] = key
+        for key in survivors:
+            self.actors[key].control.remote("resume")
+
+    def _gather(self, refs: Any) -> Any:
+        """``ray.get`` for a list or a dict of refs; a task lost meanwhile raises ``_Gone``, a
+        checkpoint that cannot be read ``CheckpointError``."""
+        keyed = refs if isinstance(refs, dict) else dict(enumerate(refs))
+        out = {}
+        gone = set()
+        for key, ref in keyed.items():
+            try:
+                out[key] = ray.get(ref, timeout=self.spec.settings.startup_timeout)
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.as_instanceof_cause()
+                if isinstance(cause, CheckpointError):
+                    raise CheckpointError(str(cause.args[0] if cause.args else cause)) from None
+                raise
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                gone.add(key)
+        if gone:
+            raise _Gone(gone)
+        return out if isinstance(refs, dict) else list(out.values())
+
     def _asks(self, component_id: str) -> dict[str, Any]:
         return actor_options(self.spec.component(component_id))
 
@@ -256,6 +370,8 @@ class RayDeployment:
         growing by ``task.restart.backoff``). A task whose loop ended in a user error raises
         ``TaskError``, unless ``restart_on_error`` (the job master) replaces it too.
         """
+        if self.checkpoints is not None:
+            self.checkpoints.tick()
         self._restart_due()
         pending = [ref for ref, key in self.runs.items() if key not in self.results]
         if not pending:
@@ -279,6 +395,9 @@ class RayDeployment:
 
     def _schedule_restart(self, key: TaskKey, error: TaskError) -> None:
         settings = self.spec.settings
+        if self.checkpoints is not None and self.checkpoints.final_sent:
+            self.results[key] = {"component": key[0], "task": key[1], "state": "finished"}
+            return  # every task had reached the end and committed: nothing to recover
         restarts = self.restarts.get(key, 0)
         self.failures.append(
             {
@@ -304,6 +423,13 @@ class RayDeployment:
 
     def _restart_due(self) -> None:
         now = time.monotonic()
+        if self.checkpoints is not None:
+            ready = {key for key, when in self.due.items() if when <= now}
+            if ready:
+                for key in ready:
+                    del self.due[key]
+                self.recover(ready)
+            return
         for key, when in list(self.due.items()):
             if when <= now:
                 del self.due[key]
@@ -345,6 +471,14 @@ class RayDeployment:
         for actor in self.actors.values():
             with contextlib.suppress(Exception):  # already gone
                 ray.kill(actor)
+
+
+class _Gone(Exception):
+    """Tasks lost during a recovery: the next attempt recreates them."""
+
+    def __init__(self, keys: set[Any]) -> None:
+        super().__init__(keys)
+        self.keys = keys
 
 
 def _task_error(key: TaskKey, exc: BaseException) -> TaskError:

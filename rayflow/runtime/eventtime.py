@@ -97,6 +97,17 @@ class Timers:
             fired.append((timestamp, event_time, payload))
         return fired
 
+    def entries(self) -> list[tuple[int, bool, Any]]:
+        """Every pending timer as (timestamp, event_time, payload), for a snapshot."""
+        return sorted(
+            (
+                (ts, event_time, payload)
+                for event_time, queue in self._queues.items()
+                for ts, _, payload in queue
+            ),
+            key=lambda entry: (entry[0], not entry[1]),
+        )
+
     def next_processing_time(self) -> int | None:
         queue = self._queues[False]
         return queue[0][0] if queue else None

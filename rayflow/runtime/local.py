@@ -24,6 +24,7 @@ from rayflow.api.result import RunResult, merge_task_stats
 from rayflow.runtime.acking import prepare_spec
 from rayflow.runtime.channels import Transmit
 from rayflow.runtime.task import TaskCore, TaskKey
+from rayflow.runtime.task_checkpoint import FINAL
 from rayflow.spec.durations import parse_duration
 from rayflow.spec.model import TopologySpec
 
@@ -93,6 +94,14 @@ def build_cores(
     return cores
 
 
+async def _final_commit(cores: dict[TaskKey, TaskCore]) -> None:
+    """Exactly-once in one process: no failures to recover from, so no periodic checkpoints;
+    sinks commit once every task has reached the end (the final checkpoint)."""
+    await asyncio.gather(*(core.checkpoint_result(FINAL) for core in cores.values()))
+    for core in cores.values():
+        core.submit_control("checkpoint_complete", FINAL)
+
+
 async def run_local(
     spec: TopologySpec,
     duration: float | str | None = None,
@@ -112,6 +121,11 @@ async def run_local(
     ended = "finished"
     pending = set(tasks.values())
     deadline = None if duration is None else started + parse_duration(duration)
+    final = (
+        asyncio.ensure_future(_final_commit(cores))
+        if spec.settings.reliability == "exactly_once"
+        else None
+    )
     try:
         while pending:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -129,5 +143,7 @@ async def run_local(
     finally:
         for fut in pending:
             fut.cancel()
+        if final is not None:
+            final.cancel()
     stats = [fut.result() for fut in tasks.values()]
     return merge_task_stats(spec.name, stats, ended, time.monotonic() - started)

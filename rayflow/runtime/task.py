@@ -25,6 +25,7 @@ from rayflow.api.tuple import TupleSource
 from rayflow.errors import TaskError, TopologyError
 from rayflow.runtime.acking import Acking
 from rayflow.runtime.channels import (
+    BARRIER,
     DATA,
     END,
     KIND_NAMES,
@@ -42,6 +43,7 @@ from rayflow.runtime.executors import (
     make_executor,
 )
 from rayflow.runtime.task_acking import AckingMixin
+from rayflow.runtime.task_checkpoint import CheckpointMixin, Reset, rewindable, unrewindable
 from rayflow.runtime.task_recovery import RecoveryMixin
 from rayflow.runtime.task_report import ReportMixin
 from rayflow.runtime.task_time import TICK, EventTimeMixin, _duration_ms
@@ -60,12 +62,25 @@ def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _mentions_state(bolt: Bolt) -> bool:
+    """Whether the bolt's own methods read ``self.state``: then every tuple's key is set from the
+    first tuple on (else only once it is first used, sparing bolts without state the cost)."""
+    for cls in type(bolt).__mro__:
+        if cls is Bolt or cls is object:
+            break
+        for member in vars(cls).values():
+            code = getattr(member, "__code__", None)
+            if code is not None and "state" in code.co_names:
+                return True
+    return False
+
+
 def _wake(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_result(None)
 
 
-class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
+class TaskCore(EventTimeMixin, AckingMixin, CheckpointMixin, RecoveryMixin, ReportMixin):
     """One task: runs the user's spout or bolt between its input and output channels."""
 
     def __init__(
@@ -89,10 +104,12 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
         self.loop: asyncio.AbstractEventLoop | None = None
 
         self.inputs: dict[TaskKey, InputChannel] = {}
+        # Channel epochs are the sender's generation: 0 until the sender is restarted. Under
+        # exactly-once every task shares one generation (a recovery moves all of them on).
+        shared = epoch if self.settings.reliability == "exactly_once" else 0
         for upstream in sorted({s.source for s in spec.upstream(component_id)}):
             for i in range(spec.component(upstream).parallelism):
-                # Channel epochs are the sender's generation: 0 until the sender is restarted.
-                self.inputs[(upstream, i)] = InputChannel((upstream, i))
+                self.inputs[(upstream, i)] = InputChannel((upstream, i), shared)
         self.open_inputs = len(self.inputs)
         self.clock = clock
         self.feedback = feedback  # ackers: sends completed trees to a spout task
@@ -153,6 +170,7 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
         self.started_at = time.time()
         self.errors: deque[dict[str, Any]] = deque(maxlen=_MAX_ERRORS_KEPT)
         self._logged_errors = 0
+        self._init_checkpoints()
 
     # ================================================================ receiving
     def deliver(
@@ -207,6 +225,8 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
     def _handle_control(self) -> None:
         while self.control:
             name, arg, done = self.control.popleft()
+            if name == "reset":  # out of the loop, wherever it is; run() applies it
+                raise Reset(arg[0], arg[1], done)
             try:
                 result = self._command(name, arg)
             except Exception as exc:
@@ -221,6 +241,15 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
             self._finishing = True
         elif name == "stop":
             self._stopping = True
+        elif name == "checkpoint":
+            if self.is_spout:
+                self._trigger_checkpoint(arg)
+        elif name == "checkpoint_complete":
+            self._checkpoint_complete(arg)
+        elif name == "abort_checkpoint":
+            self.abort_checkpoint(arg)
+        elif name == "resume":
+            self.paused = False
         elif name in ("activate", "deactivate"):
             want = name == "activate"
             if self.is_spout and want != self.active:
@@ -241,12 +270,27 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
         self.loop = asyncio.get_running_loop()
         self.state = "opening"
         self._open_user_object()
-        self.state = "running"
         try:
-            if self.is_spout:
-                await self._run_spout()
-            else:
-                await self._run_bolt()
+            if self.exactly_once and self.is_spout and not rewindable(type(self.obj)):
+                raise TaskError(
+                    self.key[0],
+                    self.key[1],
+                    unrewindable(self.key[0], self.component.class_ref.path),
+                )
+            if self.restore_from is not None:
+                self._restore(*self.restore_from)
+            self.state = "running"
+            while True:
+                try:
+                    if self.is_spout:
+                        await self._run_spout()
+                    else:
+                        await self._run_bolt()
+                    break
+                except Reset as reset:
+                    self._reset(reset.generation, reset.plan)
+                    if reset.done is not None:
+                        reset.done.set_result("reset")
         except TaskError:
             self.state = "failed"
             self._answer_pending_control()
@@ -405,7 +449,7 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
             self._check_fatal()
             if self._finishing:
                 break
-            if not self.active:
+            if not self.active or self.paused:
                 c.flush_all()
                 await self._sleep()
                 continue
@@ -479,6 +523,9 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
             if self.blocked:
                 await self._wait_writable()
                 continue
+            if self.paused:
+                await self._sleep()
+                continue
             upcoming = timers.next_processing_time()
             if upcoming is not None and self.clock() >= upcoming:
                 self._fire_processing_timers()
@@ -497,7 +544,11 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
                 if not self.blocked:
                     await self._sleep(remaining)
                 continue
-            channel, kind, stream, rows, meta, fut = inbox.popleft()
+            item = inbox.popleft()
+            channel, kind, stream, rows, meta, fut = item
+            if self.holding and channel.key in self.holding:
+                self.holding[channel.key].append(item)  # aligning: its credit stays taken
+                continue
             if not fut.done():
                 fut.set_result(None)  # the credit goes back on dequeue
             if kind == DATA:
@@ -514,12 +565,15 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
                 self.executed += n
             elif kind == WATERMARK:
                 self._on_watermark(channel, rows)
+            elif kind == BARRIER:
+                self._on_barrier(channel, rows)
             elif kind == END:
                 channel.ended = True
                 self.open_inputs -= 1
                 advanced = self.watermarks.end(channel.key)
                 if advanced is not None:
                     self._advance_event_time(advanced)
+                self._check_aligned()
             else:
                 raise TaskError(
                     self.key[0],
@@ -544,7 +598,7 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
     def _choose_executor(self, bolt: Bolt) -> Execute:
         state = bolt.__dict__.get("_rayflow_state")
         process = None
-        if state is not None and state.used and state.key_fields:
+        if state is not None and state.key_fields and (state.used or _mentions_state(bolt)):
             process = keyed_process(bolt.process, state)
         if self.acking is not None:
             return make_acking_executor(bolt, self.acking, self._user_error, process)
@@ -571,6 +625,8 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
         self._call_user(closer, closer.__name__)
         if self.acking is not None:
             self.acking.flush_acks()
+        if self.exactly_once:
+            self._final_snapshot()
         if self.is_spout:  # a bounded source that ends takes event time to the end
             self._emit_watermark(MAX_TIME)
         self.collector.broadcast(END)
@@ -583,4 +639,12 @@ class TaskCore(EventTimeMixin, AckingMixin, RecoveryMixin, ReportMixin):
                 self._release_inputs()
                 break
             await asyncio.sleep(0.002)
+        while self.exactly_once and not self.final_committed and not self._stopping:
+            # Done, but a sink commits its last output only once every task is done: until
+            # then a failure elsewhere replays from the last checkpoint (and resets this task).
+            self._check_fatal()
+            if self.control:
+                self._handle_control()
+                continue
+            await self._sleep()
         self._answer_pending_control()

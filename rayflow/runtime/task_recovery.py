@@ -61,6 +61,9 @@ class RecoveryMixin:
 
     def _release_inputs(self) -> None:
         """Give back the credits of everything still queued, so senders are not left waiting."""
+        for batches in self.holding.values():  # held for a checkpoint's alignment
+            self.inbox.extend(batches)
+        self.holding = {}
         for item in self.inbox:
             if not item[-1].done():
                 item[-1].set_result(None)

@@ -137,6 +137,12 @@ class Settings:
     checkpoint_storage: str = _knob(
         "checkpoint.storage", "", _text, "exactly_once: folder or fsspec URL for snapshots"
     )
+    checkpoint_timeout: float = _knob(
+        "checkpoint.timeout", 120.0, _seconds, "exactly_once: a checkpoint not done by then aborts"
+    )
+    checkpoint_retained: int = _knob(
+        "checkpoint.retained", 3, _positive_int, "exactly_once: complete checkpoints kept"
+    )
     task_restarts: int = _knob(
         "task.restarts", 10, _non_negative_int, "times a dead task actor is replaced"
     )
