@@ -267,19 +267,27 @@ class TaskActor:
         sending to the recreated tasks in ``moved`` (key -> (actor, data address)); the task
         stays paused until ``control("resume")``. Answers "reset", or the state of a task whose
         loop has ended (the caller recreates that one)."""
-        answer = await self.control("reset", (generation, plan))
+        core = self.core
+        assert core is not None
+        # Read (and check) the checkpoint first: a bad file fails this call, not the task.
+        states = None if plan is None else await asyncio.to_thread(core._read_plan, plan)
+        answer = await self.control("reset", (generation, plan, states))
         if answer != "reset":
             return answer
         self.epoch = generation
-        core = self.core
-        assert core is not None and core.loop is not None
+        assert core.loop is not None
         targets = {key: (self.handles[key], self.addresses.get(key)) for key in core.outputs}
         targets.update(moved)
         for target, (handle, address) in targets.items():
             done = asyncio.run_coroutine_threadsafe(
                 self._reconnect(target, handle, address), core.loop
             )
-            await asyncio.wrap_future(done)
+            try:
+                await asyncio.wrap_future(done)
+            except OSError as exc:  # died meanwhile: the next recovery wires its replacement
+                logging.getLogger("rayflow.task").warning(
+                    "%r: could not reach %s[%s] after a reset: %s", self, *target, exc
+                )
         return answer
 
     @ray.method(concurrency_group="control")

@@ -226,7 +226,7 @@ class TaskCore(EventTimeMixin, AckingMixin, CheckpointMixin, RecoveryMixin, Repo
         while self.control:
             name, arg, done = self.control.popleft()
             if name == "reset":  # out of the loop, wherever it is; run() applies it
-                raise Reset(arg[0], arg[1], done)
+                raise Reset(*arg, done)
             try:
                 result = self._command(name, arg)
             except Exception as exc:
@@ -288,7 +288,12 @@ class TaskCore(EventTimeMixin, AckingMixin, CheckpointMixin, RecoveryMixin, Repo
                         await self._run_bolt()
                     break
                 except Reset as reset:
-                    self._reset(reset.generation, reset.plan)
+                    try:
+                        self._reset(reset.generation, reset.plan, reset.states)
+                    except BaseException as exc:
+                        if reset.done is not None:
+                            reset.done.set_exception(exc)
+                        raise
                     if reset.done is not None:
                         reset.done.set_result("reset")
         except TaskError:

@@ -46,9 +46,15 @@ _RESULTS_KEPT = 16
 class Reset(Exception):
     """Raised out of the task loop by the ``reset`` command; ``run`` applies it and re-enters."""
 
-    def __init__(self, generation: int, plan: dict[str, Any] | None, done: Any) -> None:
+    def __init__(
+        self,
+        generation: int,
+        plan: dict[str, Any] | None,
+        states: list[dict[str, Any]] | None,
+        done: Any,
+    ) -> None:
         super().__init__(generation)
-        self.generation, self.plan, self.done = generation, plan, done
+        self.generation, self.plan, self.states, self.done = generation, plan, states, done
 
 
 def restore_plan_for(
@@ -333,7 +339,12 @@ class CheckpointMixin:
                 f"{type(exc).__name__}: {exc}",
             ) from exc
 
-    def _reset(self, generation: int, plan: dict[str, Any] | None) -> None:
+    def _reset(
+        self,
+        generation: int,
+        plan: dict[str, Any] | None,
+        states: list[dict[str, Any]] | None = None,
+    ) -> None:
         """Go back to a checkpoint in place: drop everything in flight, a fresh user object
         restored from ``plan`` (or from nothing), inputs and outputs of a new generation. The
         task stays paused until ``resume``."""
@@ -362,7 +373,7 @@ class CheckpointMixin:
             self._call_user(old.close, "close")  # type: ignore[union-attr]
         self._open_user_object()
         if plan is not None:
-            self._restore(plan)
+            self._restore(plan, states)
         self.paused = True
         log.warning(
             "task %s: reset to %s (generation %d)",
