@@ -5,6 +5,7 @@
     rayflow submit examples/wordcount.yaml --address 127.0.0.2:6379   # runs until killed
     rayflow list | status NAME | activate NAME | deactivate NAME | kill NAME [--wait 30]
     rayflow rebalance NAME --parallelism split=4 [--wait 30]
+    rayflow savepoint NAME | kill NAME --savepoint | submit t.yaml --from-savepoint PATH
     rayflow logs NAME [COMPONENT] [--task N] [-f]
     rayflow ui                                                         # the web UI's address
     rayflow k8s status|scale|logs|delete RELEASE                       # a Helm release
@@ -143,6 +144,17 @@ def _add_cluster_commands(sub: Any) -> None:
         type=_json_object,
         help='more of Ray\'s runtime_env for the tasks, e.g. \'{"pip": ["requests"]}\'',
     )
+    submit.add_argument(
+        "--from-savepoint",
+        metavar="PATH",
+        default="",
+        help="start from this savepoint (or checkpoint) folder or URL (exactly_once)",
+    )
+    submit.add_argument(
+        "--allow-non-restored-state",
+        action="store_true",
+        help="with --from-savepoint: drop the state of components the topology no longer has",
+    )
     _add_master_args(submit)
     listing = command("list", "the topologies running on the cluster", topology=False)
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -153,6 +165,15 @@ def _add_cluster_commands(sub: Any) -> None:
     kill = command("kill", "spouts finish, the rest drains, then every task ends")
     kill.add_argument(
         "--wait", type=float, default=30.0, metavar="SECONDS", help="drain time (default 30)"
+    )
+    kill.add_argument(
+        "--savepoint",
+        action="store_true",
+        help="stop with a savepoint (spouts pause, the savepoint is written, tasks end)",
+    )
+    savepoint = command("savepoint", "write a savepoint of a running topology (exactly_once)")
+    savepoint.add_argument(
+        "--timeout", type=float, default=120.0, metavar="SECONDS", help="give up after (120)"
     )
     rebalance = command("rebalance", "change components' parallelism while the topology runs")
     rebalance.add_argument(
@@ -306,6 +327,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         args.py_module,
         _master_options(args),
         runtime_env=args.runtime_env,
+        from_savepoint=args.from_savepoint,
+        allow_non_restored_state=args.allow_non_restored_state,
     )
     info = cluster.call("info")
     print(
@@ -425,6 +448,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("recent errors:")
         for e in problems:
             print(f"  {e['component']}[{e['task']}] {e.get('where', 'restart')}: {e['error']}")
+    checkpoints = detail.get("checkpoints")
+    if checkpoints:
+        latest = checkpoints["latest"]
+        print(
+            f"checkpoints: {checkpoints['completed']} completed, {checkpoints['failed']} failed"
+            + (f"; latest {latest['id']} ({latest['bytes']:,} bytes, "
+               f"{latest['duration_ms']} ms) at {latest['path']}" if latest else "")
+        )  # fmt: skip
     if detail.get("error"):
         print(detail["error"])
     return EXIT_OK
@@ -436,8 +467,19 @@ def cmd_activate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_savepoint(args: argparse.Namespace) -> int:
+    url = _cluster(args).call("savepoint", args.name, args.timeout)["savepoint"]
+    print(f"savepoint of '{args.name}' written to {url}\n"
+          f"  resume: rayflow submit TOPOLOGY.yaml --from-savepoint {url}")  # fmt: skip
+    return EXIT_OK
+
+
 def cmd_kill(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
+    if args.savepoint:
+        answer = cluster.call("kill", args.name, args.wait, True)
+        print(f"topology '{args.name}' stopped with a savepoint: {answer['savepoint']}")
+        return EXIT_OK
     cluster.call("kill", args.name, args.wait)
     print(f"killing topology '{args.name}': spouts finish, then {args.wait:g}s to drain")
     deadline = time.monotonic() + args.wait + 60
@@ -541,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "deactivate": cmd_activate,
         "kill": cmd_kill,
         "rebalance": cmd_rebalance,
+        "savepoint": cmd_savepoint,
         "logs": cmd_logs,
         "ui": cmd_ui,
         "k8s": cmd_k8s,

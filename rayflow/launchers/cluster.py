@@ -77,6 +77,8 @@ def submit(
     extra_modules: list[str] | None = None,
     master_options: dict[str, Any] | None = None,
     runtime_env: dict[str, Any] | None = None,
+    from_savepoint: str = "",
+    allow_non_restored_state: bool = False,
 ) -> dict[str, Any]:
     """Start the master if needed, upload the code, and submit ``spec``; returns its summary.
 
@@ -99,7 +101,14 @@ def submit(
         for k, v in ray.get_runtime_context().runtime_env.items()
         if k in ("py_modules", "working_dir") or k in extra
     }
-    return call("submit", portable_spec(spec), uploaded, os.path.abspath(topology_path))
+    return call(
+        "submit",
+        portable_spec(spec),
+        uploaded,
+        os.path.abspath(topology_path),
+        from_savepoint,
+        allow_non_restored_state,
+    )
 
 
 def call(method: str, *args: Any, **kwargs: Any) -> Any:

@@ -68,7 +68,18 @@ def make_app(master: JobMaster, token: str = "") -> web.Application:
         wait = body.get("wait", 30)
         if not isinstance(wait, int | float) or isinstance(wait, bool) or wait < 0:
             raise BadRequest(f"'wait' must be a number of seconds >= 0, got {wait!r}")
-        return web.json_response(await call(master.kill, request.match_info["name"], wait))
+        with_savepoint = body.get("savepoint", False)
+        if not isinstance(with_savepoint, bool):
+            raise BadRequest(f"'savepoint' must be true or false, got {with_savepoint!r}")
+        name = request.match_info["name"]
+        return web.json_response(await call(master.kill, name, wait, with_savepoint))
+
+    async def savepoint(request: web.Request) -> web.Response:
+        body = await _body(request)
+        timeout = body.get("timeout", 120)
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+            raise BadRequest(f"'timeout' must be a number of seconds > 0, got {timeout!r}")
+        return web.json_response(await call(master.savepoint, request.match_info["name"], timeout))
 
     async def rebalance(request: web.Request) -> web.Response:
         body = await _body(request)
@@ -118,6 +129,7 @@ def make_app(master: JobMaster, token: str = "") -> web.Application:
             web.get(base + "/{name}/components/{component}", component),
             web.post(base + "/{name}/kill", kill),
             web.post(base + "/{name}/rebalance", rebalance),
+            web.post(base + "/{name}/savepoint", savepoint),
             web.post(base + "/{name}/activate", simple(master.activate)),
             web.post(base + "/{name}/deactivate", simple(master.deactivate)),
             web.get("/metrics", metrics),

@@ -51,6 +51,7 @@ class Job:
             lifetime=Lifetime(NAMESPACE, record.runtime_env),
             secret=record.secret,
             restart_on_error=True,
+            restore_from=record.restore_from,
         )
         deployment.restarts = dict(record.restarts)
         return deployment
@@ -186,6 +187,31 @@ class Job:
             last = moved
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
+    def savepoint(self, timeout: float = 120.0) -> str:
+        """Write a savepoint now (exactly-once topologies); returns its URL."""
+        coordinator = self.deployment.checkpoints
+        if coordinator is None:
+            raise RayflowError(
+                f"topology '{self.name}' runs with reliability "
+                f"{self.deployment.spec.settings.reliability}: savepoints need exactly_once"
+            )
+        if self.status not in ("ACTIVE", "INACTIVE"):
+            raise RayflowError(f"topology '{self.name}' is {self.status}; cannot take a savepoint")
+        url = coordinator.savepoint(timeout)
+        log.warning("topology %s: savepoint %s", self.name, url)
+        return url
+
+    def stop_with_savepoint(self, timeout: float = 120.0) -> str:
+        """Flink's stop-with-savepoint: spouts pause, a savepoint holds everything they sent,
+        then every task ends (no final commit after it: a resume goes on from there)."""
+        with self.lock:
+            if self.status in ("ACTIVE", "INACTIVE"):
+                self.deployment.command("deactivate", kind="spout")
+        url = self.savepoint(timeout)
+        with self.lock:
+            self._end()
+        return url
+
     def kill(self, wait: float) -> None:
         """Spouts finish now; after ``wait`` seconds (or once drained) every task ends."""
         with self.lock:
@@ -234,6 +260,7 @@ class Job:
     def detail(self) -> dict[str, Any]:
         """``rayflow status NAME`` and ``GET /api/v1/topologies/NAME``."""
         spec = self.deployment.spec
+        checkpoints = self.deployment.checkpoints
         components = []
         for comp in spec.components:
             figures = self.components.get(comp.id, {})
@@ -265,6 +292,7 @@ class Job:
             "errors": recent_errors(self.stats),
             "failures": list(reversed(self.deployment.failures)),
             "error": self.error,
+            "checkpoints": checkpoints.stats() if checkpoints is not None else None,
         }
 
     def component(self, component_id: str) -> dict[str, Any] | None:

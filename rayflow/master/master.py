@@ -83,15 +83,33 @@ class JobMaster:
 
     # ---------------------------------------------------------------- commands
 
-    def submit(self, spec: Any, runtime_env: dict[str, Any], source: str = "") -> dict[str, Any]:
-        """Start ``spec`` (classes by path, code in ``runtime_env``); returns its summary."""
+    def submit(
+        self,
+        spec: Any,
+        runtime_env: dict[str, Any],
+        source: str = "",
+        from_savepoint: str = "",
+        allow_non_restored_state: bool = False,
+    ) -> dict[str, Any]:
+        """Start ``spec`` (classes by path, code in ``runtime_env``), from a savepoint if given;
+        returns its summary."""
+        restore_from = None
+        if from_savepoint:
+            restore_from = savepoint_for(spec, from_savepoint, allow_non_restored_state)
         with self.lock:
             if spec.name in self.jobs:
                 raise TopologyError(
                     f"a topology named '{spec.name}' is already running; kill it first "
                     f"(rayflow kill {spec.name}) or give this one another name"
                 )
-            record = JobRecord(spec.name, spec, runtime_env, secrets.token_bytes(16), source=source)
+            record = JobRecord(
+                spec.name,
+                spec,
+                runtime_env,
+                secrets.token_bytes(16),
+                source=source,
+                restore_from=restore_from,
+            )
             job = Job(record, self.registry)
             self.jobs[spec.name] = job
         try:
@@ -139,10 +157,18 @@ class JobMaster:
         job.rebalance(parallelism, wait)
         return job.summary()
 
-    def kill(self, name: str, wait: float = 30.0) -> dict[str, Any]:
+    def kill(self, name: str, wait: float = 30.0, savepoint: bool = False) -> dict[str, Any]:
+        """End a topology; with ``savepoint``, stop it with one (its URL is in the answer)."""
         job = self.job(name)
+        if savepoint:
+            url = job.stop_with_savepoint()
+            return {**job.summary(), "status": "KILLED", "savepoint": url}
         job.kill(wait)
         return job.summary()
+
+    def savepoint(self, name: str, timeout: float = 120.0) -> dict[str, Any]:
+        """``rayflow savepoint NAME``: write one, answer its URL."""
+        return {"name": name, "savepoint": self.job(name).savepoint(timeout)}
 
     def read_log(
         self, name: str, component: str, task: int, offsets: dict[str, int] | None = None
@@ -185,6 +211,26 @@ class JobMasterActor:
         if method.startswith("_") or not callable(getattr(JobMaster, method, None)):
             raise AttributeError(f"the job master has no command {method!r}")
         return getattr(self.master, method)(*args, **kwargs)
+
+
+def savepoint_for(spec: Any, url: str, allow_non_restored_state: bool) -> dict[str, Any]:
+    """The savepoint at ``url``, checked against the topology that will start from it."""
+    from rayflow.runtime.checkpoints import validate_restore
+    from rayflow.state.storage import CheckpointStorage
+
+    if spec.settings.reliability != "exactly_once":
+        raise TopologyError(
+            "starting from a savepoint needs reliability exactly_once (the topology has "
+            f"{spec.settings.reliability})"
+        )
+    metadata = CheckpointStorage.open_savepoint(url)
+    if metadata.get("max_parallelism") != spec.settings.max_parallelism:
+        raise TopologyError(
+            f"{url} was written with max_parallelism {metadata.get('max_parallelism')}; it is "
+            f"fixed for a topology's life, and this one has {spec.settings.max_parallelism}"
+        )
+    validate_restore(metadata, [c.id for c in spec.components], allow_non_restored_state)
+    return metadata
 
 
 def head_node_id() -> str | None:

@@ -34,6 +34,7 @@ class JobRecord:
     status: str = "ACTIVE"
     submitted_at: float = field(default_factory=time.time)
     source: str = ""
+    restore_from: dict[str, Any] | None = None  # the savepoint it started from (metadata)
 
 
 def portable_spec(spec: TopologySpec) -> TopologySpec:

@@ -100,10 +100,12 @@ class CheckpointStorage:
         return {"file": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
     def read_task(self, where: str, info: dict[str, Any]) -> bytes:
-        """One task's snapshot, checked against its recorded size and digest."""
+        """One task's snapshot, checked against its recorded size and digest (``where`` may be
+        a URL of another storage: a savepoint)."""
+        fs, where = fsspec.core.url_to_fs(where) if "://" in where else (self.fs, where)
         path = _join(where, info["file"])
         try:
-            with self.fs.open(path, "rb") as f:
+            with fs.open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint file {self.url_of(path)} is missing") from None
@@ -144,6 +146,15 @@ class CheckpointStorage:
                 f"format {FORMAT_VERSION} and older: restore it with a newer rayflow"
             )
         metadata["path"] = where
+        return metadata
+
+    @staticmethod
+    def open_savepoint(url: str) -> dict[str, Any]:
+        """The metadata of the savepoint (or checkpoint) at ``url``, with ``path`` as a URL the
+        tasks can read it from."""
+        storage = CheckpointStorage(url)
+        metadata = storage.read_metadata(storage.root)
+        metadata["path"] = storage.url
         return metadata
 
     def complete_checkpoints(self, topology: str) -> list[dict[str, Any]]:

@@ -187,6 +187,97 @@ def test_rebalance_changes_a_components_parallelism_while_it_runs(cluster: Clust
     wait_for(growing(cluster, "shout", "executed"), "shout to go on after rebalancing back")
 
 
+COUNTING = """
+import time
+from rayflow import Bolt, Spout
+
+WORDS = [f"w{i}" for i in range(13)]
+
+
+class Words(Spout):
+    outputs = ["word"]
+
+    def open(self, context):
+        self.n = 0
+
+    def next_tuple(self):
+        if self.n >= 3000:
+            self.finish()
+            return
+        self.emit([WORDS[self.n % 13]])
+        self.n += 1
+        time.sleep(0.003)
+
+    def snapshot(self):
+        return self.n
+
+    def restore(self, snapshot):
+        self.n = snapshot
+
+
+class Count(Bolt):
+    outputs = ["word", "count"]
+
+    def process(self, tup):
+        count = self.state.value("count", default=0)
+        count.set(count.get() + 1)
+        self.emit([tup[0], count.get()])
+"""
+
+
+def _counting_yaml(folder: str, parallelism: int) -> str:
+    return f"""\
+name: counting
+config: {{reliability: exactly_once, checkpoint.interval: 1s,
+         checkpoint.storage: {folder}/checkpoints}}
+spouts:
+  - {{id: words, className: counting.Words}}
+bolts:
+  - {{id: count, className: counting.Count, parallelism: {parallelism}}}
+  - id: sink
+    className: rayflow.connectors.files.FileSink
+    kwargs: {{path: {folder}/out}}
+streams:
+  - {{from: words, to: count, grouping: {{type: FIELDS, args: [word]}}}}
+  - {{from: count, to: sink, grouping: {{type: SHUFFLE}}}}
+"""
+
+
+def test_savepoint_stop_and_resume_with_other_parallelism(cluster: Cluster) -> None:
+    """Exactly-once through the CLI and REST: checkpoints complete, a savepoint over REST, stop
+    with a savepoint, resume from it with the keyed count's parallelism 2 -> 3: the committed
+    output holds every (word, running count) exactly once."""
+    folder = cluster.cwd
+    (folder / "counting.py").write_text(COUNTING)
+    (folder / "counting.yaml").write_text(_counting_yaml(str(folder), 2))
+    (folder / "counting3.yaml").write_text(_counting_yaml(str(folder), 3))
+    cluster.cli("submit", "counting.yaml")
+    wait_for(
+        lambda: (cluster.status("counting")["checkpoints"] or {}).get("completed", 0) >= 1,
+        "a completed checkpoint",
+    )
+    code, body = cluster.http("POST", "/api/v1/topologies/counting/savepoint", b"{}")
+    assert code == 200, body
+    assert os.path.exists(os.path.join(body["savepoint"], "_metadata"))
+    assert "checkpoints: " in cluster.cli("status", "counting").stdout
+    stopped = cluster.cli("kill", "counting", "--savepoint").stdout
+    url = stopped.rsplit(": ", 1)[1].strip()
+    assert os.path.exists(os.path.join(url, "_metadata")), stopped
+    wait_for(lambda: "counting" not in cluster.cli("list").stdout, "the stopped topology gone")
+    cluster.cli("submit", "counting3.yaml", "--from-savepoint", url)
+    wait_for(
+        lambda: cluster.status("counting")["status"] == "FINISHED", "the resumed run to end", 120
+    )
+    rows: list[tuple[str, int]] = []
+    for name in os.listdir(folder / "out"):
+        assert not name.startswith("."), f"a staged file was left: {name}"
+        with open(folder / "out" / name) as f:
+            rows.extend(tuple(json.loads(line)) for line in f)
+    expected = [(f"w{w}", c) for w in range(13) for c in range(1, 3000 // 13 + (w < 3000 % 13) + 1)]
+    assert sorted(rows) == sorted(expected)
+    cluster.cli("kill", "counting", "--wait", "0")
+
+
 def test_kill_drains_and_removes_the_topology(cluster: Cluster) -> None:
     done = cluster.cli("kill", "ticking", "--wait", "5")
     assert "topology 'ticking' killed" in done.stdout
