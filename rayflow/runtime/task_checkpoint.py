@@ -23,6 +23,7 @@ import time
 from collections import deque
 from typing import Any
 
+from rayflow.api.transactional import FINAL  # the final checkpoint of a bounded run
 from rayflow.errors import TaskError, TopologyError
 from rayflow.runtime.channels import BARRIER, InputChannel
 from rayflow.runtime.eventtime import InputWatermarks, Timers
@@ -38,8 +39,6 @@ from rayflow.state.storage import (
 log = logging.getLogger("rayflow.task")
 
 TaskKey = tuple[str, int]
-FINAL = -1
-"""The id of the final checkpoint a bounded topology takes at its end."""
 _RESULTS_KEPT = 16
 
 
