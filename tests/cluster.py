@@ -138,6 +138,16 @@ class Shout(Bolt):
 class Sink(Bolt):
     def process(self, tup):
         pass
+
+
+class RewindableTicks(Ticks):
+    """Ticks that exactly-once can rewind."""
+
+    def snapshot(self):
+        return self.n
+
+    def restore(self, snapshot):
+        self.n = snapshot
 '''
 TOPOLOGY = """\
 name: ticking
@@ -149,6 +159,18 @@ bolts:
 streams:
   - {from: ticks, to: shout, grouping: {type: SHUFFLE}}
   - {from: shout, to: sink, grouping: {type: SHUFFLE}}
+"""
+
+
+EXACTLY_ONCE_TOPOLOGY = """\
+name: ticking-eo
+config: {reliability: exactly_once, checkpoint.interval: 1s}
+spouts:
+  - {id: ticks, className: ticking.RewindableTicks}
+bolts:
+  - {id: sink, className: ticking.Sink}
+streams:
+  - {from: ticks, to: sink, grouping: {type: SHUFFLE}}
 """
 
 
@@ -236,6 +258,9 @@ def master_cluster(two_nodes: str, folder: Path) -> Iterator[Cluster]:
     (not the repository): its module reaches the nodes through Ray's package upload."""
     (folder / "ticking.py").write_text(textwrap.dedent(MODULE))
     (folder / "ticking.yaml").write_text(TOPOLOGY)
+    (folder / "ticking-eo.yaml").write_text(
+        EXACTLY_ONCE_TOPOLOGY.replace("config: {", f"config: {{checkpoint.storage: {folder}/ckpt, ")
+    )
     c = Cluster(two_nodes, free_port("127.0.0.1"), folder)
     master = ("--ui-port", str(c.port), "--ui-token", TOKEN)
     c.cli("master", *master)

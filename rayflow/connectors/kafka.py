@@ -21,6 +21,18 @@ offset)``; a failed tree replays the record (forever, as Storm's KafkaSpout does
 and the offset committed to Kafka is the lowest one not yet acked, so a restart resumes without
 gaps. Under ``none`` the consumed position is committed every ``commit_interval_ms``.
 
+**Exactly-once.** Under ``exactly_once`` the spout's position per partition is in each checkpoint
+(a restore seeks there; after a change of parallelism each task takes the positions of the
+partitions it now reads) and is committed to Kafka when the checkpoint completes. The bolt keeps
+the records of each checkpoint in the checkpoint itself and writes them once it completes, in one
+Kafka transaction together with a *marker*: the checkpoint id committed as the offset of
+``marker_topic``'s partition 0 for a consumer group named after the topology's checkpoint lineage,
+the component and the task that staged them (``send_offsets_to_transaction``). A retry after a
+crash reads the marker first and skips what is already there: a crash before the commit leaves
+an aborted transaction (fenced by the same ``transactional.id``) and the records are written
+again; a crash after it leaves the marker, and nothing is written twice. Readers use
+``isolation.level: read_committed``.
+
 **Bad records** (a value or key the deserializer rejects) never stop the spout: they go to the
 ``errors`` stream as ``[topic, partition, offset, key, raw, error]``, tracked like any record.
 """
@@ -39,6 +51,7 @@ from typing import Any
 
 from rayflow.api.components import Bolt, Context, Spout, Timer
 from rayflow.api.reliable import Replays
+from rayflow.api.transactional import FINAL
 from rayflow.api.tuple import Batch, Tuple
 from rayflow.errors import ConfigError, RayflowError
 from rayflow.extras import require
@@ -210,6 +223,8 @@ class KafkaSpout(Spout):
         self.kafka = kafka
         self.task, self.tasks = context.task_index, context.parallelism
         self.reliable = context.config.get("reliability") == "at_least_once"
+        self.exactly_once = context.config.get("reliability") == "exactly_once"
+        self.checkpointed: dict[int, dict[tuple[str, int], int]] = {}
         self.consumer = kafka.Consumer(
             {
                 "bootstrap.servers": self.bootstrap_servers,
@@ -241,7 +256,7 @@ class KafkaSpout(Spout):
 
     def next_tuple(self) -> None:
         now = time.monotonic()
-        if now - self.last_commit >= self.commit_interval:
+        if not self.exactly_once and now - self.last_commit >= self.commit_interval:
             self._commit(asynchronous=True)
             self.last_commit = now
         if self.discovery_interval and now - self.last_discovery >= self.discovery_interval:
@@ -272,8 +287,71 @@ class KafkaSpout(Spout):
     def close(self) -> None:
         consumer = getattr(self, "consumer", None)
         if consumer is not None:
-            self._commit(asynchronous=False)
+            if not self.exactly_once:  # there, only complete checkpoints commit
+                self._commit(asynchronous=False)
             consumer.close()
+            self.closed = True
+
+    # -------------------------------------------------------------- exactly-once
+    def snapshot(self) -> dict[str, Any]:
+        """The next offset to read of every partition this task reads."""
+        positions = {}
+        for (topic, partition), o in self.offsets.items():
+            position = o.position()
+            if position is None:  # nothing read from it yet: where the consumer stands
+                tp = self.kafka.TopicPartition(topic, partition)
+                found = self.consumer.position([tp])[0].offset
+                position = found if found >= 0 else None
+            if position is not None:
+                positions[(topic, partition)] = position
+        return {"positions": positions}
+
+    def _snapshot_for(self, checkpoint_id: int) -> Any:
+        snapshot = self.snapshot()
+        self.checkpointed[checkpoint_id] = snapshot["positions"]
+        return snapshot
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Commit the completed checkpoint's positions to Kafka (for lag and ``committed``)."""
+        done = sorted(c for c in self.checkpointed if checkpoint_id == FINAL or c <= checkpoint_id)
+        if not done or self.__dict__.get("closed"):
+            return
+        positions = self.checkpointed[done[-1]]
+        for c in done:
+            del self.checkpointed[c]
+        offsets = [self.kafka.TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            except self.kafka.KafkaException as exc:
+                log.warning("kafka: commit after checkpoint %s failed: %s", checkpoint_id, exc)
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self._seek(snapshot["positions"])
+
+    def restore_rescaled(self, snapshots: list[Any]) -> None:
+        merged: dict[tuple[str, int], int] = {}
+        for snapshot in snapshots:
+            merged.update(snapshot["positions"])
+        self._seek(merged)  # each task keeps the partitions it reads now
+
+    def _seek(self, positions: dict[tuple[str, int], int]) -> None:
+        kafka = self.kafka
+        mine = {tp: offset for tp, offset in positions.items() if tp in self.assigned}
+        if not mine:
+            return
+        self.consumer.incremental_unassign([kafka.TopicPartition(t, p) for t, p in mine])
+        self.consumer.incremental_assign(
+            [kafka.TopicPartition(t, p, offset) for (t, p), offset in mine.items()]
+        )
+        for tp, offset in mine.items():
+            self.offsets[tp] = _Offsets()
+            self.offsets[tp].next = offset
+            if tp in self.ends:
+                if offset >= self.ends[tp]:
+                    self.reached.add(tp)
+                else:
+                    self.reached.discard(tp)
 
     def _records(self, messages: list[Any]) -> None:
         """Emit a batch of consumed records (the hot loop: locals, no per-record calls that
@@ -449,6 +527,7 @@ class KafkaBolt(Bolt):
         value_format: str | Codec = "str",
         flush_timeout: float = 30.0,
         producer_config: dict[str, Any] | None = None,
+        marker_topic: str = "__rayflow_sink_markers",
     ) -> None:
         if not topic and not topic_field:
             raise ConfigError("KafkaBolt needs topic (or topic_field: the field naming the topic)")
@@ -458,17 +537,34 @@ class KafkaBolt(Bolt):
         self.encode_key, self.encode_value = encoder(key_format), encoder(value_format)
         self.flush_timeout = flush_timeout
         self.producer_config = producer_config or {}
+        self.marker_topic = marker_topic
 
     def prepare(self, context: Context) -> None:
         kafka = _kafka()
+        self.kafka = kafka
+        self.exactly_once = context.config.get("reliability") == "exactly_once"
+        transactional = {}
+        if self.exactly_once:
+            self.lineage = context.config.get("checkpoint.lineage", context.topology_name)
+            self.component, self.task = context.component_id, context.task_index
+            self.tasks = context.parallelism
+            transactional = {"transactional.id": self._group(self.task)}
+            self.staged: list[tuple[str, Any, Any]] = []
+            self.pending: dict[int, tuple[int, list[tuple[str, Any, Any]]]] = {}
+            self.markers: dict[int, int] = {}  # staging task -> last checkpoint written
+            self.last_checkpoint = 0
+            self._ensure_marker_topic()
         self.producer = kafka.Producer(
             {
                 "bootstrap.servers": self.bootstrap_servers,
                 "linger.ms": 5,
                 "enable.idempotence": True,
+                **transactional,
                 **self.producer_config,
             }
         )
+        if self.exactly_once:  # fences a crashed predecessor and aborts what it left open
+            _retrying(lambda: self.producer.init_transactions(self.flush_timeout), kafka)
         self.reliable = context.config.get("reliability") == "at_least_once"
         self.written = self.metrics.counter("kafka_written")
         self.write_errors = self.metrics.counter("kafka_write_errors")
@@ -478,6 +574,10 @@ class KafkaBolt(Bolt):
         value = tup[self.value_field]
         key = tup[self.key_field] if self.key_field and self.key_field in tup.fields else None
         topic = tup[self.topic_field] if self.topic_field else self.topic
+        if self.exactly_once:  # written once its checkpoint completes
+            self.staged.append((topic, self._encode(key, self.encode_key),
+                                self._encode(value, self.encode_value)))  # fmt: skip
+            return
         callback = (lambda err, _msg, t=tup: self._delivered(t, err)) if self.reliable else None
         self._produce(topic, value, key, callback)
         if not self.reliable:
@@ -486,7 +586,7 @@ class KafkaBolt(Bolt):
         self.producer.poll(0)
 
     def process_batch(self, batch: Batch) -> None:
-        if self.reliable:  # each tuple is acked when its own write is confirmed
+        if self.reliable or self.exactly_once:  # acked when confirmed / staged per checkpoint
             for tup in batch.tuples():
                 self.process(tup)
             return
@@ -506,14 +606,114 @@ class KafkaBolt(Bolt):
         self._poll_timer()
 
     def cleanup(self) -> None:
+        if self.exactly_once:
+            return  # what is staged is written by the final checkpoint
         left = self.producer.flush(self.flush_timeout)
         if left:
             log.warning("kafka: %d records not confirmed after %gs", left, self.flush_timeout)
 
-    def _produce(self, topic: str, value: Any, key: Any, callback: Any = None) -> None:
-        encode_value, encode_key = self.encode_value, self.encode_key
-        payload = value if value is None or encode_value is _same else encode_value(value)
-        raw_key = key if key is None or encode_key is _same else encode_key(key)
+    # -------------------------------------------------------------- exactly-once
+    def _group(self, task: int) -> str:
+        """The consumer group (and transactional id) of the records staged by ``task``."""
+        return f"rayflow-{self.lineage}-{self.component}-{task}"
+
+    @staticmethod
+    def _encode(value: Any, encode: Codec) -> Any:
+        return value if value is None or encode is _same else encode(value)
+
+    def _snapshot_for(self, checkpoint_id: int) -> Any:
+        if checkpoint_id == FINAL:  # after every numbered one: keeps the markers increasing
+            checkpoint_id = self.last_checkpoint + 1
+        self.last_checkpoint = max(self.last_checkpoint, checkpoint_id)
+        if self.staged:
+            self.pending[checkpoint_id] = (self.task, self.staged)
+            self.staged = []
+        return {"pending": dict(self.pending)}
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        for number in sorted(self.pending):
+            if checkpoint_id == FINAL or number <= checkpoint_id:
+                staging_task, records = self.pending.pop(number)
+                self._write(number, staging_task, records)
+
+    def restore(self, snapshot: Any) -> None:
+        """The restored checkpoint is complete: write what it staged, unless a marker says a
+        predecessor did."""
+        self._write_restored(snapshot["pending"])
+
+    def restore_rescaled(self, snapshots: list[Any]) -> None:
+        pending = {}
+        for snapshot in snapshots:
+            for number, (task, records) in snapshot["pending"].items():
+                if task % self.tasks == self.task:  # each old task's records to one new task
+                    pending.setdefault((number, task), records)
+        for (number, task), records in sorted(pending.items()):
+            self._write(number, task, records)
+
+    def _write_restored(self, pending: dict[int, tuple[int, list]]) -> None:
+        for number in sorted(pending):
+            self._write(number, *pending[number])
+            self.last_checkpoint = max(self.last_checkpoint, number)
+
+    def _write(self, checkpoint_id: int, staging_task: int, records: list) -> None:
+        """One transaction: the records and the marker ``checkpoint_id`` (skipped when the
+        marker shows it was written before a crash)."""
+        kafka = self.kafka
+        if self._marker(staging_task) >= checkpoint_id:
+            return
+        self.producer.begin_transaction()
+        for topic, key, value in records:
+            self._produce(topic, value, key, encoded=True)
+        marker = kafka.TopicPartition(self.marker_topic, 0, checkpoint_id)
+        self.producer.send_offsets_to_transaction(
+            [marker], self._group_metadata(staging_task), self.flush_timeout
+        )
+        self.producer.commit_transaction(self.flush_timeout)
+        self.markers[staging_task] = checkpoint_id
+        self.written.inc(len(records))
+
+    def _marker(self, staging_task: int) -> int:
+        """The last checkpoint whose records ``staging_task``'s group has written (-1: none)."""
+        if staging_task not in self.markers:
+            consumer = self._marker_consumer(staging_task)
+            tp = self.kafka.TopicPartition(self.marker_topic, 0)
+            found = _retrying(lambda: consumer.committed([tp], timeout=10), self.kafka)[0].offset
+            self.markers[staging_task] = found if found >= 0 else -1
+        return self.markers[staging_task]
+
+    def _marker_consumer(self, staging_task: int) -> Any:
+        consumers = self.__dict__.setdefault("_marker_consumers", {})
+        if staging_task not in consumers:
+            consumers[staging_task] = self.kafka.Consumer(
+                {"bootstrap.servers": self.bootstrap_servers,
+                 "group.id": self._group(staging_task), "enable.auto.commit": False}
+            )  # fmt: skip
+        return consumers[staging_task]
+
+    def _group_metadata(self, staging_task: int) -> Any:
+        return self._marker_consumer(staging_task).consumer_group_metadata()
+
+    def _ensure_marker_topic(self) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        if self.marker_topic in admin.list_topics(timeout=10).topics:
+            return
+        future = admin.create_topics([NewTopic(self.marker_topic, 1)])[self.marker_topic]
+        try:
+            future.result(30)
+        except self.kafka.KafkaException as exc:
+            if exc.args[0].code() != self.kafka.KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+    def _produce(
+        self, topic: str, value: Any, key: Any, callback: Any = None, encoded: bool = False
+    ) -> None:
+        if encoded:
+            payload, raw_key = value, key
+        else:
+            payload = self._encode(value, self.encode_value)
+            raw_key = self._encode(key, self.encode_key)
         while True:
             try:
                 self.producer.produce(topic, payload, raw_key, on_delivery=callback)

@@ -63,7 +63,10 @@ class CheckpointCoordinator:
         self.restored = restored  # the savepoint this run started from, if any
         earlier = self.storage.complete_checkpoints(self.folder)  # a restarted job master
         self.latest: dict[str, Any] | None = earlier[-1] if earlier else restored
-        self.next_id = (earlier[-1]["id"] + 1) if earlier else 1
+        # Ids keep growing across runs that resume each other (sinks' markers rely on it).
+        self.next_id = max(
+            earlier[-1]["id"] + 1 if earlier else 1, (restored or {}).get("id", 0) + 1
+        )
         self.pending: PendingCheckpoint | None = None
         self.next_at = time.monotonic() + self.interval
         self.history: deque[dict[str, Any]] = deque(maxlen=_HISTORY)
@@ -71,8 +74,9 @@ class CheckpointCoordinator:
         self.failed = 0
         self.ending = False  # a spout has finished: no more periodic checkpoints
         self.final_refs: dict[Any, TaskKey] = {}
-        self.final_from: set[TaskKey] = set()
+        self.final_from: dict[TaskKey, dict[str, Any]] = {}
         self.final_sent = False
+        self.final: PendingCheckpoint | None = None
         self.lock = threading.Lock()
 
     # -------------------------------------------------------------- driving
@@ -170,6 +174,7 @@ class CheckpointCoordinator:
             "duration_ms": round(duration * 1000, 1),
             "bytes": size,
             "max_parallelism": spec.settings.max_parallelism,
+            "lineage": spec.config.get("checkpoint.lineage"),
             "parallelism": {c.id: c.parallelism for c in spec.components},
             "tasks": {f"{k[0]}/{k[1]}": info for k, info in sorted(pending.acks.items())},
         }
@@ -181,9 +186,11 @@ class CheckpointCoordinator:
         metadata["path"] = pending.where
         self.latest = metadata
         self.completed += 1
-        self._notify("checkpoint_complete", pending.id)
+        if pending is not self.final:  # the final one tells FINAL instead
+            self._notify("checkpoint_complete", pending.id)
         self._remember(pending, "COMPLETED", duration, size)
-        self.pending = None
+        if self.pending is pending:
+            self.pending = None
         self.next_at = time.monotonic() + self.interval
         pending.done.set()
         try:
@@ -233,11 +240,20 @@ class CheckpointCoordinator:
 
     # ------------------------------------------------ the end of a bounded run
     def watch_final(self, keys: list[TaskKey]) -> None:
-        """Ask these tasks (new or reset) for their final snapshot at the end of the input."""
+        """Tell these tasks (new, or all after a recovery) where their final snapshot goes at
+        the end of the input, and ask for it."""
         d = self.deployment
+        if self.final is None or set(keys) == set(d.tasks):  # a fresh final checkpoint
+            checkpoint_id = self.next_id
+            self.next_id += 1
+            where = self.storage.checkpoint_path(self.folder, checkpoint_id)
+            self.final = PendingCheckpoint(checkpoint_id, where, 0.0, 0.0, {})
+            self.final_from = {}
+            self.final_sent = False
         for key in keys:
-            self.final_from.discard(key)
+            self.final_from.pop(key, None)
             self.final_refs = {r: k for r, k in self.final_refs.items() if k != key}
+            d.actors[key].control.remote("final_where", self.final.where)
             self.final_refs[d.actors[key].checkpoint_result.remote(FINAL)] = key
 
     def _poll_final(self) -> None:
@@ -252,9 +268,19 @@ class CheckpointCoordinator:
                 continue  # died: recovery asks its replacement
             if info is None:  # reset before its end: ask again
                 self.final_refs[self.deployment.actors[key].checkpoint_result.remote(FINAL)] = key
+            elif "error" in info:
+                log.error("%s: the final snapshot failed: %s", key, info["error"])
             else:
-                self.final_from.add(key)
-        if len(self.final_from) == len(self.deployment.tasks):
+                self.final_from[key] = info
+        if self.final is not None and len(self.final_from) == len(self.deployment.tasks):
+            final = self.final
+            final.started_mono = time.monotonic()
+            final.started = time.time()
+            final.acks = dict(self.final_from)
+            with_final = len(self.history)
+            self._complete(final)  # the final checkpoint: a failure from now on restores it
+            if len(self.history) > with_final:
+                self.history[-1]["final"] = True
             self.final_sent = True
             self._notify("checkpoint_complete", FINAL)
             log.warning("%s: every task reached the end; final commit", self.deployment.spec.name)
@@ -299,6 +325,7 @@ class CheckpointCoordinator:
 
     def after_recovery(self) -> None:
         self.next_at = time.monotonic() + self.interval
+        self.ending = False
         self.watch_final(self.deployment.tasks)
 
     # ---------------------------------------------------------------- views

@@ -109,11 +109,13 @@ class RayDeployment:
         self.runs: dict[Any, TaskKey] = {}
         self.results: dict[TaskKey, dict[str, Any]] = {}
         self.restarts: dict[TaskKey, int] = {}
+        self.recoveries = 0  # exactly-once: global recoveries (what task.restarts limits)
         self.failures: list[dict[str, Any]] = []  # why tasks were restarted, newest last
         self.due: dict[TaskKey, float] = {}  # tasks to replace, and when
         self.restart_on_error = restart_on_error
         self.checkpoints: CheckpointCoordinator | None = None
         if spec.settings.reliability == "exactly_once":
+            self.spec = with_lineage(spec, self.secret, restore_from)
             self.checkpoints = CheckpointCoordinator(self, restore_from)
 
     def generation(self, key: TaskKey) -> int:
@@ -272,9 +274,11 @@ class RayDeployment:
         coordinator = self.checkpoints
         assert coordinator is not None
         coordinator.before_recovery()
+        self.recoveries += 1
         started = time.monotonic()
+        spec_name = self.spec.name
         dead = set(dead) | set(self.results)
-        for attempt in range(1, 6):
+        while True:
             for key in self.tasks:
                 self.restarts[key] = self.restarts.get(key, 0) + 1
             try:
@@ -283,9 +287,15 @@ class RayDeployment:
             except CheckpointError as exc:
                 coordinator.fall_back(exc)
             except _Gone as gone:
+                names = ", ".join(f"{c}[{i}]" for c, i in sorted(gone.keys))
+                log.warning("%s: %s gone during recovery (%s); again", spec_name, names, gone.why)
                 dead |= gone.keys
-            if attempt == 5:
-                raise TaskError(*sorted(dead)[0], "recovery failed five times in a row")
+            if time.monotonic() - started > self.spec.settings.startup_timeout:
+                raise TaskError(
+                    *sorted(dead)[0],
+                    f"could not recover within startup.timeout "
+                    f"({self.spec.settings.startup_timeout:g}s): tasks kept failing",
+                )
         coordinator.after_recovery()
         log.warning(
             "%s: recovered from %s in %.2fs (%d task(s) recreated)",
@@ -328,7 +338,7 @@ class RayDeployment:
         )
         ended = {key for key, answer in answers.items() if answer != "reset"}
         if ended:  # their loops ended meanwhile: recreate them too
-            raise _Gone(ended)
+            raise _Gone(ended, "their loops had ended")
         self._gather({key: self._connect_task(key) for key in dead})
         plans = {key: coordinator.restore_plan(key) for key in dead}
         self._gather(
@@ -354,10 +364,11 @@ class RayDeployment:
                 if isinstance(cause, CheckpointError):
                     raise CheckpointError(str(cause.args[0] if cause.args else cause)) from None
                 raise
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
                 gone.add(key)
+                why = type(exc).__name__
         if gone:
-            raise _Gone(gone)
+            raise _Gone(gone, why)
         return out if isinstance(refs, dict) else list(out.values())
 
     def _asks(self, component_id: str) -> dict[str, Any]:
@@ -395,10 +406,9 @@ class RayDeployment:
 
     def _schedule_restart(self, key: TaskKey, error: TaskError) -> None:
         settings = self.spec.settings
-        if self.checkpoints is not None and self.checkpoints.final_sent:
-            self.results[key] = {"component": key[0], "task": key[1], "state": "finished"}
-            return  # every task had reached the end and committed: nothing to recover
-        restarts = self.restarts.get(key, 0)
+        # Under exactly-once every failure restarts the whole topology (Flink's restart
+        # strategy counts those); otherwise each task counts its own restarts.
+        restarts = self.recoveries if self.checkpoints else self.restarts.get(key, 0)
         self.failures.append(
             {
                 "time": time.time(),
@@ -473,12 +483,27 @@ class RayDeployment:
                 ray.kill(actor)
 
 
+def with_lineage(
+    spec: TopologySpec, secret: bytes, restore_from: dict[str, Any] | None
+) -> TopologySpec:
+    """``spec`` with its checkpoint lineage in the config (``checkpoint.lineage``): one id for a
+    topology's runs that resume each other from savepoints, new for a fresh submission. Sinks
+    that mark what they wrote (Kafka) name their markers by it."""
+    import dataclasses
+    import hashlib
+
+    lineage = (restore_from or {}).get("lineage") or (
+        f"{spec.name}-{hashlib.sha256(secret).hexdigest()[:12]}"
+    )
+    return dataclasses.replace(spec, config={**spec.config, "checkpoint.lineage": lineage})
+
+
 class _Gone(Exception):
     """Tasks lost during a recovery: the next attempt recreates them."""
 
-    def __init__(self, keys: set[Any]) -> None:
+    def __init__(self, keys: set[Any], why: str = "") -> None:
         super().__init__(keys)
-        self.keys = keys
+        self.keys, self.why = keys, why
 
 
 def _task_error(key: TaskKey, exc: BaseException) -> TaskError:

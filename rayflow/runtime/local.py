@@ -97,6 +97,8 @@ def build_cores(
 async def _final_commit(cores: dict[TaskKey, TaskCore]) -> None:
     """Exactly-once in one process: no failures to recover from, so no periodic checkpoints;
     sinks commit once every task has reached the end (the final checkpoint)."""
+    for core in cores.values():
+        core.submit_control("final_where", None)  # no files: nothing to recover in-process
     await asyncio.gather(*(core.checkpoint_result(FINAL) for core in cores.values()))
     for core in cores.values():
         core.submit_control("checkpoint_complete", FINAL)

@@ -43,7 +43,13 @@ from rayflow.runtime.executors import (
     make_executor,
 )
 from rayflow.runtime.task_acking import AckingMixin
-from rayflow.runtime.task_checkpoint import CheckpointMixin, Reset, rewindable, unrewindable
+from rayflow.runtime.task_checkpoint import (
+    UNTOLD,
+    CheckpointMixin,
+    Reset,
+    rewindable,
+    unrewindable,
+)
 from rayflow.runtime.task_recovery import RecoveryMixin
 from rayflow.runtime.task_report import ReportMixin
 from rayflow.runtime.task_time import TICK, EventTimeMixin, _duration_ms
@@ -250,6 +256,8 @@ class TaskCore(EventTimeMixin, AckingMixin, CheckpointMixin, RecoveryMixin, Repo
             self.abort_checkpoint(arg)
         elif name == "resume":
             self.paused = False
+        elif name == "final_where":
+            self.final_where = arg
         elif name in ("activate", "deactivate"):
             want = name == "activate"
             if self.is_spout and want != self.active:
@@ -452,7 +460,7 @@ class TaskCore(EventTimeMixin, AckingMixin, CheckpointMixin, RecoveryMixin, Repo
                 self._handle_control()
                 continue
             self._check_fatal()
-            if self._finishing:
+            if self._finishing or self.finished_on_restore:
                 break
             if not self.active or self.paused:
                 c.flush_all()
@@ -623,14 +631,23 @@ class TaskCore(EventTimeMixin, AckingMixin, CheckpointMixin, RecoveryMixin, Repo
             self._call_user(closer, closer.__name__)
             self._answer_pending_control()
             return
-        if not self.is_spout:  # the end of the input is the end of time, on both clocks
+        # A bolt restored from a final checkpoint ran its cleanup before: not again.
+        again = self.finished_on_restore and not self.is_spout
+        if not self.is_spout and not again:  # the end of the input is the end of time
             for timestamp, event_time, payload in self.timers.due(MAX_TIME, False):
                 if payload != TICK:
                     self._fire(timestamp, event_time, payload)
-        self._call_user(closer, closer.__name__)
+        if not again:
+            self._call_user(closer, closer.__name__)
         if self.acking is not None:
             self.acking.flush_acks()
         if self.exactly_once:
+            while self.final_where is UNTOLD and not self._stopping:  # the coordinator says
+                self._check_fatal()
+                if self.control:
+                    self._handle_control()
+                    continue
+                await self._sleep()
             self._final_snapshot()
         if self.is_spout:  # a bounded source that ends takes event time to the end
             self._emit_watermark(MAX_TIME)
@@ -645,8 +662,8 @@ class TaskCore(EventTimeMixin, AckingMixin, CheckpointMixin, RecoveryMixin, Repo
                 break
             await asyncio.sleep(0.002)
         while self.exactly_once and not self.final_committed and not self._stopping:
-            # Done, but a sink commits its last output only once every task is done: until
-            # then a failure elsewhere replays from the last checkpoint (and resets this task).
+            # Done, but a sink commits its last output only once every task's final snapshot is
+            # written: until then a failure elsewhere replays from the last checkpoint.
             self._check_fatal()
             if self.control:
                 self._handle_control()

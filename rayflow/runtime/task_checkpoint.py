@@ -8,9 +8,11 @@ every open input has delivered it; then the task snapshots, forwards barrier N, 
 batches through. The snapshot is pickled in the loop (consistent) and written to the checkpoint
 storage in a thread (the loop goes on). ``checkpoint_result(N)`` answers the coordinator.
 
-At the end of a bounded stream every task takes a *final* snapshot (no file: a two-phase-commit
-sink pre-commits there) and waits until the coordinator says every task has taken it, so a sink
-commits its last output only when no replay can follow.
+At the end of a bounded stream every task takes a *final* snapshot (after its cleanup; a
+two-phase-commit sink pre-commits there) into the folder the coordinator named, and waits until
+every task has: that is the final checkpoint, and only then do sinks commit their last output.
+A failure after it restores every task from it *finished*: bolts do not run their cleanup again,
+spouts end at once, sinks commit (again, idempotently) what it holds.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ log = logging.getLogger("rayflow.task")
 
 TaskKey = tuple[str, int]
 _RESULTS_KEPT = 16
+
+
+UNTOLD = object()  # the final snapshot's folder, before the coordinator names it
 
 
 class Reset(Exception):
@@ -126,6 +131,8 @@ class CheckpointMixin:
         self.checkpoint_waiters: dict[int, list[asyncio.Future]] = {}
         self.last_barrier = 0
         self.final_committed = False
+        self.final_where: Any = UNTOLD  # None: keep no file (one process, nothing to recover)
+        self.finished_on_restore = False
         self.paused = False
         # (plan, states read from it): applied once the user object is open
         self.restore_from: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
@@ -215,6 +222,7 @@ class CheckpointMixin:
             "task": self.key[1],
             "parallelism": self.component.parallelism,
             "checkpoint": checkpoint_id,
+            "final": checkpoint_id == FINAL,
             "operator": obj._snapshot_for(checkpoint_id),  # type: ignore[union-attr]
             "keyed": keyed.snapshot() if keyed is not None and keyed.groups else {},
             "timers": self.timers.entries(),
@@ -278,12 +286,16 @@ class CheckpointMixin:
         )
 
     def _final_snapshot(self) -> None:
-        """The end of a bounded stream under exactly-once: pre-commit, then wait for the rest."""
-        try:
-            self.obj._snapshot_for(FINAL)  # type: ignore[union-attr]
-        except Exception as exc:
-            self._user_error("snapshot", exc, count=0)
-        self._record(FINAL, {"final": True})
+        """The end of a bounded stream under exactly-once: this task's part of the final
+        checkpoint (sinks pre-commit); then it waits for the others."""
+        if self.final_where is None:  # hosted in one process: nothing to restore it into
+            try:
+                self.obj._snapshot_for(FINAL)  # type: ignore[union-attr]
+            except Exception as exc:
+                self._user_error("snapshot", exc, count=0)
+            self._record(FINAL, {"final": True})
+            return
+        self._snapshot(FINAL, self.final_where, 0.0)
 
     # ---------------------------------------------------------------- restore
     def _read_plan(self, plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -320,6 +332,7 @@ class CheckpointMixin:
             obj.__dict__["_rayflow_state"].restore(keyed)  # type: ignore[union-attr]
         for timestamp, event_time, payload in timers:
             self.timers.register(timestamp, event_time, payload)
+        self.finished_on_restore = any(state.get("final") for state in states)
         operators = [state["operator"] for state in states]
         if len(states) == 1:
             self._call_restore(obj._restore_for, operators[0])  # type: ignore[union-attr]
@@ -351,6 +364,7 @@ class CheckpointMixin:
         self.aligning = None
         for checkpoint_id in list(self.checkpoint_waiters):
             self._record(checkpoint_id, None)
+        self.checkpoint_results.clear()  # a final snapshot from before counts no more
         self.collector.discard_all()
         for channel in self.outputs.values():
             channel.pending.clear()
@@ -366,6 +380,8 @@ class CheckpointMixin:
         self.idle_sent = False
         self._finishing = False
         self.final_committed = False
+        self.final_where = UNTOLD
+        self.finished_on_restore = False
         self.last_barrier = 0
         old = self.obj
         if self.is_spout and old is not None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from typing import Any
 
 from rayflow import Bolt, Context, Tuple
+from rayflow.connectors.kafka import KafkaBolt
 
 
 def create_topic(bootstrap: str, partitions: int, prefix: str = "t") -> str:
@@ -109,3 +111,75 @@ class WhoReads(Bolt):
 
 def as_json(value: Any) -> bytes:
     return json.dumps(value).encode()
+
+
+class CountValues(Bolt):
+    """Keyed running count of each record's ``value``: emits ``[word, count]``."""
+
+    outputs = ["word", "count"]
+
+    def __init__(self, delay_ms: float = 0.0) -> None:
+        self.delay = delay_ms / 1000
+
+    def process(self, tup: Tuple) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        count = self.state.value("count", default=0)
+        count.set(count.get() + 1)
+        self.emit([tup["value"], count.get()])
+
+
+def _once(flags: str, name: str) -> bool:
+    """True the first time ``name`` is asked for in the folder ``flags`` (across processes)."""
+    try:
+        os.close(os.open(os.path.join(flags, name), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
+
+class CrashingKafkaBolt(KafkaBolt):
+    """A KafkaBolt whose process ends once between a checkpoint's completion and the commit of
+    its transaction (records produced, not committed), and once right after a commit (before
+    anything else could note it), at the first checkpoint at or after the given ids."""
+
+    def __init__(self, flags: str, crash_before: int = 3, crash_after: int = 6, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.flags, self.crash_before, self.crash_after = flags, crash_before, crash_after
+
+    def _write(self, checkpoint_id: int, staging_task: int, records: list) -> None:
+        fresh = records and self._marker(staging_task) < checkpoint_id
+        if fresh and checkpoint_id >= self.crash_before and _once(self.flags, "before"):
+            self.producer.begin_transaction()
+            for topic, key, value in records:
+                self._produce(topic, value, key, encoded=True)
+            self.producer.flush(10)
+            os._exit(1)  # produced, never committed
+        super()._write(checkpoint_id, staging_task, records)
+        if fresh and checkpoint_id >= self.crash_after and _once(self.flags, "after"):
+            os._exit(1)  # committed with its marker; nothing after it ran
+
+
+def read_committed(bootstrap: str, topic: str, expected: int, timeout: float = 90.0) -> list:
+    """``(key, value)`` of ``topic`` as a read_committed consumer sees it: at least ``expected``
+    records, then until nothing new arrives for 3 s (so duplicates would show)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex[:6]}",
+         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+         "isolation.level": "read_committed"}
+    )  # fmt: skip
+    consumer.subscribe([topic])
+    records: list[tuple[str, str]] = []
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        batch = [m for m in consumer.consume(500, timeout=0.5) if m.error() is None]
+        records += [(m.key().decode(), m.value().decode()) for m in batch]
+        if batch:
+            quiet_since = time.monotonic()
+        elif len(records) >= expected and time.monotonic() - quiet_since > 3:
+            break
+    consumer.close()
+    return records

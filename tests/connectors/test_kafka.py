@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -101,6 +102,43 @@ def test_kafka_to_kafka_at_least_once_survives_killed_task_actors(
     assert committed(kafka, f"g-{source}", source, 3) == {p: len(lines[p::3]) for p in range(3)}
     assert result.counter("lines", "failed") > 0  # the kills did fail trees, which replayed
     assert result.metric("lines", "kafka_dead_letters") == 0
+
+
+def test_kafka_to_kafka_exactly_once_despite_kills_and_crashes_around_the_commit(
+    kafka: str, ray_session: str, tmp_path: Path
+) -> None:
+    """Kafka -> keyed running count -> Kafka under exactly-once, with task actors killed and the
+    sink's process ending once between a checkpoint's completion and its transaction's commit
+    and once right after a commit: a read_committed consumer sees every (word, count) once."""
+    from rayflow.launchers import embedded
+    from tests.connectors.kafka_parts import CountValues, CrashingKafkaBolt, read_committed
+    from tests.reliability import killing_tasks
+
+    source, sink = create_topic(kafka, 3, "words"), create_topic(kafka, 2, "counts")
+    words = [f"w{(i * 7) % 11}" for i in range(3000)]
+    for p in range(3):
+        produce(kafka, source, [(None, w.encode()) for w in words[p::3]], partition=p)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    t = Topology("kafka-exactly")
+    t.spout("words", KafkaSpout, parallelism=2, kwargs=dict(
+        topics=source, bootstrap_servers=kafka, bounded=True, start="earliest"))  # fmt: skip
+    t.bolt("count", CountValues, parallelism=2, kwargs={"delay_ms": 3}).fields("words", "value")
+    t.bolt("out", CrashingKafkaBolt, kwargs=dict(
+        flags=str(flags), crash_before=2, crash_after=3, topic=sink, bootstrap_servers=kafka,
+        key_field="word", value_field="count", marker_topic=f"markers-{sink}")
+    ).shuffle("count")  # fmt: skip
+    spec = t.build(
+        {"reliability": "exactly_once", "checkpoint.interval": "300ms", "batch.size": 20,
+         "checkpoint.storage": str(tmp_path / "checkpoints")}
+    )  # fmt: skip
+    with killing_tasks({"words", "count"}, max_kills=3, every=1.5) as kills:
+        embedded.run_topology(spec)
+    assert kills, "a task was killed"
+    totals = Counter(words)
+    expected = Counter((w, str(c)) for w, n in totals.items() for c in range(1, n + 1))
+    assert Counter(read_committed(kafka, sink, len(words))) == expected
+    assert sorted(os.listdir(flags)) == ["after", "before"], "the sink crashed both ways"
 
 
 WHO_READS = """\

@@ -100,3 +100,19 @@ def test_the_ui_draws_the_topology_updates_its_counters_and_its_buttons_work(
         "the kill button to kill the topology",
         timeout=90,
     )
+
+
+def test_the_ui_shows_checkpoints_and_takes_a_savepoint(cluster: Cluster, browser: object) -> None:
+    cluster.cli("submit", "ticking-eo.yaml")
+    page = browser.pages[0] if browser.pages else browser.new_page()  # type: ignore[attr-defined]
+    page.set_default_timeout(30_000)
+    page.goto(f"http://127.0.0.1:{cluster.port}/#/topology/ticking-eo")
+    page.wait_for_selector('#checkpoints tr.checkpoint[data-status="COMPLETED"]')
+    assert "completed" in page.inner_text("#checkpoint-summary")
+    page.fill("#token", TOKEN)
+    page.click("#savepoint")
+    page.wait_for_selector("#message >> text=savepoint written to")
+    path = page.inner_text("#message").rsplit(" ", 1)[1]
+    assert (Path(path) / "_metadata").exists()
+    page.wait_for_selector("#checkpoints >> text=(savepoint)")
+    cluster.cli("kill", "ticking-eo", "--wait", "0")

@@ -77,6 +77,22 @@ function graph(components, streams) {
     ${edges.join("")}${nodes.join("")}</svg>`;
 }
 
+function checkpointsPart(c) {
+  if (!c) return "";
+  const rows = c.history.map((h) => `
+    <tr class="checkpoint" data-status="${esc(h.status)}"><td>${h.id}</td>
+    <td class="status-${esc(h.status)}">${esc(h.status)}${h.savepoint ? " (savepoint)" : ""}</td>
+    <td>${new Date(h.time * 1000).toLocaleTimeString()}</td><td>${num(h.duration_ms || 0)}</td>
+    <td>${num(h.bytes || 0)}</td><td>${(h.align_ms || 0).toFixed(1)}</td><td>${(h.sync_ms || 0).toFixed(1)}</td>
+    <td class="path">${esc(h.reason || h.path || "")}</td></tr>`);
+  const latest = c.latest ? `latest ${c.latest.id} at <code>${esc(c.latest.path)}</code>` : "none complete yet";
+  return `<h3>Checkpoints</h3>
+    <p id="checkpoint-summary">${c.completed} completed · ${c.failed} failed · every ${c.interval_s}s
+    · ${latest}${c.restored_from ? ` · restored from <code>${esc(c.restored_from)}</code>` : ""}</p>
+    <table id="checkpoints"><tr><th>id</th><th>status</th><th>started</th><th>duration ms</th>
+    <th>bytes</th><th>align ms</th><th>sync ms</th><th>path / reason</th></tr>${rows.join("")}</table>`;
+}
+
 function topologyPage(t) {
   const rows = t.components.map((c) => `
     <tr data-component="${esc(c.id)}"><td>${esc(c.id)}</td><td>${c.kind}</td><td>${c.parallelism}</td>
@@ -93,20 +109,25 @@ function topologyPage(t) {
     <p>up ${ago(t.uptime)} · ${t.tasks} tasks on ${t.workers} node(s) · reliability ${esc(t.reliability)}
     · ${t.restarts} restart(s)</p>
     <p><button id="activate">Activate</button><button id="deactivate">Deactivate</button>
+    ${t.checkpoints ? '<button id="savepoint">Savepoint</button>' : ""}
     <button id="kill" class="danger">Kill</button></p><div id="message"></div>
     ${graph(t.components, t.streams)}
     <h3>Components</h3>
     <table id="components"><tr><th>component</th><th>kind</th><th>tasks</th><th>emitted</th>
     <th>executed</th><th>acked</th><th>failed</th><th>execute ms</th><th>complete ms</th>
     <th>capacity</th><th>backpressure</th><th>inbox</th></tr>${rows.join("")}</table>
+    ${checkpointsPart(t.checkpoints)}
     <h3>Recent errors</h3>${errors.join("") || "<p>none</p>"}
     ${t.error ? `<pre class="traceback">${esc(t.error)}</pre>` : ""}`;
 }
 
+let notice = "";  // survives the re-render every 2 s
+
 async function command(name, verb) {
   if (verb === "kill" && !confirm(`Kill topology ${name}?`)) return;
   try {
-    await api(`/topologies/${encodeURIComponent(name)}/${verb}`, {method: "POST", body: "{}"});
+    const answer = await api(`/topologies/${encodeURIComponent(name)}/${verb}`, {method: "POST", body: "{}"});
+    if (answer.savepoint) notice = `savepoint written to ${answer.savepoint}`;
     render();
   } catch (err) {
     document.getElementById("message").textContent = err.message;
@@ -121,9 +142,11 @@ async function render() {
       const open = [...main.querySelectorAll("details[open]")].map((d) => d.textContent);
       main.innerHTML = topologyPage(await api(`/topologies/${encodeURIComponent(name)}`));
       main.querySelectorAll("details").forEach((d) => { if (open.includes(d.textContent)) d.open = true; });
-      for (const verb of ["activate", "deactivate", "kill"]) {
-        document.getElementById(verb).onclick = () => command(name, verb);
+      for (const verb of ["activate", "deactivate", "kill", "savepoint"]) {
+        const button = document.getElementById(verb);
+        if (button) button.onclick = () => command(name, verb);
       }
+      if (notice) document.getElementById("message").innerHTML = `<span class="notice">${esc(notice)}</span>`;
     } else {
       main.innerHTML = listPage(await api("/topologies"));
     }
