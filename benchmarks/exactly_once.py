@@ -23,6 +23,7 @@ import tempfile
 import time
 from typing import Any
 
+from examples.wordcount import SplitSentence
 from rayflow import Bolt, Spout, Topology, Tuple
 
 SENTENCES = [
@@ -39,21 +40,25 @@ class Sentences(Spout):
 
     outputs = ["sentence"]
 
-    def __init__(self, total: int, distinct: bool = False, pace: float = 0.0) -> None:
-        self.total, self.distinct, self.pace = total, distinct, pace
+    def __init__(
+        self, total: int, distinct: bool = False, pace: float = 0.0, stay: bool = False
+    ) -> None:
+        self.total, self.distinct, self.pace, self.stay = total, distinct, pace, stay
 
     def open(self, context: Any) -> None:
         self.n = 0
         self.metrics.gauge("opened_at").set(time.time())
 
     def next_tuple(self) -> None:
+        if self.n >= self.total:  # ``stay``: keep running (idle) for a savepoint of it all
+            return
         end = min(self.n + 256, self.total)
         if self.distinct:
             self.emit_many([[f"key{i}"] for i in range(self.n, end)])
         else:
             self.emit_many([[SENTENCES[i % 5]] for i in range(self.n, end)])
         self.n = end
-        if self.n >= self.total:
+        if self.n >= self.total and not self.stay:
             self.finish()
         elif self.pace:
             time.sleep(self.pace)
@@ -63,14 +68,6 @@ class Sentences(Spout):
 
     def restore(self, snapshot: int) -> None:
         self.n = snapshot
-
-
-class Split(Bolt):
-    outputs = ["word"]
-
-    def process(self, tup: Tuple) -> None:
-        for word in tup.values[0].split():
-            self.emit([word])
 
 
 class Count(Bolt):
@@ -96,7 +93,7 @@ def topology(mode: str, sentences: int, storage: str, **spout: Any) -> Topology:
         },
     )
     t.spout("sentences", Sentences, kwargs={"total": sentences, **spout})
-    t.bolt("split", Split, parallelism=2).shuffle("sentences")
+    t.bolt("split", SplitSentence, parallelism=2).shuffle("sentences")
     t.bolt("count", Count, parallelism=2).fields("split", "word")
     return t
 
@@ -136,7 +133,7 @@ def big_checkpoint(keys: int, storage: str) -> dict[str, Any]:
         config={"reliability": "exactly_once", "checkpoint.interval": "1h",
                 "checkpoint.storage": storage},
     )  # fmt: skip
-    t.spout("keys", Sentences, kwargs={"total": keys, "distinct": True})
+    t.spout("keys", Sentences, kwargs={"total": keys, "distinct": True, "stay": True})
     t.bolt("count", Count).fields("keys", "sentence")
     deployment = RayDeployment(t.build())
     deployment.start()

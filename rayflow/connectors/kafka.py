@@ -33,6 +33,15 @@ an aborted transaction (fenced by the same ``transactional.id``) and the records
 again; a crash after it leaves the marker, and nothing is written twice. Readers use
 ``isolation.level: read_committed``.
 
+Why that is exactly-once: records reach Kafka only for complete checkpoints, so a recovery (to
+the latest complete one) never has to take back what was written: input after it is replayed,
+and what it produced is staged again under new checkpoints. The records of a complete checkpoint
+are in its snapshot, so they survive any crash until written; they are written atomically with
+their marker, and markers only grow (checkpoint ids keep growing, also across runs resumed from
+a savepoint), so "marker >= N" means exactly "checkpoint N's records are in Kafka". Kafka's
+transactions cannot be resumed after a crash (``init_transactions`` aborts them), which is why
+the records wait in the checkpoint rather than in an open transaction.
+
 **Bad records** (a value or key the deserializer rejects) never stop the spout: they go to the
 ``errors`` stream as ``[topic, partition, offset, key, raw, error]``, tracked like any record.
 """

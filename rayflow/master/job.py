@@ -21,6 +21,7 @@ from rayflow.errors import RayflowError, TaskError
 from rayflow.master.registry import NAMESPACE, JobRecord, Registry
 from rayflow.master.summary import recent_errors, summarize
 from rayflow.runtime.deploy import Lifetime, RayDeployment
+from rayflow.state.storage import CheckpointStorage
 
 log = logging.getLogger("rayflow.master")
 
@@ -136,8 +137,9 @@ class Job:
         """Storm's rebalance: the spouts pause, the stream drains (``wait`` seconds at most), and
         the tasks are replaced by a deployment with the new ``parallelism`` (component id ->
         tasks); the spouts then resume where their source is (Kafka's committed offsets, a
-        Redis group). In-memory state of bolts starts afresh (keyed state will move with its
-        key groups once checkpoints exist)."""
+        Redis group), and in-memory state of bolts starts afresh. Under exactly-once the paused
+        topology takes a savepoint instead of draining and the new tasks start from it: keyed
+        state moves with its key groups, spouts resume at their positions."""
         with self.lock:
             if self.status not in ("ACTIVE", "INACTIVE"):
                 raise RayflowError(f"topology '{self.name}' is {self.status}; cannot rebalance it")
@@ -161,9 +163,15 @@ class Job:
             self._save()
             old = self.deployment
             old.command("deactivate", kind="spout")
-            self._drain(wait)
+            restore_from = self.record.restore_from
+            if old.checkpoints is not None:  # keyed state moves with its key groups
+                url = old.checkpoints.savepoint(max(wait, 60.0))
+                restore_from = CheckpointStorage.open_savepoint(url)
+            else:
+                self._drain(wait)
             epoch = max(old.generation(key) for key in old.tasks) + 1  # new actor names
             old.kill()
+            self.record.restore_from = restore_from
             self.record.spec, self.record.epoch, self.record.restarts = new_spec, epoch, {}
             self.record.secret = secrets.token_bytes(16)
             self.deployment = self._deployment()

@@ -642,12 +642,7 @@ class TaskCore(EventTimeMixin, AckingMixin, CheckpointMixin, RecoveryMixin, Repo
         if self.acking is not None:
             self.acking.flush_acks()
         if self.exactly_once:
-            while self.final_where is UNTOLD and not self._stopping:  # the coordinator says
-                self._check_fatal()
-                if self.control:
-                    self._handle_control()
-                    continue
-                await self._sleep()
+            await self._commands_until(lambda: self.final_where is not UNTOLD)  # it says where
             self._final_snapshot()
         if self.is_spout:  # a bounded source that ends takes event time to the end
             self._emit_watermark(MAX_TIME)
@@ -661,12 +656,17 @@ class TaskCore(EventTimeMixin, AckingMixin, CheckpointMixin, RecoveryMixin, Repo
                 self._release_inputs()
                 break
             await asyncio.sleep(0.002)
-        while self.exactly_once and not self.final_committed and not self._stopping:
+        if self.exactly_once:
             # Done, but a sink commits its last output only once every task's final snapshot is
             # written: until then a failure elsewhere replays from the last checkpoint.
+            await self._commands_until(lambda: self.final_committed)
+        self._answer_pending_control()
+
+    async def _commands_until(self, done: Callable[[], bool]) -> None:
+        """Only handle commands until ``done()`` (or a stop)."""
+        while not done() and not self._stopping:
             self._check_fatal()
             if self.control:
                 self._handle_control()
                 continue
             await self._sleep()
-        self._answer_pending_control()

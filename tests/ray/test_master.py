@@ -245,8 +245,8 @@ streams:
 
 def test_savepoint_stop_and_resume_with_other_parallelism(cluster: Cluster) -> None:
     """Exactly-once through the CLI and REST: checkpoints complete, a savepoint over REST, stop
-    with a savepoint, resume from it with the keyed count's parallelism 2 -> 3: the committed
-    output holds every (word, running count) exactly once."""
+    with a savepoint, resume from it with the keyed count's parallelism 2 -> 3, rebalance to 2
+    while it runs: the committed output holds every (word, running count) exactly once."""
     folder = cluster.cwd
     (folder / "counting.py").write_text(COUNTING)
     (folder / "counting.yaml").write_text(_counting_yaml(str(folder), 2))
@@ -265,6 +265,9 @@ def test_savepoint_stop_and_resume_with_other_parallelism(cluster: Cluster) -> N
     assert os.path.exists(os.path.join(url, "_metadata")), stopped
     wait_for(lambda: "counting" not in cluster.cli("list").stdout, "the stopped topology gone")
     cluster.cli("submit", "counting3.yaml", "--from-savepoint", url)
+    # and a rebalance while it runs: keyed state moves through a savepoint (3 -> 2 tasks)
+    cluster.cli("rebalance", "counting", "-e", "count=2")
+    assert [c["parallelism"] for c in cluster.status("counting")["components"]] == [1, 2, 1]
     wait_for(
         lambda: cluster.status("counting")["status"] == "FINISHED", "the resumed run to end", 120
     )
