@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default: start an embedded Ray on this machine",
     )
     run.add_argument("--quiet", "-q", action="store_true", help="no live throughput line")
+    run.add_argument(
+        "--ui-port",
+        type=int,
+        default=int(os.environ.get("RAYFLOW_UI_PORT", "8744")),
+        help="where this run's web UI and REST API listen on 127.0.0.1 (default 8744)",
+    )
+    run.add_argument("--no-ui", action="store_true", help="no web UI for this run")
 
     validate = sub.add_parser("validate", help="check a topology file and print its graph")
     _add_topology_args(validate)
@@ -290,7 +297,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     folders = code_folders(os.path.dirname(os.path.abspath(args.topology)))
     print(_describe(spec), file=sys.stderr)
     result = run_topology(
-        spec, args.duration, address=args.address, progress=not args.quiet, code_paths=folders
+        spec,
+        args.duration,
+        address=args.address,
+        progress=not args.quiet,
+        code_paths=folders,
+        ui_port=None if args.no_ui else args.ui_port,
+        on_ui=lambda text: print(text, file=sys.stderr, flush=True),
     )
     print(_report(result))
     return EXIT_OK

@@ -215,6 +215,66 @@ class WindowedBolt(Bolt):
         for sessions in self._sessions.values():
             sessions[:] = [p for p in sessions if not (p.fired and p.end - 1 + lateness <= upto)]
 
+    # ---------------------------------------------------- exactly-once state
+    _STATE = ("_panes", "_sessions", "_counts", "_seen", "_own_marks", "_own_watermark")
+
+    def snapshot(self) -> Any:
+        """The window contents (the runtime keeps their timers); subclasses that keep more
+        state of their own extend it."""
+        if not hasattr(self, "_spec"):
+            return None
+        return {name: getattr(self, name) for name in self._STATE}
+
+    def restore(self, snapshot: Any) -> None:
+        if snapshot is None:
+            return
+        if not hasattr(self, "_spec"):
+            self._windows_setup()
+        for name in self._STATE:
+            setattr(self, name, snapshot[name])
+
+    def restore_rescaled(self, snapshots: list[Any]) -> None:
+        """After a change of parallelism: the windows of the keys this task now owns, with
+        their timers (the runtime gives every old timer to task 0 only)."""
+        from rayflow.runtime.keys import (  # the frozen key encoding fields grouping uses
+            encode_compound,
+            encode_key,
+            key_group_of,
+            key_groups_of_task,
+        )
+
+        if not hasattr(self, "_spec"):
+            self._windows_setup()
+        context = self.context  # type: ignore[attr-defined]
+        mine = key_groups_of_task(
+            context.task_index,
+            context.config.get("max_parallelism", 128),
+            context.parallelism,
+        )
+
+        def owned(key: Any) -> bool:
+            if key is None:
+                return context.task_index == 0
+            encoded = encode_key(key[0]) if len(key) == 1 else encode_compound(key)
+            return key_group_of(encoded, context.config.get("max_parallelism", 128)) in mine
+
+        for snapshot in filter(None, snapshots):
+            for (key, start), pane in snapshot["_panes"].items():
+                if owned(key):
+                    self._panes[(key, start)] = pane
+                    self._timer(pane.end - 1, ("fire", key, start))
+            for key, panes in snapshot["_sessions"].items():
+                if owned(key):
+                    self._sessions[key] = panes
+                    for pane in panes:
+                        self._timer(pane.end - 1, ("session", key, pane.end))
+            for key, window in snapshot["_counts"].items():
+                if owned(key):
+                    self._counts[key] = window
+                    self._seen[key] = snapshot["_seen"].get(key, 0)
+            for source, mark in snapshot["_own_marks"].items():
+                self._own_marks[source] = max(mark, self._own_marks.get(source, mark))
+
     # --------------------------------------------------------------- timers
     def on_timer(self, timer: Timer) -> None:
         if not hasattr(self, "_spec"):

@@ -365,7 +365,7 @@ class KafkaSpout(Spout):
     def _records(self, messages: list[Any]) -> None:
         """Emit a batch of consumed records (the hot loop: locals, no per-record calls that
         can be hoisted)."""
-        emit, reliable, ends = self.emit, self.reliable, self.ends
+        emit, reliable, ends, exactly_once = self.emit, self.reliable, self.ends, self.exactly_once
         decode_key = None if self.decode_key is _same else self.decode_key
         decode_value = None if self.decode_value is _same else self.decode_value
         track, offsets = self.book.track, self.offsets
@@ -379,6 +379,8 @@ class KafkaSpout(Spout):
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             if ends and not self._before_end(topic, partition, offset):
                 continue
+            if exactly_once and offset < (offsets[(topic, partition)].next or 0):
+                continue  # fetched before a restore's seek, or delivered twice: emitted already
             key, value = message.key(), message.value()
             try:
                 if decode_key is not None and key is not None:
@@ -637,7 +639,7 @@ class KafkaBolt(Bolt):
         if self.staged:
             self.pending[checkpoint_id] = (self.task, self.staged)
             self.staged = []
-        return {"pending": dict(self.pending)}
+        return {"pending": dict(self.pending), "last": self.last_checkpoint}
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         for number in sorted(self.pending):
@@ -648,10 +650,12 @@ class KafkaBolt(Bolt):
     def restore(self, snapshot: Any) -> None:
         """The restored checkpoint is complete: write what it staged, unless a marker says a
         predecessor did."""
+        self.last_checkpoint = snapshot["last"]  # the final one's id follows it, after a restore
         self._write_restored(snapshot["pending"])
 
     def restore_rescaled(self, snapshots: list[Any]) -> None:
         pending = {}
+        self.last_checkpoint = max(snapshot["last"] for snapshot in snapshots)
         for snapshot in snapshots:
             for number, (task, records) in snapshot["pending"].items():
                 if task % self.tasks == self.task:  # each old task's records to one new task

@@ -3,13 +3,17 @@
 Used by ``rayflow run`` and ``Topology.run()``. Ctrl-C (or the end of ``duration``) finishes the
 spouts gracefully, so the bolts' ``cleanup`` still runs and final results come out; a second
 Ctrl-C stops at once.
+
+With ``ui_port`` the run is shown by the job master's own code, in this process: the web UI, the
+REST API (status, activate/deactivate, kill, savepoint) and ``/metrics`` on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from rayflow.api.result import RunResult, merge_task_stats
 from rayflow.launchers.progress import ProgressLine
@@ -29,6 +33,8 @@ def run_topology(
     address: str | None = None,
     progress: bool = False,
     code_paths: Iterable[str] = (),
+    ui_port: int | None = None,
+    on_ui: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Deploy ``spec`` on Ray and wait for it; see the module docstring."""
     ensure_ray(address, code_paths)
@@ -37,6 +43,7 @@ def run_topology(
     started = time.monotonic()
     line = ProgressLine(spec.name) if progress else None
     deployment = RayDeployment(spec)
+    job = _local_master(spec, deployment, ui_port, on_ui) if ui_port is not None else None
     ended = "finished"
     deadline = None if duration is None else started + parse_duration(duration)
     finish_by: float | None = None
@@ -61,7 +68,11 @@ def run_topology(
                     finish_by = now + FINISH_GRACE_SECONDS
                 if now >= next_check:
                     next_check = now + 1.0
-                    stats = deployment.stats(timeout=1.0)
+                    if job is not None:  # the UI's figures, and ours
+                        job.refresh_stats()
+                        stats = job.stats
+                    else:
+                        stats = deployment.stats(timeout=1.0)
                     stalled = watch.check(stats, now)
                     if stalled:
                         _printer(line)(f"warning: {stalled}")
@@ -87,6 +98,29 @@ def run_topology(
     )
     deployment.kill()
     return result
+
+
+def _local_master(
+    spec: TopologySpec, deployment: Any, port: int, on_ui: Callable[[str], None] | None
+) -> Any:
+    """A job master in this process that shows ``deployment`` (the UI and REST API)."""
+    from rayflow.master.http import serve_in_thread
+    from rayflow.master.job import Job
+    from rayflow.master.master import JobMaster
+    from rayflow.master.registry import JobRecord, MemoryRegistry
+
+    registry = MemoryRegistry()
+    master = JobMaster(registry)
+    record = JobRecord(spec.name, spec, {}, deployment.secret, source="rayflow run")
+    job = master.jobs[spec.name] = Job(record, registry, deployment)
+    registry.put(record)
+    try:
+        master.url = serve_in_thread(master, "127.0.0.1", port)
+    except OSError as exc:
+        log.warning("no web UI for this run: port %d: %s (--ui-port picks another)", port, exc)
+        return job
+    (on_ui or log.warning)(f"web UI and REST API: {master.url}/#/topology/{spec.name}")
+    return job
 
 
 def _printer(line: ProgressLine | None):  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from typing import Any
 import ray
 
 from rayflow.errors import RayflowError, TaskError
-from rayflow.master.registry import NAMESPACE, JobRecord, Registry
+from rayflow.master.registry import NAMESPACE, JobRecord, MemoryRegistry, Registry
 from rayflow.master.summary import recent_errors, summarize
 from rayflow.runtime.deploy import Lifetime, RayDeployment
 from rayflow.state.storage import CheckpointStorage
@@ -31,11 +31,18 @@ STATS_EVERY = 1.0
 class Job:
     """A submitted topology (see module docstring); every method is safe from any thread."""
 
-    def __init__(self, record: JobRecord, registry: Registry) -> None:
+    def __init__(
+        self,
+        record: JobRecord,
+        registry: Registry | MemoryRegistry,
+        deployment: RayDeployment | None = None,
+    ) -> None:
         self.record = record
         self.registry = registry
         self.lock = threading.RLock()
-        self.deployment = self._deployment()
+        # Given: ``rayflow run`` drives its own deployment and shows it through this job.
+        self.local = deployment is not None
+        self.deployment = deployment or self._deployment()
         self.kill_by: float | None = None
         self.ended = False  # killed or failed: the master forgets it after this
         self.error: str = ""
@@ -143,6 +150,11 @@ class Job:
         with self.lock:
             if self.status not in ("ACTIVE", "INACTIVE"):
                 raise RayflowError(f"topology '{self.name}' is {self.status}; cannot rebalance it")
+            if self.local:
+                raise RayflowError(
+                    "`rayflow run` cannot rebalance its topology; submit it to a cluster "
+                    "(rayflow submit) to change its parallelism while it runs"
+                )
             spec = self.record.spec
             known = [c.id for c in spec.components]
             unknown = sorted(set(parallelism) - set(known))

@@ -63,6 +63,30 @@ def portable_spec(spec: TopologySpec) -> TopologySpec:
     )
 
 
+class MemoryRegistry:
+    """``JobRecord`` objects in this process only: ``rayflow run``'s own job master, whose
+    topology ends with the process anyway.
+
+    >>> r = MemoryRegistry(); r.put(JobRecord("wc", None, {}, b"k")); r.names()
+    ['wc']
+    """
+
+    def __init__(self) -> None:
+        self.records: dict[str, JobRecord] = {}
+
+    def put(self, record: JobRecord) -> None:
+        self.records[record.name] = record
+
+    def get(self, name: str) -> JobRecord | None:
+        return self.records.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self.records)
+
+    def delete(self, name: str) -> None:
+        self.records.pop(name, None)
+
+
 class Registry:
     """``JobRecord`` objects by topology name in the GCS key-value store (namespace rayflow)."""
 

@@ -377,6 +377,7 @@ class CheckpointMixin:
         self.timers = Timers()
         self.end_sent = False
         self.sent_watermark = -(2**63)
+        self.max_event_time = None  # the rewound source sets event time again as it replays
         self.idle_sent = False
         self._finishing = False
         self.final_committed = False

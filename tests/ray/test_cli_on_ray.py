@@ -95,3 +95,53 @@ def test_ctrl_c_stops_gracefully_and_prints_the_top_words(ray_session: str) -> N
     assert "stopped by Ctrl-C" in out
     top = out.splitlines()
     assert top[top.index("top:") + 1].split()[0] == "the"
+
+
+def test_run_serves_its_own_ui_and_rest_api(ray_session: str) -> None:
+    """`rayflow run` shows its topology through the job master's code in its own process: the
+    REST API lists it with live counters, and a kill over REST ends the run gracefully."""
+    import json
+    import time
+    import urllib.request
+
+    from tests.cluster import free_port
+
+    port = free_port("127.0.0.1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rayflow.cli", "run", WORDCOUNT, "--address", ray_session,
+         "--ui-port", str(port), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/api/v1/topologies"
+
+    def emitted() -> float:
+        try:
+            with urllib.request.urlopen(f"{base}/wordcount", timeout=5) as response:
+                detail = json.loads(response.read())
+        except OSError:
+            return 0.0
+        return sum(c.get("emitted", 0) for c in detail["components"])
+
+    try:
+        deadline = time.monotonic() + 120
+        while emitted() <= 0:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the run's REST API never showed tuples"
+            time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert "rayflow" in response.read().decode()  # the web UI's page
+        request = urllib.request.Request(f"{base}/wordcount/kill", data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["status"] == "KILLING"
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"web UI and REST API: http://127.0.0.1:{port}/#/topology/wordcount" in err
+    top = out.splitlines()
+    assert top[top.index("top:") + 1].split()[0] == "the"
