@@ -46,6 +46,7 @@ class JobMaster:
         self.started_at = time.time()
         self.url = ""
         self._stop = threading.Event()
+        self._supervisors: dict[Job, threading.Thread] = {}  # by job: a new one of a name too
 
     def recover(self) -> None:
         """Take over the topologies a previous master ran (their task actors still run)."""
@@ -63,16 +64,34 @@ class JobMaster:
             log.warning("took over topology %s (%s)", name, record.status)
 
     def supervise_forever(self) -> None:
+        """Give every topology a supervisor thread of its own: restarting one topology's tasks
+        (which waits on Ray to place and wire them) never delays noticing another's failures."""
         while not self._stop.is_set():
             for job in list(self.jobs.values()):
-                try:
-                    job.supervise()
-                except Exception:
-                    log.exception("supervising %s failed", job.name)
-                if job.ended:
-                    with self.lock:
-                        self.jobs.pop(job.name, None)
+                thread = self._supervisors.get(job)
+                if thread is None or not thread.is_alive():
+                    thread = threading.Thread(
+                        target=self._supervise, args=(job,), name=f"supervise-{job.name}",
+                        daemon=True,
+                    )  # fmt: skip
+                    self._supervisors[job] = thread
+                    thread.start()
             self._stop.wait(SUPERVISE_EVERY)
+
+    def _supervise(self, job: Job) -> None:
+        while not self._stop.is_set() and not job.ended:
+            try:
+                job.supervise()
+            except Exception:
+                log.exception("supervising %s failed", job.name)
+            if job.ended:
+                break
+            self._stop.wait(SUPERVISE_EVERY)
+        with self.lock:
+            if self.jobs.get(job.name) is job:
+                del self.jobs[job.name]
+            if self._supervisors.get(job) is threading.current_thread():
+                del self._supervisors[job]
 
     def stop(self) -> None:
         self._stop.set()
