@@ -46,6 +46,13 @@ class RandomSentenceSpout(Spout):
         self.emit([self.sentences[i % len(self.sentences)]])
         self.next_index = i + self.step
 
+    # Exactly-once (examples/exactly_once.yaml): the spout's position is its whole state.
+    def snapshot(self) -> int:
+        return self.next_index
+
+    def restore(self, snapshot: int) -> None:
+        self.next_index = snapshot
+
 
 class SplitSentence(Bolt):
     """One tuple per word."""

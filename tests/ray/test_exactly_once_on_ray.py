@@ -167,3 +167,28 @@ def test_event_time_windows_exactly_once_despite_killed_tasks(
                 key, start, end, count, stamps = json.loads(line)
                 rows[(key, start, end, count, tuple(stamps))] += 1
     assert rows == reference_windows(events, 10_000)
+
+
+def test_the_exactly_once_example(ray_session: str, tmp_path: Path) -> None:
+    """examples/exactly_once.yaml through `rayflow run`: every milestone line, exactly once."""
+    import json
+    import subprocess
+    import sys
+
+    from examples.wordcount import SENTENCES
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "rayflow.cli", "run", str(root / "examples" / "exactly_once.yaml"),
+         "-D", "LIMIT=20000", "-D", "EVERY=500", "-D", f"OUT={tmp_path / 'out'}",
+         "-D", f"CHECKPOINTS={tmp_path / 'ckpt'}", "--address", ray_session, "--no-ui"],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    totals = Counter(w for i in range(20000) for w in SENTENCES[i % 5].split())
+    expected = Counter((w, k) for w, n in totals.items() for k in range(500, n + 1, 500))
+    rows = Counter()
+    for path in glob.glob(os.path.join(tmp_path, "out", "part-*")):
+        with open(path, encoding="utf-8") as f:
+            rows.update(tuple(json.loads(line)) for line in f)
+    assert rows == expected
