@@ -192,3 +192,38 @@ def test_the_exactly_once_example(ray_session: str, tmp_path: Path) -> None:
         with open(path, encoding="utf-8") as f:
             rows.update(tuple(json.loads(line)) for line in f)
     assert rows == expected
+
+
+def test_a_checkpoint_that_cannot_complete_in_time_is_aborted(
+    ray_session: str, tmp_path: Path
+) -> None:
+    """A bolt stuck for 2.5 s holds barriers back: the checkpoint under way is aborted after
+    checkpoint.timeout (1 s), counted, and the next ones complete; nothing is lost or doubled."""
+    import json
+
+    from rayflow import Topology
+    from rayflow.connectors.files import FileSink
+    from rayflow.testing import Pause, TestingSpout
+    from tests.reliability import SleepOnce
+
+    items = [x for i in range(600) for x in ((i, Pause(0.05)) if i % 20 == 19 else (i,))]
+    t = Topology(
+        "stuck",
+        config={"reliability": "exactly_once", "checkpoint.interval": "300ms",
+                "checkpoint.timeout": "1s", "batch.size": 16,
+                "checkpoint.storage": str(tmp_path / "checkpoints")},
+    )  # fmt: skip
+    t.spout("numbers", TestingSpout, kwargs={"items": items})
+    t.bolt("stuck", SleepOnce, kwargs={"n": 200, "seconds": 2.5}).shuffle("numbers")
+    t.bolt("out", FileSink, kwargs={"path": str(tmp_path / "out")}).shuffle("stuck")
+    deployment = _deployment(t.build())
+    run_deployment(deployment)
+    history = deployment.checkpoints.stats()["history"]  # type: ignore[attr-defined]
+    timed_out = [c for c in history if "checkpoint.timeout" in c["reason"]]
+    assert timed_out and timed_out[0]["status"] == "FAILED"
+    assert any(c["status"] == "COMPLETED" and c["id"] > timed_out[0]["id"] for c in history)
+    lines = []
+    for path in glob.glob(os.path.join(tmp_path, "out", "part-*")):
+        with open(path, encoding="utf-8") as f:
+            lines += [json.loads(line)[0] for line in f]
+    assert sorted(lines) == list(range(600))

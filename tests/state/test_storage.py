@@ -57,3 +57,13 @@ def test_prune_keeps_the_newest_complete_checkpoints(tmp_path: Path) -> None:
     store.prune("t/run", keep=2)
     assert [m["id"] for m in store.complete_checkpoints("t/run")] == [4, 5]
     assert sorted(p.name for p in (tmp_path / "t" / "run").iterdir()) == ["chk-4", "chk-5"]
+
+
+def test_urls_work_as_well_as_folders(tmp_path: Path) -> None:
+    """Any fsspec URL: here file://, the same code path as s3:// or hdfs://."""
+    store = CheckpointStorage(f"file://{tmp_path}")
+    info = _checkpoint(store, 7, b"remote")
+    url = "file://" + store.checkpoint_path("t/run", 7)
+    metadata = CheckpointStorage.open_savepoint(url)
+    assert metadata["id"] == 7
+    assert CheckpointStorage("").read_task(metadata["path"], info) == b"remote"
