@@ -23,16 +23,8 @@ import tempfile
 import time
 from typing import Any
 
-from examples.wordcount import SplitSentence
+from examples.wordcount import SENTENCES, SplitSentence
 from rayflow import Bolt, Spout, Topology, Tuple
-
-SENTENCES = [
-    "the cow jumped over the moon",
-    "an apple a day keeps the doctor away",
-    "four score and seven years ago",
-    "snow white and the seven dwarfs",
-    "i am at two with nature",
-]
 
 
 class Sentences(Spout):
