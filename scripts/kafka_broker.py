@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import shutil
 import subprocess
 import sys
@@ -25,11 +24,10 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import MissingPart, Service, free_port, maven_jars
+from scripts.services import CACHE, MissingPart, Service, free_port, maven_jars
 
 HERE = Path(__file__).resolve().parent
 VERSION = "4.4.0"
-CACHE = Path(os.environ.get("RAYFLOW_CACHE", Path.home() / ".cache" / "rayflow"))
 JARS = CACHE / f"kafka-{VERSION}" / "libs"
 LOG4J = """\
 status = warn

@@ -16,6 +16,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+CACHE = Path(os.environ.get("RAYFLOW_CACHE", Path.home() / ".cache" / "rayflow"))
+"""Where the service scripts keep what they download or build, between runs."""
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:

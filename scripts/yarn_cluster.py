@@ -22,11 +22,10 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import MissingPart, Service, maven_jars
+from scripts.services import CACHE, MissingPart, Service, maven_jars
 
 HERE = Path(__file__).resolve().parent
 VERSION = "3.5.0"
-CACHE = Path(os.environ.get("RAYFLOW_CACHE", Path.home() / ".cache" / "rayflow"))
 JARS = CACHE / f"hadoop-{VERSION}" / "libs"
 
 

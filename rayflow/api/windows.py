@@ -236,27 +236,19 @@ class WindowedBolt(Bolt):
     def restore_rescaled(self, snapshots: list[Any]) -> None:
         """After a change of parallelism: the windows of the keys this task now owns, with
         their timers (the runtime gives every old timer to task 0 only)."""
-        from rayflow.runtime.keys import (  # the frozen key encoding fields grouping uses
-            encode_compound,
-            encode_key,
-            key_group_of,
-            key_groups_of_task,
-        )
+        # the frozen key encoding fields grouping routes by
+        from rayflow.runtime.keys import encode_fields, key_group_of, key_groups_of_task
 
         if not hasattr(self, "_spec"):
             self._windows_setup()
         context = self.context  # type: ignore[attr-defined]
-        mine = key_groups_of_task(
-            context.task_index,
-            context.config.get("max_parallelism", 128),
-            context.parallelism,
-        )
+        max_parallelism = context.config.get("max_parallelism", 128)
+        mine = key_groups_of_task(context.task_index, max_parallelism, context.parallelism)
 
         def owned(key: Any) -> bool:
             if key is None:
                 return context.task_index == 0
-            encoded = encode_key(key[0]) if len(key) == 1 else encode_compound(key)
-            return key_group_of(encoded, context.config.get("max_parallelism", 128)) in mine
+            return key_group_of(encode_fields(key), max_parallelism) in mine
 
         for snapshot in filter(None, snapshots):
             for (key, start), pane in snapshot["_panes"].items():

@@ -650,23 +650,23 @@ class KafkaBolt(Bolt):
     def restore(self, snapshot: Any) -> None:
         """The restored checkpoint is complete: write what it staged, unless a marker says a
         predecessor did."""
-        self.last_checkpoint = snapshot["last"]  # the final one's id follows it, after a restore
-        self._write_restored(snapshot["pending"])
+        self._write_restored([snapshot], mine=lambda _task: True)
 
     def restore_rescaled(self, snapshots: list[Any]) -> None:
-        pending = {}
+        # each old task's staged records go to exactly one new task
+        self._write_restored(snapshots, mine=lambda task: task % self.tasks == self.task)
+
+    def _write_restored(self, snapshots: list[Any], mine: Callable[[int], bool]) -> None:
+        # The final checkpoint's id follows the last one seen, also after a restore.
         self.last_checkpoint = max(snapshot["last"] for snapshot in snapshots)
-        for snapshot in snapshots:
-            for number, (task, records) in snapshot["pending"].items():
-                if task % self.tasks == self.task:  # each old task's records to one new task
-                    pending.setdefault((number, task), records)
+        pending = {
+            (number, task): records
+            for snapshot in snapshots
+            for number, (task, records) in snapshot["pending"].items()
+            if mine(task)
+        }
         for (number, task), records in sorted(pending.items()):
             self._write(number, task, records)
-
-    def _write_restored(self, pending: dict[int, tuple[int, list]]) -> None:
-        for number in sorted(pending):
-            self._write(number, *pending[number])
-            self.last_checkpoint = max(self.last_checkpoint, number)
 
     def _write(self, checkpoint_id: int, staging_task: int, records: list) -> None:
         """One transaction: the records and the marker ``checkpoint_id`` (skipped when the

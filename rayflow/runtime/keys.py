@@ -64,6 +64,18 @@ def encode_compound(values: Any) -> bytes:
     return b"".join(parts)
 
 
+def encode_fields(values: Any) -> bytes:
+    """The key of a tuple's key-field values: one value on its own, several as a compound (what
+    fields grouping routes by, and so what keyed state and windows are kept by).
+
+    >>> encode_fields(("cow",)) == encode_key("cow")
+    True
+    >>> encode_fields(("a", 1)) == encode_compound(("a", 1))
+    True
+    """
+    return encode_key(values[0]) if len(values) == 1 else encode_compound(values)
+
+
 def hash_key(encoded: bytes) -> int:
     """A 32-bit hash of encoded key bytes: CRC-32, then MurmurHash3's fmix32."""
     h = zlib.crc32(encoded)

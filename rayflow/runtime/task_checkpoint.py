@@ -136,8 +136,6 @@ class CheckpointMixin:
         self.paused = False
         # (plan, states read from it): applied once the user object is open
         self.restore_from: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
-        self.checkpoints_taken = 0
-        self.restored_checkpoint: int | None = None
         self._storage: CheckpointStorage | None = None
 
     @property
@@ -237,7 +235,6 @@ class CheckpointMixin:
             self._record(checkpoint_id, {"error": f"{self.name}: snapshot failed: {exc}"})
             return
         sync_seconds = time.perf_counter() - started
-        self.checkpoints_taken += 1
         assert self.loop is not None
         write = self.loop.run_in_executor(None, self.storage.write_task, where, self.key, data)
 
@@ -338,7 +335,6 @@ class CheckpointMixin:
             self._call_restore(obj._restore_for, operators[0])  # type: ignore[union-attr]
         elif states:
             self._call_restore(obj._restore_rescaled_for, operators)  # type: ignore[union-attr]
-        self.restored_checkpoint = plan.get("checkpoint")
 
     def _call_restore(self, fn: Any, snapshot: Any) -> None:
         try:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rayflow.errors import RayflowError
-from rayflow.runtime.keys import encode_compound, encode_key, key_group_of
+from rayflow.runtime.keys import encode_fields, key_group_of
 from rayflow.spec.durations import parse_duration
 
 _MISSING = object()
@@ -64,7 +64,7 @@ class KeyedState:
         if values is None:
             self._key = None
             return
-        encoded = encode_key(values[0]) if len(values) == 1 else encode_compound(values)
+        encoded = encode_fields(values)
         key = values[0] if len(values) == 1 else tuple(values)
         self._key = (key, encoded, key_group_of(encoded, self.max_parallelism))
 
