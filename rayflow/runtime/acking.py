@@ -1,18 +1,25 @@
 """At-least-once processing: Storm's acking, batched.
 
-A spout tuple emitted with a ``msg_id`` gets a random 64-bit root id; every copy of every tuple in
-its tree carries, per root, a random 64-bit edge id (as a hidden last value on the wire). Each task
-tells the root's acker (an ``__acker`` bolt, partitioned by root) the XOR of the edges it consumed
-and created; when a root's XOR returns to zero its whole tree is processed and the acker tells the
-spout task, which calls ``ack(msg_id)``. A failed tuple, or a tree not done within
-``message.timeout``, makes the spout call ``fail(msg_id)``. Acker traffic is ordinary rows on the
-``__ack`` stream, batched like data; completions go back to spouts in batches too.
+A spout tuple emitted with a ``msg_id`` gets a random 64-bit root id, which every tuple of its
+tree carries as a hidden last value on the wire (its *mark*: ``None`` untracked, the root, or a
+tuple of roots for a tuple anchored to several trees). Storm gives every tuple copy a random edge
+id; rayflow gives one to every (root, batch) pair instead: when a batch is sealed, each root in it
+gets a random 64-bit edge, XORed into what the sending task tells the root's acker, and the batch
+travels with its ``{root: edge}`` map. The receiving task acks a root's edge once all of that
+root's rows in the batch are done. The acker (an ``__acker`` bolt, partitioned by root) keeps one
+XOR per root: every edge is XORed in twice, once by its creator and once by its consumer, so the
+value returns to zero exactly when the whole tree is processed (whatever order the rows arrive
+in), and the acker tells the spout task, which calls ``ack(msg_id)``. A failed tuple, or a tree
+not done within ``message.timeout``, makes the spout call ``fail(msg_id)``.
+
+Acker traffic is ordinary rows on the ``__ack`` stream, at most one per root per input batch; the
+per-tuple cost is one value on the wire, not an id per copy.
 
 >>> acker = AckerCore()
->>> acker.update(7, 0b1010, spout=0)   # the spout's init: the XOR of its copies' edges
->>> acker.update(7, 0b1010, spout=-1)  # the bolt acks its input (and created no children)
->>> acker.completions
-{0: [(7, True)]}
+>>> acker.update(7, 0b1010, spout=0)   # the spout's init: the XOR of its batches' edges
+>>> acker.update(7, 0b1010, spout=-1)  # the bolt acks its input batch (and created nothing)
+>>> acker.completions  # per spout task: (roots acked, roots failed)
+{0: ([7], [])}
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import dataclasses
 import os
 import random
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,19 +46,43 @@ FAILED = -2  # ... of a fail row
 _random = random.Random(os.urandom(16))
 new_id = _random.getrandbits
 
-
-# The acking ids of one received tuple live in ``Tuple.meta`` as a plain list (cheap to make per
-# tuple): [pairs of (root, edge), XOR of the edges of the tuples anchored to it so far, done].
-PAIRS, XOR, DONE = 0, 1, 2
+Mark = None | int | tuple[int, ...]
+"""What a tracked row carries as its hidden last value: no tree, one root, or several."""
 
 
-def ack_ids(pairs: tuple[tuple[int, int], ...]) -> list[Any]:
-    """The acking state of a received tuple (see PAIRS, XOR, DONE)."""
-    return [pairs, 0, False]
+def roots_of(mark: Mark) -> tuple[int, ...]:
+    """The roots a mark names.
+
+    >>> roots_of(None), roots_of(5), roots_of((5, 6))
+    ((), (5,), (5, 6))
+    """
+    if mark is None:
+        return ()
+    if mark.__class__ is int:
+        return (mark,)  # type: ignore[return-value]
+    return mark  # type: ignore[return-value]
 
 
-def _tracked(meta: Any) -> bool:
-    return meta.__class__ is list
+def mark_of(anchors: Iterable[Tuple]) -> Mark:
+    """The mark of a tuple anchored to every tuple of ``anchors`` (Storm's multi-anchoring).
+
+    >>> from rayflow.api.tuple import TupleSource
+    >>> src = TupleSource("default", "a", 0, ("x",))
+    >>> mark_of([Tuple([1], src, 5), Tuple([2], src, (5, 6)), Tuple([3], src, None)])
+    (5, 6)
+    """
+    roots: dict[int, None] = {}
+    for anchor in anchors:
+        meta = anchor.meta
+        if meta.__class__ is list:  # a rich bolt's input: [mark, batch, done]
+            meta = meta[0]
+        for root in roots_of(meta):
+            roots[root] = None
+    if not roots:
+        return None
+    if len(roots) == 1:
+        return next(iter(roots))
+    return tuple(roots)
 
 
 def with_ackers(spec: TopologySpec, ackers: int = 1) -> TopologySpec:
@@ -68,8 +100,8 @@ def with_ackers(spec: TopologySpec, ackers: int = 1) -> TopologySpec:
         parallelism=ackers,
         config={"tick.interval": max(1000, int(spec.settings.message_timeout * 1000))},
     )
-    # One acker: every row to it; several: partitioned by root (key groups of the root id).
-    grouping = Grouping("GLOBAL") if ackers == 1 else Grouping.fields("root")
+    # One acker: every row to it; several: each task splits its acks by root (see _send).
+    grouping = Grouping("GLOBAL") if ackers == 1 else Grouping("DIRECT")
     streams = [StreamSpec(c.id, ACKER, grouping, ACK_STREAM) for c in components]
     return TopologySpec(
         spec.name,
@@ -81,48 +113,57 @@ def with_ackers(spec: TopologySpec, ackers: int = 1) -> TopologySpec:
     )
 
 
-def _child_ids(metas: list[list[Any]]) -> dict[int, int]:
-    """The ids of one new child copy: a fresh edge per anchor, added to the anchor's XOR and to
-    each of its roots (Storm's anchoring)."""
-    ids: dict[int, int] = {}
-    for meta in metas:
-        edge = new_id(64)
-        meta[XOR] ^= edge
-        for root, _edge in meta[PAIRS]:
-            ids[root] = ids.get(root, 0) ^ edge
-    return ids
-
-
 class AckerCore:
-    """XOR per root; a root whose value returns to zero (with its spout known) is complete."""
+    """XOR per root; a root whose value returns to zero (with its spout known) is complete.
+
+    Completed roots wait in ``completions``, per spout task: (roots acked, roots failed)."""
 
     def __init__(self) -> None:
         self.pending: dict[int, list[int]] = {}  # root -> [value, spout task, last update]
-        self.completions: dict[int, list[tuple[int, bool]]] = {}
+        self.completions: dict[int, tuple[list[int], list[int]]] = {}
 
     def update(self, root: int, value: int, spout: int) -> None:
-        entry = self.pending.get(root)
-        if entry is None:
-            entry = self.pending[root] = [0, FROM_BOLT, 0]
-        entry[2] = int(time.monotonic())
+        """One update: ``value`` XORs into ``root``'s; ``spout`` is the spout task's index (the
+        sender knows it), ``FROM_BOLT`` or ``FAILED``."""
+        self.update_many((root,), (value,), spout)
+
+    def update_many(self, roots: Iterable[int], values: Iterable[int], spout: int) -> None:
+        """:meth:`update` for each root and value of an ack row (this loop is most of an
+        acker's work)."""
+        pending, now, complete = self.pending, int(time.monotonic()), self._complete
         if spout == FAILED:
-            entry[0] = -1  # failed: report once the spout task is known
-            if entry[1] >= 0:
-                self._complete(root, entry[1], False)
+            for root in roots:
+                entry = pending.get(root)
+                if entry is None:
+                    pending[root] = [-1, FROM_BOLT, now]  # reported once its spout is known
+                elif entry[1] >= 0:
+                    complete(root, entry[1], False)
+                else:
+                    entry[0], entry[2] = -1, now
             return
-        if spout >= 0:
-            entry[1] = spout
-        if entry[0] == -1:
-            if entry[1] >= 0:
-                self._complete(root, entry[1], False)
-            return
-        entry[0] ^= value
-        if entry[0] == 0 and entry[1] >= 0:
-            self._complete(root, entry[1], True)
+        for root, value in zip(roots, values, strict=True):
+            entry = pending.get(root)
+            if entry is None:
+                if value == 0 and spout >= 0:  # a spout's single copy, acked with no children
+                    self.completions.setdefault(spout, ([], []))[0].append(root)
+                else:
+                    pending[root] = [value, spout, now]
+                continue
+            entry[2] = now
+            if spout >= 0:
+                entry[1] = spout
+            if entry[0] == -1:  # failed: reported now that its spout is known
+                if entry[1] >= 0:
+                    complete(root, entry[1], False)
+                continue
+            value ^= entry[0]
+            entry[0] = value
+            if value == 0 and entry[1] >= 0:
+                complete(root, entry[1], True)
 
     def _complete(self, root: int, spout: int, ok: bool) -> None:
         del self.pending[root]
-        self.completions.setdefault(spout, []).append((root, ok))
+        self.completions.setdefault(spout, ([], []))[0 if ok else 1].append(root)
 
     def expire(self, older_than: float) -> int:
         """Forget roots untouched since ``older_than`` (their spouts timed them out already)."""
@@ -133,30 +174,69 @@ class AckerCore:
 
 
 class AckerBolt(Bolt):
-    """The system bolt behind ``__acker`` tasks; ``send_to_spout`` is bound by the runtime."""
+    """The system bolt behind ``__acker`` tasks; ``send_to_spout`` is bound by the runtime.
+
+    Each input row is a packed group of updates: ``[roots, values, spout]`` (arrays of 64-bit
+    ints and the ``spout`` they share). Completions go back to each spout task every
+    ``FEEDBACK_MS`` at most: one message to a spout costs about as much as a thousand updates,
+    so the acker gathers them rather than sending one per input batch."""
 
     outputs: list[str] = []
+    FEEDBACK_MS = 10
 
     def prepare(self, context: Any) -> None:
         self.core = AckerCore()
         self.timeout = float(context.config.get("message.timeout", 30.0))
+        self.feedback_due = False
 
     def process(self, tup: Tuple) -> None:  # only tick tuples come here
         if tup.is_tick:
             self.core.expire(time.monotonic() - 2 * self.timeout)
 
     def process_batch(self, batch: Batch) -> None:
-        update = self.core.update
-        for root, value, spout in batch.values:
-            update(root, value, spout)
-        if self.core.completions:  # one message per spout task and input batch
-            for spout_task, items in self.core.completions.items():
-                self.send_to_spout(spout_task, items)  # type: ignore[attr-defined]
-            self.core.completions = {}
+        update_many = self.core.update_many
+        for roots, values, spout in batch.values:
+            update_many(roots, values, spout)
+        if self.core.completions and not self.feedback_due:
+            self.feedback_due = True
+            due = self.current_processing_time() + self.FEEDBACK_MS
+            self.register_timer(due, event_time=False)
+
+    def on_timer(self, timer: Any) -> None:
+        self.feedback_due = False
+        for spout_task, (acked, failed) in self.core.completions.items():
+            # One message per spout task, packed: arrays pickle as their bytes.
+            self.send_to_spout(spout_task, (array("Q", acked), array("Q", failed)))  # type: ignore[attr-defined]
+        self.core.completions = {}
+
+
+class Received:
+    """A rich bolt's (``auto_ack = False``) input batch: its edges, and per root the rows not
+    yet acked; a root's edge is acked when its last row is."""
+
+    __slots__ = ("edges", "left")
+
+    def __init__(self, edges: dict[int, int], runs: Iterable[tuple[Mark, int, int]]) -> None:
+        self.edges = edges
+        self.left: dict[int, int] = {}
+        for mark, start, end in runs:
+            for root in roots_of(mark):
+                self.left[root] = self.left.get(root, 0) + end - start
+
+
+def runs_of(rows: int, starts: list[int], marks: list[Mark]) -> Iterable[tuple[Mark, int, int]]:
+    """A batch's runs as (mark, first row, end).
+
+    >>> list(runs_of(5, [0, 2], [7, None]))
+    [(7, 0, 2), (None, 2, 5)]
+    """
+    ends = [*starts[1:], rows]
+    return zip(marks, starts, ends, strict=True)
 
 
 class Acking:
-    """The acking side of one task: anchored emits, acks and fails, and (spouts) pending trees."""
+    """The acking side of one task: marked emits, sealed batches, acks and fails, and (spouts)
+    pending trees."""
 
     def __init__(
         self,
@@ -166,88 +246,150 @@ class Acking:
         max_pending: int | None,
         on_ack: Callable[[Any], None] | None = None,
         on_fail: Callable[[Any], None] | None = None,
+        on_error: Callable[[str, Exception], None] | None = None,
     ) -> None:
         self.collector = collector
-        self.task_index = task_index
+        self.task_index = task_index  # spouts: the index acker rows name them by; bolts: -1
         self.timeout = timeout
         self.max_pending = max_pending
         self.on_ack = on_ack
         self.on_fail = on_fail
-        self.current: Tuple | None = None  # the input being processed (auto_ack anchors to it)
+        self.on_error = on_error  # a spout's ack or fail raised: (which, exception)
+        self.current: Mark = None  # the mark of the input being processed (emits anchor to it)
         self.pending: dict[int, tuple[Any, float]] = {}  # spouts: root -> (msg_id, emitted at)
+        self.fresh: list[int] = []  # spouts: roots emitted since the last flush_acks
         self.pending_peak = 0
-        self.completions: list[tuple[int, bool]] = []
+        self.completions: list[tuple[Any, Any]] = []  # spouts: (roots acked, roots failed)
         self.complete_latency = 0.0
         self.complete_histogram = Histogram(LATENCY_BUCKETS)
         self.acked = 0
         self.failed = 0
-        self.acks: dict[int, int] = {}  # root -> XOR of this batch's acks, sent by flush_acks
+        self.acks: dict[int, int] = {}  # root -> XOR to tell its acker, sent by flush_acks
+        self.owners: dict[int, int] = {}  # roots whose acker learns their spout task from us
+        self.failures: list[int] = []  # roots of failed tuples, sent by flush_acks
+        self.mark_of = mark_of
         self._ack_route = collector.routes[ACK_STREAM][0]
+        self._ackers = len(self._ack_route.bufs)
+        self.routes = [r for r in collector.all_routes if r.stream != ACK_STREAM]
+        for route in self.routes:
+            route.tracker = self
+        # A spout tuple sent as one copy (one route, one task) has one edge: rather than the spout
+        # registering it, the copy's receiver acks it together with the spout task's index (an
+        # edge of -1 - index), which spares an acker row per tree. Other spout streams register.
+        self.single_copy: set[str] = set()
+        if task_index >= 0:
+            for stream, routes in collector.routes.items():
+                if len(routes) == 1 and routes[0].one_copy and stream != ACK_STREAM:
+                    routes[0].owner = -1 - task_index
+                    self.single_copy.add(stream)
 
-    # -------------------------------------------------------------- emitting
-    def _send(self, stream: str, values: list[Any], roots_of: Callable[[], dict]) -> None:
-        for route in self.collector._routes_of(stream):
-            for task in route.targets_of(values):
-                route.append_to(task, [*values, tuple(roots_of().items())])
+    # ------------------------------------------------------------- batches
+    def register(
+        self,
+        marks: list[Mark],
+        start: int,
+        edges: dict[int, int] | None,
+        owner: int | None = None,
+    ) -> dict[int, int]:
+        """Give each root new in ``marks[start:]`` (the runs of a batch being sealed) an edge,
+        and XOR the edge into what this task tells the root's acker (or, given an ``owner``,
+        the edge that tells the receiver to name the spout task instead, see
+        ``single_copy``)."""
+        if edges is None:
+            edges = {}
+        acks = self.acks
+        for mark in marks[start:] if start else marks:
+            for root in roots_of(mark):
+                if root not in edges:
+                    if owner is not None:
+                        edges[root] = owner
+                        continue
+                    edge = edges[root] = new_id(64)
+                    acks[root] = acks.get(root, 0) ^ edge
+        return edges
 
-    def bolt_emit(
-        self, values: list[Any], stream: str = "default", anchors: Iterable[Tuple] | None = None
-    ) -> None:
-        """Emit one tuple anchored to ``anchors`` (default: the input being processed)."""
-        current = self.current
-        if anchors is None and current is not None and _tracked(current.meta):
-            # The common case, kept short: anchored to the one input being processed.
-            meta = current.meta
-            pairs = meta[PAIRS]
-            for route in self.collector._routes_of(stream):
-                for task in route.targets_of(values):
-                    edge = new_id(64)
-                    meta[XOR] ^= edge
-                    if len(pairs) == 1:
-                        ids: tuple = ((pairs[0][0], edge),)
-                    else:
-                        ids = tuple((root, edge) for root, _ in pairs)
-                    route.append_to(task, [*values, ids])
+    def ack_batch(self, edges: dict[int, int]) -> None:
+        """Every row of a received batch is done: ack each root's edge."""
+        acks = self.acks
+        for root, edge in edges.items():
+            if edge < 0:  # the spout's single copy: tell the acker which spout task owns it
+                self.owners[root] = -1 - edge
+            else:
+                acks[root] = acks.get(root, 0) ^ edge
+
+    def flush_acks(self) -> None:
+        """Seal what routes hold (their edges join the acks), then send the acks as packed
+        groups. Registering a batch's edges no later than the ack of its inputs is what keeps a
+        root's XOR from reaching zero early; failures go first, so that no acker completes a
+        tree whose failure is on its way."""
+        for route in self.routes:
+            route.seal_all()
+        if self.failures:
+            self._send(self.failures, [0] * len(self.failures), FAILED)
+            self.failures = []
+        acks = self.acks
+        if self.fresh:  # a spout: its roots' edges, each tree's first update
+            fresh = [root for root in self.fresh if root in acks]
+            if len(fresh) < len(self.fresh):  # no task subscribes: the tree is complete already
+                self.completions.append(([r for r in self.fresh if r not in acks], ()))
+            self._send(fresh, [acks.pop(root) for root in fresh], self.task_index)
+            self.fresh.clear()
+        if self.owners:
+            by_spout: dict[int, list[int]] = {}
+            for root, spout in self.owners.items():
+                by_spout.setdefault(spout, []).append(root)
+            for spout, roots in by_spout.items():  # even a zero: it completes the tree
+                self._send(roots, [acks.pop(root, 0) for root in roots], spout)
+            self.owners.clear()
+        if acks:
+            self._send(acks.keys(), acks.values(), FROM_BOLT)
+            acks.clear()
+
+    def _send(self, roots: Iterable[int], values: Iterable[int], spout: int) -> None:
+        """One packed ack row per acker: arrays of 64-bit ints pickle as their bytes, several
+        times cheaper than rows of ints. Ackers are chosen by root."""
+        if self._ackers == 1:
+            self._ack_route.add([array("Q", roots), array("Q", values), spout])
             return
-        metas = self._anchor_metas(anchors)
-        self._send(stream, values, lambda: _child_ids(metas))
+        parts: dict[int, tuple[list[int], list[int]]] = {}
+        n = self._ackers
+        for root, value in zip(roots, values, strict=True):
+            part = parts.setdefault(root % n, ([], []))
+            part[0].append(root)
+            part[1].append(value)
+        for acker, (rs, vs) in parts.items():
+            self._ack_route.add_direct(acker, [array("Q", rs), array("Q", vs), spout])
 
+    # ------------------------------------------------------------ emitting
+    # A row joins the trees of its anchors: routes keep each buffer's rows in runs that share a
+    # mark, and the batch carries the runs (see Route.make_marked_emit).
     def make_emit(self) -> Callable[..., None]:
-        """``emit`` for a bolt: a closure specialised for the stream with a single subscriber
-        (the per-tuple path), falling back to :meth:`bolt_emit` for everything else."""
+        """``emit`` for a bolt (and spout, with ``current`` set first): the route's own closure
+        for the stream with a single subscriber, :meth:`_emit_marked` for the others."""
         routes = self.collector.routes
         single = [s for s, rs in routes.items() if len(rs) == 1 and s != ACK_STREAM]
         fast = "default" if "default" in single else (single[0] if single else None)
         if fast is None:
-            return self.bolt_emit
-        route = routes[fast][0]
-        targets_of, append_to, slow, state = route.targets_of, route.append_to, self.bolt_emit, self
 
-        def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
-            current = state.current
-            if (
-                stream != fast
-                or anchors is not None
-                or current is None
-                or not _tracked(current.meta)
-            ):
-                slow(values, stream, anchors)
-                return
-            meta = current.meta
-            pairs = meta[PAIRS]
-            for task in targets_of(values):
-                edge = new_id(64)
-                meta[XOR] ^= edge
-                if len(pairs) == 1:
-                    append_to(task, [*values, ((pairs[0][0], edge),)])
-                else:
-                    append_to(task, [*values, tuple((root, edge) for root, _ in pairs)])
+            def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
+                mark = self.current if anchors is None else mark_of(anchors)
+                self._emit_marked(values, stream, mark)
 
-        return emit
+            return emit
+        return routes[fast][0].make_marked_emit(fast, self._emit_marked, self)
+
+    def _emit_marked(self, values: list[Any], stream: str, mark: Mark) -> None:
+        for route in self.collector._routes_of(stream):
+            route.add_marked(values, mark)
 
     def bolt_emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
-        for row in rows:
-            self.bolt_emit(row, stream)
+        routes, mark = self.collector._routes_of(stream), self.current
+        if len(routes) > 1 and not isinstance(rows, list):
+            rows = list(rows)
+        for route in routes:
+            add = route.add_marked
+            for row in rows:
+                add(row, mark)
 
     def emit_direct(
         self,
@@ -256,67 +398,73 @@ class Acking:
         stream: str = "default",
         anchors: Iterable[Tuple] | None = None,
     ) -> None:
-        metas = self._anchor_metas(anchors)
+        mark = self.current if anchors is None else mark_of(anchors)
         for route in self.collector._routes_of(stream):
-            route.add_direct(task, [*values, tuple(_child_ids(metas).items())])
+            route.add_direct_marked(task, values, mark)
 
-    def _anchor_metas(self, anchors: Iterable[Tuple] | None) -> list[list[Any]]:
-        if anchors is None:
-            anchors = () if self.current is None else (self.current,)
-        return [a.meta for a in anchors if _tracked(a.meta)]
+    def make_spout_emit(self) -> Callable[..., None]:
+        """``emit`` for a spout: with a ``msg_id``, a new tree."""
+        collector, pending, fresh = self.collector, self.pending, self.fresh
+        send, state, single_copy = self.make_emit(), self, self.single_copy
+        clock = time.monotonic
 
-    def spout_emit(self, values: list[Any], msg_id: Any = None, stream: str = "default") -> None:
-        self.collector.spout_emits += 1
-        if msg_id is None:
-            self._send(stream, values, dict)
-            return
-        root = new_id(64)
-        init = 0
+        def spout_emit(values: list[Any], msg_id: Any = None, stream: str = "default") -> None:
+            collector.spout_emits += 1
+            if msg_id is None:
+                state.current = None
+                send(values, stream)
+                return
+            root = state.current = new_id(64)
+            send(values, stream)
+            pending[root] = (msg_id, clock())
+            if stream not in single_copy:
+                fresh.append(root)  # its edges get registered by flush_acks
+            if len(pending) > state.pending_peak:
+                state.pending_peak = len(pending)
 
-        def roots() -> dict[int, int]:
-            nonlocal init
-            edge = new_id(64)
-            init ^= edge
-            return {root: edge}
+        return spout_emit
 
-        self._send(stream, values, roots)
-        self.pending[root] = (msg_id, time.monotonic())
-        if len(self.pending) > self.pending_peak:
-            self.pending_peak = len(self.pending)
-        if init:
-            self._ack_route.add([root, init, self.task_index])
-        else:  # no task subscribes: the tree is already complete
-            self.completions.append((root, True))
+    def spout_emit_direct(
+        self, task: int, values: list[Any], stream: str = "default", **_: Any
+    ) -> None:
+        """``emit_direct`` for a spout (untracked)."""
+        for route in self.collector._routes_of(stream):
+            route.add_direct_marked(task, values, None)
 
     # ------------------------------------------------------------ ack / fail
     def ack(self, tup: Tuple) -> None:
         meta = tup.meta
-        if not _tracked(meta) or meta[DONE]:
+        if meta.__class__ is not list:
+            return  # auto_ack: the executor acks the whole batch
+        if meta[2]:
             return
-        meta[DONE] = True
+        meta[2] = True
         self.acked += 1
-        # XOR is associative: acks of one root within a batch travel as one row (flush_acks).
-        acks, xor = self.acks, meta[XOR]
-        for root, edge in meta[PAIRS]:
-            acks[root] = acks.get(root, 0) ^ edge ^ xor
-
-    def flush_acks(self) -> None:
-        """Send the acks gathered since the last call, one row per root."""
-        if self.acks:
-            add = self._ack_route.add
-            for root, value in self.acks.items():
-                if value:  # a zero changes nothing at the acker
-                    add([root, value, FROM_BOLT])
-            self.acks.clear()
+        received: Received = meta[1]
+        left = received.left
+        for root in roots_of(meta[0]):
+            count = left[root] - 1
+            if count:
+                left[root] = count
+            else:
+                del left[root]
+                self.ack_batch({root: received.edges[root]})
 
     def fail(self, tup: Tuple) -> None:
         meta = tup.meta
-        if not _tracked(meta) or meta[DONE]:
+        edges = None
+        if meta.__class__ is list:
+            if meta[2]:
+                return
+            meta[2] = True
+            meta, edges = meta[0], meta[1].edges
+        if meta is None:
             return
-        meta[DONE] = True
         self.failed += 1
-        for root, _edge in meta[PAIRS]:
-            self._ack_route.add([root, 0, FAILED])
+        for root in roots_of(meta):
+            self.failures.append(root)
+            if edges is not None and edges.get(root, 0) < 0:  # the acker learns the spout from us
+                self.owners[root] = -1 - edges[root]
 
     # ------------------------------------------------------------ spouts only
     @property
@@ -327,27 +475,38 @@ class Acking:
         """Run the spout's ack/fail for completed trees and for trees past the timeout."""
         completions, self.completions = self.completions, []
         now = time.monotonic()
-        for root, ok in completions:
-            entry = self.pending.pop(root, None)
-            if entry is None:
-                continue  # timed out already
-            msg_id, emitted = entry
-            if ok:
+        pending, observe, ack = self.pending, self.complete_histogram.observe, self.on_ack
+        for acked, failed in completions:
+            for root in acked:
+                entry = pending.pop(root, None)
+                if entry is None:
+                    continue  # timed out already
+                msg_id, emitted = entry
                 self.acked += 1
                 self.complete_latency += now - emitted
-                self.complete_histogram.observe(now - emitted)
-                self.on_ack(msg_id)  # type: ignore[misc]
-            else:
-                self.failed += 1
-                self.on_fail(msg_id)  # type: ignore[misc]
+                observe(now - emitted)
+                try:
+                    ack(msg_id)  # type: ignore[misc]
+                except Exception as exc:
+                    self.on_error("ack", exc)  # type: ignore[misc]
+            for root in failed:
+                entry = pending.pop(root, None)
+                if entry is not None:
+                    self._fail(entry[0])
         deadline = now - self.timeout
-        while self.pending:
-            root, (msg_id, emitted) = next(iter(self.pending.items()))
+        while pending:
+            root, (msg_id, emitted) = next(iter(pending.items()))
             if emitted > deadline:
                 break  # pending is in emit order: the rest are younger
-            del self.pending[root]
-            self.failed += 1
+            del pending[root]
+            self._fail(msg_id)
+
+    def _fail(self, msg_id: Any) -> None:
+        self.failed += 1
+        try:
             self.on_fail(msg_id)  # type: ignore[misc]
+        except Exception as exc:
+            self.on_error("fail", exc)  # type: ignore[misc]
 
 
 def prepare_spec(spec: TopologySpec) -> TopologySpec:

@@ -20,6 +20,7 @@ from typing import Any
 
 from rayflow.api.components import Bolt
 from rayflow.api.tuple import Batch, Tuple, TupleSource
+from rayflow.runtime.acking import Received, runs_of
 
 Execute = Callable[[list, TupleSource, Any], None]
 UserError = Callable[..., None]  # (what, exception, count=1)
@@ -92,32 +93,52 @@ def make_executor(
 def make_acking_executor(
     bolt: Bolt, acking: Any, user_error: UserError, process: Callable[[Tuple], None] | None = None
 ) -> Execute:
-    """At-least-once: each row carries its acking ids as a hidden last value; ``process`` runs
-    per tuple (also for bolts with ``process_batch``: acking is per tuple), and with ``auto_ack``
-    the tuple is acked when ``process`` returns and failed when it raises."""
+    """At-least-once: a batch comes with its runs of rows that share a mark and its roots'
+    edges (see ``runtime.acking``); ``process`` runs per tuple (also for bolts with
+    ``process_batch``: failing is per tuple). With ``auto_ack`` the batch's edges are acked once
+    its rows are processed, and a row whose ``process`` raises fails its trees; without it, the
+    bolt acks and fails each tuple itself."""
 
     process = process or bolt.process
-    auto_ack = bolt.auto_ack
+    if not bolt.auto_ack:
+        return _rich_executor(process, acking, user_error)
 
     def execute_acked(rows: list, source: TupleSource, meta: Any) -> None:
-        acks = acking.acks
-        for row in rows:
-            ids = [row.pop(), 0, False]  # acking.ack_ids(): pairs, XOR, done
-            tup = Tuple(row, source, ids)
-            acking.current = tup
-            try:
-                process(tup)
-            except Exception as exc:
-                user_error("process", exc, 0)
-                acking.fail(tup)
-                continue
-            if auto_ack and not ids[2]:  # acking.ack(tup), inlined: this is per tuple
-                ids[2] = True
-                xor = ids[1]
-                for root, edge in ids[0]:
-                    acks[root] = acks.get(root, 0) ^ edge ^ xor
-                acking.acked += 1
+        edges, starts, marks = meta
+        failed_before = acking.failed
+        for mark, start, end in runs_of(len(rows), starts, marks):
+            acking.current = mark
+            for row in rows[start:end] if start or end < len(rows) else rows:
+                tup = Tuple(row, source, mark)
+                try:
+                    process(tup)
+                except Exception as exc:
+                    user_error("process", exc, 0)
+                    acking.fail(tup)
         acking.current = None
+        acking.acked += len(rows) - (acking.failed - failed_before)
+        if edges:
+            acking.ack_batch(edges)
         acking.flush_acks()
 
     return execute_acked
+
+
+def _rich_executor(process: Callable[[Tuple], None], acking: Any, user_error: UserError) -> Execute:
+    def execute_rich(rows: list, source: TupleSource, meta: Any) -> None:
+        edges, starts, marks = meta
+        runs = list(runs_of(len(rows), starts, marks))
+        received = Received(edges, runs)
+        for mark, start, end in runs:
+            acking.current = mark
+            for row in rows[start:end]:
+                tup = Tuple(row, source, [mark, received, False])
+                try:
+                    process(tup)
+                except Exception as exc:
+                    user_error("process", exc, 0)
+                    acking.fail(tup)
+        acking.current = None
+        acking.flush_acks()
+
+    return execute_rich

@@ -36,6 +36,8 @@ _RECALIBRATE_EVERY = 256  # flushes between two measurements of the pickled row 
 
 Emit = Callable[..., None]
 EmitFallback = Callable[[list[Any], str], None]
+MarkedFallback = Callable[[list[Any], str, Any], None]
+_NO_RUN = object()  # a buffer's last mark before its first row (None is a mark: untracked)
 
 
 class RouteStats:
@@ -52,6 +54,9 @@ class Route:
     """Base route: buffers per target task, flushed as batches."""
 
     counts_emits = True  # the first route of a stream counts emits; the others only transfers
+    tracker: Any = None  # at-least-once: the task's ``Acking``, which gives sealed rows edges
+    owner: int | None = None  # ... and, on a spout's single-copy stream, the spout's own edge
+    one_copy = True  # each row goes to one task (ALL and CUSTOM groupings may copy it)
 
     def __init__(
         self, stream: str, channels: Sequence[OutputChannel], batch_size: int, stats: RouteStats
@@ -61,6 +66,14 @@ class Route:
         self.size = batch_size
         self.max_size = batch_size
         self.bufs: list[list[Any]] = [[] for _ in channels]
+        # At-least-once (see ``runtime.acking``): per buffer, its rows in runs that share a mark
+        # (where each run starts, its mark, the last mark), how many runs are sealed, and the
+        # edges of the sealed roots.
+        self.run_starts: list[list[int]] = [[] for _ in channels]
+        self.run_marks: list[list[Any]] = [[] for _ in channels]
+        self.last_mark: list[Any] = [_NO_RUN] * len(channels)
+        self.sealed = [0] * len(channels)
+        self.edges: list[dict[int, int] | None] = [None] * len(channels)
         self.stats = stats
         self._resizers: list[Callable[[int], None]] = []
         self._flushes = 0
@@ -82,17 +95,67 @@ class Route:
     def add(self, values: list[Any]) -> None:
         raise NotImplementedError
 
-    # The acking path asks where a row goes, then appends one copy per task: under at-least-once
-    # every copy needs its own edge id, so routes cannot share one row object among tasks.
+    # ------------------------------------------------ at-least-once: marked rows
     def targets_of(self, values: list[Any]) -> Sequence[int]:
-        """The tasks ``values`` goes to (the grouping's decision, nothing appended)."""
+        """The tasks ``values`` goes to (the grouping's decision; nothing appended)."""
         raise NotImplementedError
 
-    def append_to(self, task: int, row: list[Any]) -> None:
+    def append_marked(self, task: int, values: list[Any], mark: Any) -> None:
+        """Append a row of the tree(s) ``mark`` names to ``task``'s buffer."""
         buf = self.bufs[task]
-        buf.append(row)
+        if self.last_mark[task] is not mark:
+            self.last_mark[task] = mark
+            self.run_starts[task].append(len(buf))
+            self.run_marks[task].append(mark)
+        buf.append(values)
         if len(buf) >= self.size:
-            self.flush(task)
+            self._full(task)
+
+    def _full(self, task: int) -> None:
+        self.flush(task)
+
+    def add_marked(self, values: list[Any], mark: Any) -> None:
+        for task in self.targets_of(values):
+            self.append_marked(task, values, mark)
+
+    def add_direct_marked(self, task: int, values: list[Any], mark: Any) -> None:
+        self.add_direct(task, values)  # raises but on DIRECT routes
+
+    def make_marked_emit(self, fast_stream: str, fallback: MarkedFallback, tracker: Any) -> Emit:
+        """:meth:`make_emit` for at-least-once: each row joins its anchors' trees (the input
+        being processed, ``tracker.current``, unless ``anchors`` are given)."""
+        add_marked, mark_of = self.add_marked, tracker.mark_of
+
+        def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
+            mark = tracker.current if anchors is None else mark_of(anchors)
+            if stream != fast_stream:
+                return fallback(values, stream, mark)
+            add_marked(values, mark)
+
+        return emit
+
+    def seal(self, i: int) -> None:
+        """The roots of buffer ``i``'s runs added since the last seal get their edges (see
+        ``runtime.acking``); the batch carries them when it is sent."""
+        marks = self.run_marks[i]
+        if len(marks) > self.sealed[i]:
+            self.edges[i] = self.tracker.register(marks, self.sealed[i], self.edges[i], self.owner)
+            self.sealed[i] = len(marks)
+
+    def seal_all(self) -> None:
+        for i in range(len(self.bufs)):
+            self.seal(i)
+
+    def _take_runs(self, i: int) -> tuple[dict[int, int], list[int], list[Any]]:
+        """Buffer ``i``'s edges and runs, for the batch being sent (and fresh ones after it)."""
+        self.seal(i)
+        taken = (self.edges[i] or {}, self.run_starts[i], self.run_marks[i])
+        self._reset_runs(i)
+        return taken
+
+    def _reset_runs(self, i: int) -> None:
+        self.edges[i], self.run_starts[i], self.run_marks[i] = None, [], []
+        self.last_mark[i], self.sealed[i] = _NO_RUN, 0
 
     def make_emit(self, fast_stream: str, fallback: EmitFallback) -> Emit:
         """An ``emit(values, stream, anchors)`` for a stream with this route only.
@@ -123,6 +186,7 @@ class Route:
     def flush(self, i: int) -> None:
         rows = self.bufs[i]
         if rows:
+            runs = None if self.tracker is None else self._take_runs(i)
             self.bufs[i] = []
             n = len(rows)
             if self._flushes % _RECALIBRATE_EVERY == 0 and n >= 16:
@@ -131,7 +195,7 @@ class Route:
             self.stats.transferred += n
             if self.counts_emits:
                 self.stats.emitted += n
-            self.channels[i].send(DATA, self.stream, rows, None)
+            self.channels[i].send(DATA, self.stream, rows, runs)
 
     def flush_all(self) -> None:
         for i, rows in enumerate(self.bufs):
@@ -141,8 +205,9 @@ class Route:
     def discard(self) -> None:
         """Drop buffered rows (a task stopped without draining). The buffer list object stays:
         specialised emit closures hold it."""
-        for rows in self.bufs:
+        for i, rows in enumerate(self.bufs):
             rows.clear()
+            self._reset_runs(i)
 
 
 class SingleRoute(Route):
@@ -175,6 +240,35 @@ class SingleRoute(Route):
             if stream != fast_stream:
                 return fallback(values, stream)
             buf = bufs[target]
+            buf.append(values)
+            if len(buf) >= size:
+                flush(target)
+
+        def resize(rows: int) -> None:
+            nonlocal size
+            size = rows
+
+        self._resizers.append(resize)
+        return emit
+
+    def make_marked_emit(self, fast_stream: str, fallback: MarkedFallback, tracker: Any) -> Emit:
+        bufs, target, size, flush = self.bufs, self.target, self.size, self.flush
+        starts, marks, last, mark_of = (
+            self.run_starts,
+            self.run_marks,
+            self.last_mark,
+            tracker.mark_of,
+        )
+
+        def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
+            mark = tracker.current if anchors is None else mark_of(anchors)
+            if stream != fast_stream:
+                return fallback(values, stream, mark)
+            buf = bufs[target]
+            if last[target] is not mark:  # append_marked, inlined
+                last[target] = mark
+                starts[target].append(len(buf))
+                marks[target].append(mark)
             buf.append(values)
             if len(buf) >= size:
                 flush(target)
@@ -237,14 +331,35 @@ class ShuffleRoute(Route):
     def targets_of(self, values: list[Any]) -> Sequence[int]:
         return (self.cur,)
 
-    def append_to(self, task: int, row: list[Any]) -> None:
-        buf = self.bufs[task]
-        buf.append(row)
-        if len(buf) >= self.size:
-            if task == self.cur:
-                self._advance()
-            else:
-                self.flush(task)
+    def _full(self, task: int) -> None:
+        if task == self.cur:
+            self._advance()
+        else:
+            self.flush(task)
+
+    def make_marked_emit(self, fast_stream: str, fallback: MarkedFallback, tracker: Any) -> Emit:
+        size, route, mark_of = self.size, self, tracker.mark_of
+        starts, marks, last = self.run_starts, self.run_marks, self.last_mark
+
+        def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
+            mark = tracker.current if anchors is None else mark_of(anchors)
+            if stream != fast_stream:
+                return fallback(values, stream, mark)
+            buf, cur = route.buf, route.cur
+            if last[cur] is not mark:  # append_marked, inlined
+                last[cur] = mark
+                starts[cur].append(len(buf))
+                marks[cur].append(mark)
+            buf.append(values)
+            if len(buf) >= size:
+                route._advance()
+
+        def resize(rows: int) -> None:
+            nonlocal size
+            size = rows
+
+        self._resizers.append(resize)
+        return emit
 
     def _advance(self) -> None:
         self.flush(self.cur)
@@ -267,6 +382,8 @@ class ShuffleRoute(Route):
 
 class AllRoute(Route):
     """Every row to every task."""
+
+    one_copy = False
 
     def targets_of(self, values: list[Any]) -> Sequence[int]:
         return range(len(self.bufs))
@@ -299,12 +416,19 @@ class DirectRoute(Route):
         self.add(values)  # raises: DIRECT subscribers get rows only through emit_direct
         return ()
 
-    def add_direct(self, task: int, values: list[Any]) -> None:
+    def _check_task(self, task: int) -> None:
         if not 0 <= task < len(self.bufs):
             raise TopologyError(
                 f"emit_direct to task {task}, but the bolt reading stream '{self.stream}' has "
                 f"{len(self.bufs)} tasks (0..{len(self.bufs) - 1})"
             )
+
+    def add_direct_marked(self, task: int, values: list[Any], mark: Any) -> None:
+        self._check_task(task)
+        self.append_marked(task, values, mark)
+
+    def add_direct(self, task: int, values: list[Any]) -> None:
+        self._check_task(task)
         buf = self.bufs[task]
         buf.append(values)
         if len(buf) >= self.size:
@@ -405,6 +529,45 @@ class FieldsRoute(Route):
         self._resizers.append(resize)
         return emit
 
+    def make_marked_emit(self, fast_stream: str, fallback: MarkedFallback, tracker: Any) -> Emit:
+        if len(self.indexes) > 1 or type(self) is not FieldsRoute:
+            return super().make_marked_emit(fast_stream, fallback, tracker)
+        index, cache, bufs, size = self.index, self.cache, self.bufs, self.size
+        flush, miss, task_of_key = self.flush, self._task_of_str, self.task_of_key
+        starts, marks, last, mark_of = (
+            self.run_starts,
+            self.run_marks,
+            self.last_mark,
+            tracker.mark_of,
+        )
+
+        def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
+            mark = tracker.current if anchors is None else mark_of(anchors)
+            if stream != fast_stream:
+                return fallback(values, stream, mark)
+            key = values[index]
+            if key.__class__ is str:
+                task = cache.get(key)
+                if task is None:
+                    task = miss(key)
+            else:
+                task = task_of_key(key)
+            buf = bufs[task]
+            if last[task] is not mark:  # append_marked, inlined
+                last[task] = mark
+                starts[task].append(len(buf))
+                marks[task].append(mark)
+            buf.append(values)
+            if len(buf) >= size:
+                flush(task)
+
+        def resize(rows: int) -> None:
+            nonlocal size
+            size = rows
+
+        self._resizers.append(resize)
+        return emit
+
     def _add_compound(self, values: list[Any]) -> None:
         key = encode_compound([values[i] for i in self.indexes])
         task = self.group_to_task[key_group_of(key, self.max_parallelism)]
@@ -448,11 +611,13 @@ class PartialKeyRoute(FieldsRoute):
 class CustomRoute(Route):
     """The user's ``choose_tasks(values, num_tasks) -> list[int]`` picks the tasks."""
 
+    one_copy = False
+
     def __init__(self, *args: Any, grouping: Any) -> None:
         super().__init__(*args)
         self.choose: Callable[[list[Any], int], Iterable[int]] = grouping.choose_tasks
 
-    def targets_of(self, values: list[Any]) -> Sequence[int]:
+    def targets_of(self, values: list[Any]) -> list[int]:
         n = len(self.bufs)
         tasks = list(self.choose(values, n))
         for task in tasks:
@@ -474,9 +639,17 @@ class CustomRoute(Route):
             if len(buf) >= self.size:
                 self.flush(task)
 
+    def add_marked(self, values: list[Any], mark: Any) -> None:
+        for i, task in enumerate(self.targets_of(values)):
+            if i:
+                self.stats.emitted -= 1  # one emit, several copies
+            self.append_marked(task, values, mark)
+
 
 class DropRoute(Route):
     """A declared stream nobody subscribes to: rows are counted and dropped."""
+
+    one_copy = False  # no copy at all: a tree of it is complete at once
 
     def __init__(self, stream: str, stats: RouteStats) -> None:
         super().__init__(stream, [], 1, stats)
@@ -484,9 +657,8 @@ class DropRoute(Route):
     def add(self, values: list[Any]) -> None:
         self.stats.emitted += 1
 
-    def targets_of(self, values: list[Any]) -> Sequence[int]:
+    def add_marked(self, values: list[Any], mark: Any) -> None:
         self.stats.emitted += 1
-        return ()
 
     def add_many(self, rows: Iterable[list[Any]]) -> None:
         self.stats.emitted += sum(1 for _ in rows)

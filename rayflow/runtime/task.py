@@ -374,6 +374,7 @@ class TaskCore(
                 if acking.completions or acking.pending:
                     acking.settle()
                 if acking.full:  # max.spout.pending: send what waits, then wait for trees
+                    acking.flush_acks()
                     c.flush_all()
                     last_flush = time.monotonic()
                     await self._sleep(0.01)
@@ -400,6 +401,8 @@ class TaskCore(
                     break
             if c.acks_due:
                 self._ack_unreliable()
+            if acking is not None:
+                acking.flush_acks()
             now = time.monotonic()
             if c.spout_emits != started:
                 last_emit = now

@@ -29,12 +29,13 @@ class AckingMixin:
             spout_index,
             settings.message_timeout,
             settings.max_spout_pending,
-            on_ack=lambda msg_id: self._call_user(obj.ack, "ack", msg_id),
-            on_fail=lambda msg_id: self._call_user(obj.fail, "fail", msg_id),
+            on_ack=obj.ack,
+            on_fail=obj.fail,
+            on_error=lambda what, exc: self._user_error(what, exc, count=0),
         )
         if self.is_spout:
-            obj.emit = self._spout_emit(acking.spout_emit)
-            obj.emit_direct = self.collector.emit_direct
+            obj.emit = self._spout_emit(acking.make_spout_emit())
+            obj.emit_direct = acking.spout_emit_direct
             return
         obj.emit = acking.make_emit()
         obj.emit_many = acking.bolt_emit_many
@@ -57,10 +58,11 @@ class AckingMixin:
             },
         }
 
-    def receive_acks(self, items: list[tuple[int, bool]]) -> None:
-        """Completed or failed trees from an acker (call on the loop's thread)."""
+    def receive_acks(self, items: tuple[Any, Any]) -> None:
+        """Completed trees from an acker, (roots acked, roots failed) (call on the loop's
+        thread)."""
         if self.acking is not None:
-            self.acking.completions.extend(items)
+            self.acking.completions.append(items)
             self._wake_loop()
 
     def _user_ack(self, tup: Tuple) -> None:

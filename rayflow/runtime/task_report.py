@@ -80,6 +80,9 @@ class ReportMixin:
             "round_trip_ms": _mean_round_trip_ms(list(self.outputs.values())),
             "active": self.active,
             "uptime": time.time() - self.started_at,
+            # CPU time of the task's whole process (all threads; shared with other tasks when they
+            # live in one process): what a task costs, where wall-clock latencies hide contention.
+            "process_cpu_seconds": time.process_time(),
             "errors": list(self.errors),
             "metrics": self.obj.metrics.snapshot() if self.obj is not None else {},
             "histograms": self._histograms(),

@@ -15,14 +15,22 @@ def test_acker_completes_a_tree_whatever_order_the_xors_arrive_in() -> None:
     assert acker.completions == {}
     acker.update(1, 0b0011, spout=-1)
     acker.update(1, 0b0101, spout=3)
-    assert acker.completions == {3: [(1, True)]} and not acker.pending
+    assert acker.completions == {3: ([1], [])} and not acker.pending
 
 
 def test_acker_reports_a_failure_to_the_spout_once_it_is_known() -> None:
     acker = AckerCore()
     acker.update(9, 0, spout=-2)
     acker.update(9, 0b1, spout=0)
-    assert acker.completions == {0: [(9, False)]}
+    assert acker.completions == {0: ([], [9])}
+
+
+def test_a_spouts_single_copy_acked_with_no_children_completes_at_once() -> None:
+    acker = AckerCore()
+    acker.update_many([4, 5], [0, 0b11], spout=1)  # the first hop names the spout task
+    assert acker.completions == {1: ([4], [])}
+    acker.update(5, 0b11, spout=-1)
+    assert acker.completions == {1: ([4, 5], [])} and not acker.pending
 
 
 def test_nothing_is_lost_when_bolts_fail_and_raise() -> None:
