@@ -91,6 +91,7 @@ def pipeline(
     parallelism: int = 2,
     spout: type = Numbers,
     items: list[Any] | None = None,
+    spout_tasks: int = 2,
 ) -> Topology:
     """numbers -> maybe-fail -> maybe-raise -> sink (3 stages, parallelism 2-3)."""
     t = Topology(
@@ -99,7 +100,7 @@ def pipeline(
     t.spout(
         "numbers",
         spout,
-        parallelism=2,
+        parallelism=spout_tasks,
         kwargs={"items": items or list(range(n)), "collect_acks": True},
     )
     t.bolt("fail", RandomFail, parallelism=parallelism, kwargs={"rate": fail_rate}).shuffle(
@@ -177,3 +178,37 @@ def killing_tasks(
         done.set()
         killer.join(timeout=10)
         RayDeployment.__init__ = original  # type: ignore[method-assign]
+
+
+class PairUp(Bolt):
+    """A rich bolt that joins tuples in pairs: holds one, then emits the sum of the pair anchored
+    to both (Storm's multi-anchoring) and acks both; ``fail_every`` fails some pairs instead."""
+
+    outputs = ["n"]
+    auto_ack = False
+
+    def __init__(self, fail_every: int = 0) -> None:
+        self.fail_every = fail_every
+
+    def prepare(self, context: Context) -> None:
+        self.held: Tuple | None = None
+        self.pairs = 0
+
+    def process(self, tup: Tuple) -> None:
+        if self.held is None:
+            self.held = tup
+            return
+        first, self.held = self.held, None
+        self.pairs += 1
+        if self.fail_every and self.pairs % self.fail_every == 0:
+            self.fail(first)
+            self.fail(tup)
+            return
+        self.emit([first[0] + tup[0]], anchors=[first, tup])
+        self.ack(first)
+        self.ack(tup)
+
+    def cleanup(self) -> None:
+        if self.held is not None:  # an odd one out at the end: on its own
+            self.emit([self.held[0]], anchors=[self.held])
+            self.ack(self.held)

@@ -1,19 +1,25 @@
 """At-least-once processing: Storm's acking, batched.
 
-A spout tuple emitted with a ``msg_id`` gets a random 64-bit root id, which every tuple of its
-tree carries as a hidden last value on the wire (its *mark*: ``None`` untracked, the root, or a
-tuple of roots for a tuple anchored to several trees). Storm gives every tuple copy a random edge
-id; rayflow gives one to every (root, batch) pair instead: when a batch is sealed, each root in it
-gets a random 64-bit edge, XORed into what the sending task tells the root's acker, and the batch
-travels with its ``{root: edge}`` map. The receiving task acks a root's edge once all of that
-root's rows in the batch are done. The acker (an ``__acker`` bolt, partitioned by root) keeps one
-XOR per root: every edge is XORed in twice, once by its creator and once by its consumer, so the
-value returns to zero exactly when the whole tree is processed (whatever order the rows arrive
-in), and the acker tells the spout task, which calls ``ack(msg_id)``. A failed tuple, or a tree
-not done within ``message.timeout``, makes the spout call ``fail(msg_id)``.
+A spout tuple emitted with a ``msg_id`` gets a random 64-bit root id; every tuple of its tree
+belongs to that root (a tuple anchored to several trees, to several roots). What a row belongs to
+is its *mark*: ``None`` (untracked), a root, or a tuple of roots. Rows do not carry it: a route
+keeps each outgoing batch's rows in *runs* that share a mark, and the batch travels with its runs.
 
-Acker traffic is ordinary rows on the ``__ack`` stream, at most one per root per input batch; the
-per-tuple cost is one value on the wire, not an id per copy.
+Storm gives every tuple copy a random edge id; rayflow gives one to every (root, batch) pair:
+when a batch is sealed, each root in it gets a random 64-bit edge, XORed into what the sending
+task tells the root's acker, and the batch carries its ``{root: edge}`` map. The receiving task
+acks a root's edge once all of that root's rows in the batch are done (with ``auto_ack``: when
+the batch is processed). The acker (an ``__acker`` bolt; several split the roots between them)
+keeps one XOR per root: every edge is XORed in twice, once by its creator and once by its
+consumer, so the value returns to zero exactly when the whole tree is processed (whatever order
+the updates arrive in), and the acker tells the spout task, which calls ``ack(msg_id)``. A failed
+tuple, or a tree not done within ``message.timeout``, makes the spout call ``fail(msg_id)``.
+
+A spout tuple sent as a single copy needs no registration: its batch says which spout task sent
+it, and the receiver's ack names that task to the acker (see ``Acking.single_copy``).
+
+Acker traffic is ordinary rows on the ``__ack`` stream, each a packed group of updates (arrays of
+roots and values), at most one update per root per input batch; none of it is per tuple.
 
 >>> acker = AckerCore()
 >>> acker.update(7, 0b1010, spout=0)   # the spout's init: the XOR of its batches' edges
@@ -47,7 +53,9 @@ _random = random.Random(os.urandom(16))
 new_id = _random.getrandbits
 
 Mark = None | int | tuple[int, ...]
-"""What a tracked row carries as its hidden last value: no tree, one root, or several."""
+"""What a run of rows shares: no tree, one root, or several."""
+Edges = dict[int, int] | int
+"""A batch's edges: per root; or, for a spout's single copies, ``-1 - spout task index``."""
 
 
 def roots_of(mark: Mark) -> tuple[int, ...]:
@@ -216,7 +224,7 @@ class Received:
 
     __slots__ = ("edges", "left")
 
-    def __init__(self, edges: dict[int, int], runs: Iterable[tuple[Mark, int, int]]) -> None:
+    def __init__(self, edges: Edges, runs: Iterable[tuple[Mark, int, int]]) -> None:
         self.edges = edges
         self.left: dict[int, int] = {}
         for mark, start, end in runs:
@@ -260,7 +268,6 @@ class Acking:
         self.fresh: list[int] = []  # spouts: roots emitted since the last flush_acks
         self.pending_peak = 0
         self.completions: list[tuple[Any, Any]] = []  # spouts: (roots acked, roots failed)
-        self.complete_latency = 0.0
         self.complete_histogram = Histogram(LATENCY_BUCKETS)
         self.acked = 0
         self.failed = 0
@@ -285,37 +292,39 @@ class Acking:
 
     # ------------------------------------------------------------- batches
     def register(
-        self,
-        marks: list[Mark],
-        start: int,
-        edges: dict[int, int] | None,
-        owner: int | None = None,
+        self, marks: list[Mark], start: int, edges: dict[int, int] | None
     ) -> dict[int, int]:
         """Give each root new in ``marks[start:]`` (the runs of a batch being sealed) an edge,
-        and XOR the edge into what this task tells the root's acker (or, given an ``owner``,
-        the edge that tells the receiver to name the spout task instead, see
-        ``single_copy``)."""
+        and XOR the edge into what this task tells the root's acker."""
         if edges is None:
             edges = {}
         acks = self.acks
         for mark in marks[start:] if start else marks:
-            for root in roots_of(mark):
+            for root in (mark,) if mark.__class__ is int else roots_of(mark):
                 if root not in edges:
-                    if owner is not None:
-                        edges[root] = owner
-                        continue
                     edge = edges[root] = new_id(64)
                     acks[root] = acks.get(root, 0) ^ edge
         return edges
 
-    def ack_batch(self, edges: dict[int, int]) -> None:
+    def ack_batch(self, edges: Edges, marks: list[Mark]) -> None:
         """Every row of a received batch is done: ack each root's edge."""
+        if edges.__class__ is int:  # a spout's single copies: name their spout task
+            spout, owners = -1 - edges, self.owners  # type: ignore[operator]
+            for mark in marks:
+                if mark is not None:
+                    for root in (mark,) if mark.__class__ is int else mark:  # type: ignore[union-attr]
+                        owners[root] = spout
+            return
         acks = self.acks
-        for root, edge in edges.items():
-            if edge < 0:  # the spout's single copy: tell the acker which spout task owns it
-                self.owners[root] = -1 - edge
-            else:
-                acks[root] = acks.get(root, 0) ^ edge
+        for root, edge in edges.items():  # type: ignore[union-attr]
+            acks[root] = acks.get(root, 0) ^ edge
+
+    def _ack_root(self, root: int, edges: Edges) -> None:
+        """Ack one root's edge of a received batch (its last row there is done)."""
+        if edges.__class__ is int:
+            self.owners[root] = -1 - edges  # type: ignore[operator]
+        else:
+            self.acks[root] = self.acks.get(root, 0) ^ edges[root]  # type: ignore[index]
 
     def flush_acks(self) -> None:
         """Seal what routes hold (their edges join the acks), then send the acks as packed
@@ -419,8 +428,6 @@ class Acking:
             pending[root] = (msg_id, clock())
             if stream not in single_copy:
                 fresh.append(root)  # its edges get registered by flush_acks
-            if len(pending) > state.pending_peak:
-                state.pending_peak = len(pending)
 
         return spout_emit
 
@@ -448,7 +455,7 @@ class Acking:
                 left[root] = count
             else:
                 del left[root]
-                self.ack_batch({root: received.edges[root]})
+                self._ack_root(root, received.edges)
 
     def fail(self, tup: Tuple) -> None:
         meta = tup.meta
@@ -463,8 +470,8 @@ class Acking:
         self.failed += 1
         for root in roots_of(meta):
             self.failures.append(root)
-            if edges is not None and edges.get(root, 0) < 0:  # the acker learns the spout from us
-                self.owners[root] = -1 - edges[root]
+            if edges.__class__ is int:  # its spout task learns of the failure through us
+                self._ack_root(root, edges)
 
     # ------------------------------------------------------------ spouts only
     @property
@@ -475,24 +482,27 @@ class Acking:
         """Run the spout's ack/fail for completed trees and for trees past the timeout."""
         completions, self.completions = self.completions, []
         now = time.monotonic()
-        pending, observe, ack = self.pending, self.complete_histogram.observe, self.on_ack
+        pending, ack = self.pending, self.on_ack
+        if len(pending) > self.pending_peak:  # pending grows between two settles only
+            self.pending_peak = len(pending)
+        emitted_at = []
         for acked, failed in completions:
             for root in acked:
                 entry = pending.pop(root, None)
                 if entry is None:
                     continue  # timed out already
-                msg_id, emitted = entry
-                self.acked += 1
-                self.complete_latency += now - emitted
-                observe(now - emitted)
+                emitted_at.append(entry[1])
                 try:
-                    ack(msg_id)  # type: ignore[misc]
+                    ack(entry[0])  # type: ignore[misc]
                 except Exception as exc:
                     self.on_error("ack", exc)  # type: ignore[misc]
             for root in failed:
                 entry = pending.pop(root, None)
                 if entry is not None:
                     self._fail(entry[0])
+        if emitted_at:
+            self.acked += len(emitted_at)
+            self.complete_histogram.observe_each([now - t for t in emitted_at])
         deadline = now - self.timeout
         while pending:
             root, (msg_id, emitted) = next(iter(pending.items()))

@@ -68,6 +68,7 @@ class TaskActor:
         self.addresses: dict[TaskKey, tuple[str, int] | None] = {}
         self.ended: asyncio.Future | None = None
         self.address: tuple[str, int] | None = None
+        self.spouts: dict[TaskKey, Any] = {}  # an acker's spout tasks
 
     def __repr__(self) -> str:  # Ray prefixes the actor's log lines with this
         return f"{self.spec.name}:{self.key[0]}[{self.key[1]}]"
@@ -112,9 +113,10 @@ class TaskActor:
         connect = self._connect_socket if self.transport == "socket" else self._connect_ray
         feedback = None
         if spouts:  # an acker: completed trees go to the spout tasks, batched, fire and forget
+            self.spouts = dict(spouts)  # rewire_spout replaces a restarted one
 
-            def feedback(spout: TaskKey, items: list) -> None:
-                spouts[spout].receive_acks.remote(items)
+            def feedback(spout: TaskKey, items: tuple) -> None:
+                self.spouts[spout].receive_acks.remote(items)
 
         self.core = TaskCore(
             self.spec,
@@ -217,6 +219,12 @@ class TaskActor:
         return {**stats, "pid": os.getpid()}
 
     @ray.method(concurrency_group="control")
+    @ray.method(concurrency_group="control")
+    def rewire_spout(self, spout: TaskKey, handle: Any) -> None:
+        """An acker: the spout task ``spout`` was restarted as ``handle``; its completed trees
+        go there from now on."""
+        self.spouts[spout] = handle
+
     async def reconnect(
         self, target: TaskKey, handle: Any, address: tuple[str, int] | None
     ) -> None:

@@ -233,6 +233,9 @@ class RayDeployment:
         spouts = {k: self.actors[k] for k in spout_tasks(spec)} if key[0] == ACKER else None
         return self.actors[key].connect.remote(targets, local, spouts)
 
+    def _ackers(self) -> list[TaskKey]:
+        return [k for k in self.actors if k[0] == ACKER]
+
     def restart(self, key: TaskKey) -> None:
         """Replace a dead task with a new actor (a new generation) and rewire its neighbours.
 
@@ -257,6 +260,8 @@ class RayDeployment:
         ]
         # Finished upstream tasks too: their actors live on and send the new task end-of-stream.
         refs = [self.actors[u].reconnect.remote(key, actor, info["address"]) for u in upstream]
+        if spec.component(key[0]).kind == "spout":  # its ackers answer the new actor
+            refs += [self.actors[k].rewire_spout.remote(key, actor) for k in self._ackers()]
         for ref in refs:
             try:
                 ray.get(ref, timeout=30)

@@ -138,18 +138,19 @@ class Route:
         """The roots of buffer ``i``'s runs added since the last seal get their edges (see
         ``runtime.acking``); the batch carries them when it is sent."""
         marks = self.run_marks[i]
-        if len(marks) > self.sealed[i]:
-            self.edges[i] = self.tracker.register(marks, self.sealed[i], self.edges[i], self.owner)
+        if len(marks) > self.sealed[i] and self.owner is None:
+            self.edges[i] = self.tracker.register(marks, self.sealed[i], self.edges[i])
             self.sealed[i] = len(marks)
 
     def seal_all(self) -> None:
         for i in range(len(self.bufs)):
             self.seal(i)
 
-    def _take_runs(self, i: int) -> tuple[dict[int, int], list[int], list[Any]]:
+    def _take_runs(self, i: int) -> tuple[Any, list[int], list[Any]]:
         """Buffer ``i``'s edges and runs, for the batch being sent (and fresh ones after it)."""
         self.seal(i)
-        taken = (self.edges[i] or {}, self.run_starts[i], self.run_marks[i])
+        edges = self.owner if self.owner is not None else (self.edges[i] or {})
+        taken = (edges, self.run_starts[i], self.run_marks[i])
         self._reset_runs(i)
         return taken
 

@@ -48,9 +48,11 @@ class AckingMixin:
         assert acking is not None
         return {
             "pending": len(acking.pending),
-            "pending_peak": acking.pending_peak,
+            "pending_peak": max(acking.pending_peak, len(acking.pending)),
             "complete_latency_ms": (
-                1000 * acking.complete_latency / acking.acked if acking.acked else 0.0
+                1000 * acking.complete_histogram.sum / acking.complete_histogram.count
+                if acking.complete_histogram.count
+                else 0.0
             ),
             "histograms": {
                 **self._histograms(),

@@ -64,3 +64,22 @@ def test_timeout_replay_and_dead_letters_on_ray(ray_session: str) -> None:
     poisoned = pipeline(200, poison=42, fail_rate=0, raise_rate=0, spout=FewRetries).run()
     assert poisoned.outputs["dead"] == [(42, [42], 3)]
     assert sorted(n for (n,) in poisoned.outputs["sink"]) == [n for n in range(200) if n != 42]
+
+
+def test_a_restarted_spout_gets_its_trees_acked(ray_session: str) -> None:
+    """The ackers learn where a restarted spout task lives: its new trees complete (a spout
+    without saved state starts over, so messages may be acked twice, never lost)."""
+    from rayflow.launchers import embedded
+    from rayflow.testing import Pause
+
+    n = 2_000
+    items = [x for i in range(n) for x in ((i, Pause(0.02)) if i % 20 == 19 else (i,))]
+    topology = pipeline(
+        n, {"message.timeout": "3s"}, fail_rate=0, raise_rate=0, items=items, spout_tasks=1
+    )
+    with killing_tasks({"numbers"}, max_kills=1) as kills:
+        result = embedded.run_topology(topology.build(), duration=60)
+    assert kills == [("numbers", 0)]
+    assert result.ended == "finished", "the restarted spout's trees never completed"
+    messages = {i for i, item in enumerate(items) if not isinstance(item, Pause)}
+    assert {msg for (msg,) in result.outputs["numbers"]} == messages

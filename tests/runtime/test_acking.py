@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from rayflow import testing
+from rayflow import Topology, testing
 from rayflow.runtime.acking import AckerCore
-from tests.reliability import FewRetries, pipeline, timeout_topology
+from rayflow.testing import ListSink
+from tests.reliability import FewRetries, Numbers, PairUp, pipeline, timeout_topology
 
 
 def test_acker_completes_a_tree_whatever_order_the_xors_arrive_in() -> None:
@@ -63,3 +64,35 @@ def test_a_poison_message_reaches_the_dead_letter_stream_and_the_rest_flows_on()
     assert result.outputs["dead"] == [(42, [42], 3)]  # first try + max_retries (2) replays
     assert sorted(n for (n,) in result.outputs["sink"]) == [n for n in range(100) if n != 42]
     assert sorted(msg for (msg,) in result.outputs["numbers"]) == [n for n in range(100) if n != 42]
+
+
+def test_several_ackers_share_the_trees() -> None:
+    n = 400
+    result = testing.run(pipeline(n, {"ackers": 3}))
+    assert Counter(msg for (msg,) in result.outputs["numbers"]) == Counter(range(n))
+    assert {n for (n,) in result.outputs["sink"]} == set(range(n))
+    assert result.counter("numbers", "failed") > 0
+    assert all(task["counters"]["executed"] > 0 for task in result.tasks["__acker"])
+
+
+def pairs_topology(n: int, fail_every: int = 0) -> Topology:
+    t = Topology("pairs", config={"reliability": "at_least_once", "batch.size": 16})
+    t.spout("numbers", Numbers, kwargs={"items": list(range(n)), "collect_acks": True})
+    t.bolt("pair", PairUp, kwargs={"fail_every": fail_every}).shuffle("numbers")
+    t.bolt("sink", ListSink).shuffle("pair")
+    return t
+
+
+def test_a_tuple_anchored_to_two_trees_completes_both() -> None:
+    n = 200
+    result = testing.run(pairs_topology(n))
+    assert sorted(msg for (msg,) in result.outputs["numbers"]) == list(range(n))
+    assert sum(s for (s,) in result.outputs["sink"]) == sum(range(n))
+    assert result.counter("numbers", "failed") == 0
+
+
+def test_a_failed_join_fails_both_of_its_trees_and_both_are_replayed() -> None:
+    n = 200
+    result = testing.run(pairs_topology(n, fail_every=7))
+    assert Counter(msg for (msg,) in result.outputs["numbers"]) == Counter(range(n))
+    assert result.counter("numbers", "failed") >= 2 * (n // 2 // 7)
