@@ -1,9 +1,12 @@
 """At-least-once processing: Storm's acking, batched.
 
-A spout tuple emitted with a ``msg_id`` gets a random 64-bit root id; every tuple of its tree
-belongs to that root (a tuple anchored to several trees, to several roots). What a row belongs to
-is its *mark*: ``None`` (untracked), a root, or a tuple of roots. Rows do not carry it: a route
-keeps each outgoing batch's rows in *runs* that share a mark, and the batch travels with its runs.
+Storm tracks each spout tuple emitted with a ``msg_id`` as the root of a tree; rayflow tracks
+the tuples a spout task emits in one round (up to ``TAG_LIMIT``) under one random 64-bit root,
+and tells them apart by a *tag*: the root plus the tuple's index in the round. Every tuple of a
+tree belongs to its spout tuple's tag (a tuple anchored to several tuples, to all their tags);
+what a row belongs to is its *mark*: ``None`` (untracked), a tag, or a tuple of tags. Rows do
+not carry it: a route keeps each outgoing batch's rows in *runs* that share a mark, and the batch
+travels with its runs.
 
 Storm gives every tuple copy a random edge id; rayflow gives one to every (root, batch) pair:
 when a batch is sealed, each root in it gets a random 64-bit edge, XORed into what the sending
@@ -12,20 +15,19 @@ acks a root's edge once all of that root's rows in the batch are done (with ``au
 the batch is processed). The acker (an ``__acker`` bolt; several split the roots between them)
 keeps one XOR per root: every edge is XORed in twice, once by its creator and once by its
 consumer, so the value returns to zero exactly when the whole tree is processed (whatever order
-the updates arrive in), and the acker tells the spout task, which calls ``ack(msg_id)``. A failed
-tuple, or a tree not done within ``message.timeout``, makes the spout call ``fail(msg_id)``.
-
-A spout tuple sent as a single copy needs no registration: its batch says which spout task sent
-it, and the receiver's ack names that task to the acker (see ``Acking.single_copy``).
+the updates arrive in), and the acker tells the spout task, which calls ``ack(msg_id)`` for each
+of the root's tuples. A failed tuple is still done for its tree, and its tag reaches the acker
+too: the spout calls ``fail(msg_id)`` for it and ``ack`` for the others. A root not complete
+within ``message.timeout`` (a task died, a tuple was never acked) fails all its tuples.
 
 Acker traffic is ordinary rows on the ``__ack`` stream, each a packed group of updates (arrays of
-roots and values), at most one update per root per input batch; none of it is per tuple.
+roots and values); none of it is per tuple, and most of it is per spout round.
 
 >>> acker = AckerCore()
->>> acker.update(7, 0b1010, spout=0)   # the spout's init: the XOR of its batches' edges
->>> acker.update(7, 0b1010, spout=-1)  # the bolt acks its input batch (and created nothing)
->>> acker.completions  # per spout task: (roots acked, roots failed)
-{0: ([7], [])}
+>>> acker.update(7 << TAG_BITS, 0b1010, spout=0)   # the spout's init: the XOR of its edges
+>>> acker.update(7 << TAG_BITS, 0b1010, spout=-1)  # the bolt acks its input batch
+>>> acker.completions  # per spout task: (roots complete, tags of failed tuples)
+{0: ([28672], [])}
 """
 
 from __future__ import annotations
@@ -47,21 +49,28 @@ ACKER = "__acker"
 ACK_STREAM = "__ack"
 ACK_FIELDS = ("root", "value", "spout")
 FROM_BOLT = -1  # the ``spout`` value of an ack row sent by a bolt
-FAILED = -2  # ... of a fail row
+FAILED = -2  # ... of a row of failed tuples' tags
+
+TAG_BITS = 12
+TAG_LIMIT = 1 << TAG_BITS  # spout tuples per root at most
+ROOT_MASK = ((1 << 64) - 1) ^ (TAG_LIMIT - 1)  # a tag's root: the tag without its index
 
 _random = random.Random(os.urandom(16))
 new_id = _random.getrandbits
 
 Mark = None | int | tuple[int, ...]
-"""What a run of rows shares: no tree, one root, or several."""
-Edges = dict[int, int] | int
-"""A batch's edges: per root; or, for a spout's single copies, ``-1 - spout task index``."""
+"""What a run of rows belongs to: no tree, one spout tuple's tag, or several."""
 
 
-def roots_of(mark: Mark) -> tuple[int, ...]:
-    """The roots a mark names.
+def new_root() -> int:
+    """A random root, its low ``TAG_BITS`` free for the indexes of its tuples."""
+    return new_id(64 - TAG_BITS) << TAG_BITS
 
-    >>> roots_of(None), roots_of(5), roots_of((5, 6))
+
+def tags_of(mark: Mark) -> tuple[int, ...]:
+    """The tags a mark names.
+
+    >>> tags_of(None), tags_of(5), tags_of((5, 6))
     ((), (5,), (5, 6))
     """
     if mark is None:
@@ -79,18 +88,18 @@ def mark_of(anchors: Iterable[Tuple]) -> Mark:
     >>> mark_of([Tuple([1], src, 5), Tuple([2], src, (5, 6)), Tuple([3], src, None)])
     (5, 6)
     """
-    roots: dict[int, None] = {}
+    tags: dict[int, None] = {}
     for anchor in anchors:
         meta = anchor.meta
         if meta.__class__ is list:  # a rich bolt's input: [mark, batch, done]
             meta = meta[0]
-        for root in roots_of(meta):
-            roots[root] = None
-    if not roots:
+        for tag in tags_of(meta):
+            tags[tag] = None
+    if not tags:
         return None
-    if len(roots) == 1:
-        return next(iter(roots))
-    return tuple(roots)
+    if len(tags) == 1:
+        return next(iter(tags))
+    return tuple(tags)
 
 
 def with_ackers(spec: TopologySpec, ackers: int = 1) -> TopologySpec:
@@ -124,57 +133,56 @@ def with_ackers(spec: TopologySpec, ackers: int = 1) -> TopologySpec:
 class AckerCore:
     """XOR per root; a root whose value returns to zero (with its spout known) is complete.
 
-    Completed roots wait in ``completions``, per spout task: (roots acked, roots failed)."""
+    Complete roots wait in ``completions``, per spout task, with the tags of their failed
+    tuples: (roots, failed tags)."""
 
     def __init__(self) -> None:
-        self.pending: dict[int, list[int]] = {}  # root -> [value, spout task, last update]
+        # root -> [value, spout task, first seen, failed tags or None]
+        self.pending: dict[int, list[Any]] = {}
         self.completions: dict[int, tuple[list[int], list[int]]] = {}
 
     def update(self, root: int, value: int, spout: int) -> None:
         """One update: ``value`` XORs into ``root``'s; ``spout`` is the spout task's index (the
-        sender knows it), ``FROM_BOLT`` or ``FAILED``."""
+        sender knows it) or ``FROM_BOLT``; with ``FAILED``, ``root`` is a failed tuple's tag."""
         self.update_many((root,), (value,), spout)
 
     def update_many(self, roots: Iterable[int], values: Iterable[int], spout: int) -> None:
         """:meth:`update` for each root and value of an ack row (this loop is most of an
         acker's work)."""
-        pending, now, complete = self.pending, int(time.monotonic()), self._complete
+        pending, now, complete = self.pending, time.monotonic(), self._complete
         if spout == FAILED:
-            for root in roots:
+            for tag in roots:
+                root = tag & ROOT_MASK
                 entry = pending.get(root)
                 if entry is None:
-                    pending[root] = [-1, FROM_BOLT, now]  # reported once its spout is known
-                elif entry[1] >= 0:
-                    complete(root, entry[1], False)
-                else:
-                    entry[0], entry[2] = -1, now
+                    entry = pending[root] = [0, FROM_BOLT, now, None]
+                if entry[3] is None:
+                    entry[3] = []
+                entry[3].append(tag)
             return
         for root, value in zip(roots, values, strict=True):
             entry = pending.get(root)
             if entry is None:
-                if value == 0 and spout >= 0:  # a spout's single copy, acked with no children
-                    self.completions.setdefault(spout, ([], []))[0].append(root)
-                else:
-                    pending[root] = [value, spout, now]
+                pending[root] = [value, spout, now, None]
                 continue
-            entry[2] = now
             if spout >= 0:
                 entry[1] = spout
-            if entry[0] == -1:  # failed: reported now that its spout is known
-                if entry[1] >= 0:
-                    complete(root, entry[1], False)
-                continue
             value ^= entry[0]
             entry[0] = value
             if value == 0 and entry[1] >= 0:
-                complete(root, entry[1], True)
+                complete(root, entry)
 
-    def _complete(self, root: int, spout: int, ok: bool) -> None:
+    def _complete(self, root: int, entry: list[Any]) -> None:
         del self.pending[root]
-        self.completions.setdefault(spout, ([], []))[0 if ok else 1].append(root)
+        done = self.completions.get(entry[1])
+        if done is None:
+            done = self.completions[entry[1]] = ([], [])
+        done[0].append(root)
+        if entry[3]:
+            done[1].extend(entry[3])
 
     def expire(self, older_than: float) -> int:
-        """Forget roots untouched since ``older_than`` (their spouts timed them out already)."""
+        """Forget roots first seen before ``older_than`` (their spouts timed them out already)."""
         stale = [r for r, entry in self.pending.items() if entry[2] < older_than]
         for root in stale:
             del self.pending[root]
@@ -190,7 +198,7 @@ class AckerBolt(Bolt):
     so the acker gathers them rather than sending one per input batch."""
 
     outputs: list[str] = []
-    FEEDBACK_MS = 10
+    FEEDBACK_MS = 5
 
     def prepare(self, context: Any) -> None:
         self.core = AckerCore()
@@ -212,23 +220,24 @@ class AckerBolt(Bolt):
 
     def on_timer(self, timer: Any) -> None:
         self.feedback_due = False
-        for spout_task, (acked, failed) in self.core.completions.items():
+        for spout_task, (done, failed) in self.core.completions.items():
             # One message per spout task, packed: arrays pickle as their bytes.
-            self.send_to_spout(spout_task, (array("Q", acked), array("Q", failed)))  # type: ignore[attr-defined]
+            self.send_to_spout(spout_task, (array("Q", done), array("Q", failed)))  # type: ignore[attr-defined]
         self.core.completions = {}
 
 
 class Received:
     """A rich bolt's (``auto_ack = False``) input batch: its edges, and per root the rows not
-    yet acked; a root's edge is acked when its last row is."""
+    yet done; a root's edge is acked when its last row is acked or failed."""
 
     __slots__ = ("edges", "left")
 
-    def __init__(self, edges: Edges, runs: Iterable[tuple[Mark, int, int]]) -> None:
+    def __init__(self, edges: dict[int, int], runs: Iterable[tuple[Mark, int, int]]) -> None:
         self.edges = edges
         self.left: dict[int, int] = {}
         for mark, start, end in runs:
-            for root in roots_of(mark):
+            for tag in tags_of(mark):
+                root = tag & ROOT_MASK
                 self.left[root] = self.left.get(root, 0) + end - start
 
 
@@ -244,7 +253,7 @@ def runs_of(rows: int, starts: list[int], marks: list[Mark]) -> Iterable[tuple[M
 
 class Acking:
     """The acking side of one task: marked emits, sealed batches, acks and fails, and (spouts)
-    pending trees."""
+    pending roots."""
 
     def __init__(
         self,
@@ -264,31 +273,26 @@ class Acking:
         self.on_fail = on_fail
         self.on_error = on_error  # a spout's ack or fail raised: (which, exception)
         self.current: Mark = None  # the mark of the input being processed (emits anchor to it)
-        self.pending: dict[int, tuple[Any, float]] = {}  # spouts: root -> (msg_id, emitted at)
-        self.fresh: list[int] = []  # spouts: roots emitted since the last flush_acks
+        # Spouts: the open root (None: the next tracked emit opens one) and its msg_ids; every
+        # pending root's msg_ids and when it opened; roots opened since the last flush_acks.
+        self.root: int | None = None
+        self.root_msgs: list[Any] = []
+        self.pending: dict[int, tuple[list[Any], float]] = {}
+        self.pending_messages = 0
         self.pending_peak = 0
-        self.completions: list[tuple[Any, Any]] = []  # spouts: (roots acked, roots failed)
+        self.fresh: list[int] = []
+        self.completions: list[tuple[Any, Any]] = []  # spouts: (roots complete, failed tags)
         self.complete_histogram = Histogram(LATENCY_BUCKETS)
         self.acked = 0
         self.failed = 0
         self.acks: dict[int, int] = {}  # root -> XOR to tell its acker, sent by flush_acks
-        self.owners: dict[int, int] = {}  # roots whose acker learns their spout task from us
-        self.failures: list[int] = []  # roots of failed tuples, sent by flush_acks
+        self.failures: list[int] = []  # tags of failed tuples, sent by flush_acks
         self.mark_of = mark_of
         self._ack_route = collector.routes[ACK_STREAM][0]
         self._ackers = len(self._ack_route.bufs)
         self.routes = [r for r in collector.all_routes if r.stream != ACK_STREAM]
         for route in self.routes:
             route.tracker = self
-        # A spout tuple sent as one copy (one route, one task) has one edge: rather than the spout
-        # registering it, the copy's receiver acks it together with the spout task's index (an
-        # edge of -1 - index), which spares an acker row per tree. Other spout streams register.
-        self.single_copy: set[str] = set()
-        if task_index >= 0:
-            for stream, routes in collector.routes.items():
-                if len(routes) == 1 and routes[0].one_copy and stream != ACK_STREAM:
-                    routes[0].owner = -1 - task_index
-                    self.single_copy.add(stream)
 
     # ------------------------------------------------------------- batches
     def register(
@@ -298,58 +302,40 @@ class Acking:
         and XOR the edge into what this task tells the root's acker."""
         if edges is None:
             edges = {}
-        acks = self.acks
+        acks, last = self.acks, None
         for mark in marks[start:] if start else marks:
-            for root in (mark,) if mark.__class__ is int else roots_of(mark):
-                if root not in edges:
+            for tag in (mark,) if mark.__class__ is int else tags_of(mark):
+                root = tag & ROOT_MASK
+                if root != last and root not in edges:
                     edge = edges[root] = new_id(64)
                     acks[root] = acks.get(root, 0) ^ edge
+                last = root
         return edges
 
-    def ack_batch(self, edges: Edges, marks: list[Mark]) -> None:
+    def ack_batch(self, edges: dict[int, int]) -> None:
         """Every row of a received batch is done: ack each root's edge."""
-        if edges.__class__ is int:  # a spout's single copies: name their spout task
-            spout, owners = -1 - edges, self.owners  # type: ignore[operator]
-            for mark in marks:
-                if mark is not None:
-                    for root in (mark,) if mark.__class__ is int else mark:  # type: ignore[union-attr]
-                        owners[root] = spout
-            return
         acks = self.acks
-        for root, edge in edges.items():  # type: ignore[union-attr]
+        for root, edge in edges.items():
             acks[root] = acks.get(root, 0) ^ edge
-
-    def _ack_root(self, root: int, edges: Edges) -> None:
-        """Ack one root's edge of a received batch (its last row there is done)."""
-        if edges.__class__ is int:
-            self.owners[root] = -1 - edges  # type: ignore[operator]
-        else:
-            self.acks[root] = self.acks.get(root, 0) ^ edges[root]  # type: ignore[index]
 
     def flush_acks(self) -> None:
         """Seal what routes hold (their edges join the acks), then send the acks as packed
         groups. Registering a batch's edges no later than the ack of its inputs is what keeps a
-        root's XOR from reaching zero early; failures go first, so that no acker completes a
-        tree whose failure is on its way."""
+        root's XOR from reaching zero early; failures go first, so that an acker knows them
+        when their root completes."""
         for route in self.routes:
             route.seal_all()
         if self.failures:
             self._send(self.failures, [0] * len(self.failures), FAILED)
             self.failures = []
         acks = self.acks
-        if self.fresh:  # a spout: its roots' edges, each tree's first update
+        if self.fresh:  # a spout: each new root's first update, the XOR of its edges
+            self.root = None  # edges registered from now on would come too late: a new root
             fresh = [root for root in self.fresh if root in acks]
             if len(fresh) < len(self.fresh):  # no task subscribes: the tree is complete already
                 self.completions.append(([r for r in self.fresh if r not in acks], ()))
             self._send(fresh, [acks.pop(root) for root in fresh], self.task_index)
             self.fresh.clear()
-        if self.owners:
-            by_spout: dict[int, list[int]] = {}
-            for root, spout in self.owners.items():
-                by_spout.setdefault(spout, []).append(root)
-            for spout, roots in by_spout.items():  # even a zero: it completes the tree
-                self._send(roots, [acks.pop(root, 0) for root in roots], spout)
-            self.owners.clear()
         if acks:
             self._send(acks.keys(), acks.values(), FROM_BOLT)
             acks.clear()
@@ -363,7 +349,7 @@ class Acking:
         parts: dict[int, tuple[list[int], list[int]]] = {}
         n = self._ackers
         for root, value in zip(roots, values, strict=True):
-            part = parts.setdefault(root % n, ([], []))
+            part = parts.setdefault((root >> TAG_BITS) % n, ([], []))
             part[0].append(root)
             part[1].append(value)
         for acker, (rs, vs) in parts.items():
@@ -412,10 +398,8 @@ class Acking:
             route.add_direct_marked(task, values, mark)
 
     def make_spout_emit(self) -> Callable[..., None]:
-        """``emit`` for a spout: with a ``msg_id``, a new tree."""
-        collector, pending, fresh = self.collector, self.pending, self.fresh
-        send, state, single_copy = self.make_emit(), self, self.single_copy
-        clock = time.monotonic
+        """``emit`` for a spout: with a ``msg_id``, the next tuple of the open root."""
+        collector, send, state = self.collector, self.make_emit(), self
 
         def spout_emit(values: list[Any], msg_id: Any = None, stream: str = "default") -> None:
             collector.spout_emits += 1
@@ -423,13 +407,22 @@ class Acking:
                 state.current = None
                 send(values, stream)
                 return
-            root = state.current = new_id(64)
+            msgs = state.root_msgs
+            if state.root is None or len(msgs) == TAG_LIMIT:
+                msgs = state._open_root()
+            state.current = state.root | len(msgs)  # type: ignore[operator]
+            msgs.append(msg_id)
+            state.pending_messages += 1
             send(values, stream)
-            pending[root] = (msg_id, clock())
-            if stream not in single_copy:
-                fresh.append(root)  # its edges get registered by flush_acks
 
         return spout_emit
+
+    def _open_root(self) -> list[Any]:
+        root = self.root = new_root()
+        msgs = self.root_msgs = []
+        self.pending[root] = (msgs, time.monotonic())
+        self.fresh.append(root)
+        return msgs
 
     def spout_emit_direct(
         self, task: int, values: list[Any], stream: str = "default", **_: Any
@@ -447,69 +440,79 @@ class Acking:
             return
         meta[2] = True
         self.acked += 1
+        self._done(meta)
+
+    def _done(self, meta: list[Any]) -> None:
+        """A rich bolt's input is acked or failed: its roots' edges once their last row is."""
         received: Received = meta[1]
         left = received.left
-        for root in roots_of(meta[0]):
+        for tag in tags_of(meta[0]):
+            root = tag & ROOT_MASK
             count = left[root] - 1
             if count:
                 left[root] = count
             else:
                 del left[root]
-                self._ack_root(root, received.edges)
+                self.acks[root] = self.acks.get(root, 0) ^ received.edges[root]
 
     def fail(self, tup: Tuple) -> None:
         meta = tup.meta
-        edges = None
+        mark = meta
         if meta.__class__ is list:
             if meta[2]:
                 return
             meta[2] = True
-            meta, edges = meta[0], meta[1].edges
-        if meta is None:
+            mark = meta[0]
+            self._done(meta)  # done for its trees: they complete, with this tuple failed
+        if mark is None:
             return
         self.failed += 1
-        for root in roots_of(meta):
-            self.failures.append(root)
-            if edges.__class__ is int:  # its spout task learns of the failure through us
-                self._ack_root(root, edges)
+        self.failures.extend(tags_of(mark))
 
     # ------------------------------------------------------------ spouts only
     @property
     def full(self) -> bool:
-        return self.max_pending is not None and len(self.pending) >= self.max_pending
+        return self.max_pending is not None and self.pending_messages >= self.max_pending
 
     def settle(self) -> None:
-        """Run the spout's ack/fail for completed trees and for trees past the timeout."""
+        """Run the spout's ack/fail for completed roots and for roots past the timeout."""
         completions, self.completions = self.completions, []
         now = time.monotonic()
         pending, ack = self.pending, self.on_ack
-        if len(pending) > self.pending_peak:  # pending grows between two settles only
-            self.pending_peak = len(pending)
-        emitted_at = []
-        for acked, failed in completions:
-            for root in acked:
+        if self.pending_messages > self.pending_peak:  # grows between two settles only
+            self.pending_peak = self.pending_messages
+        for done, failed_tags in completions:
+            failed = set(failed_tags)
+            for root in done:
                 entry = pending.pop(root, None)
                 if entry is None:
                     continue  # timed out already
-                emitted_at.append(entry[1])
-                try:
-                    ack(entry[0])  # type: ignore[misc]
-                except Exception as exc:
-                    self.on_error("ack", exc)  # type: ignore[misc]
-            for root in failed:
-                entry = pending.pop(root, None)
-                if entry is not None:
-                    self._fail(entry[0])
-        if emitted_at:
-            self.acked += len(emitted_at)
-            self.complete_histogram.observe_each([now - t for t in emitted_at])
+                msgs, opened = entry
+                self.pending_messages -= len(msgs)
+                acked = len(msgs)
+                for i, msg_id in enumerate(msgs):
+                    if failed and root | i in failed:
+                        acked -= 1
+                        self._fail(msg_id)
+                        continue
+                    try:
+                        ack(msg_id)  # type: ignore[misc]
+                    except Exception as exc:
+                        self.on_error("ack", exc)  # type: ignore[misc]
+                self.acked += acked
+                if acked:
+                    self.complete_histogram.observe(now - opened, acked)
         deadline = now - self.timeout
         while pending:
-            root, (msg_id, emitted) = next(iter(pending.items()))
-            if emitted > deadline:
+            root, (msgs, opened) = next(iter(pending.items()))
+            if opened > deadline:
                 break  # pending is in emit order: the rest are younger
             del pending[root]
-            self._fail(msg_id)
+            if root == self.root:
+                self.root = None  # timed out while open: the next emit opens a new one
+            self.pending_messages -= len(msgs)
+            for msg_id in msgs:
+                self._fail(msg_id)
 
     def _fail(self, msg_id: Any) -> None:
         self.failed += 1

@@ -117,7 +117,7 @@ def make_acking_executor(
                     acking.fail(tup)
         acking.current = None
         acking.acked += len(rows) - (acking.failed - failed_before)
-        acking.ack_batch(edges, marks)
+        acking.ack_batch(edges)
         acking.flush_acks()
 
     return execute_acked

@@ -55,8 +55,6 @@ class Route:
 
     counts_emits = True  # the first route of a stream counts emits; the others only transfers
     tracker: Any = None  # at-least-once: the task's ``Acking``, which gives sealed rows edges
-    owner: int | None = None  # ... and, on a spout's single-copy stream, the spout's own edge
-    one_copy = True  # each row goes to one task (ALL and CUSTOM groupings may copy it)
 
     def __init__(
         self, stream: str, channels: Sequence[OutputChannel], batch_size: int, stats: RouteStats
@@ -138,7 +136,7 @@ class Route:
         """The roots of buffer ``i``'s runs added since the last seal get their edges (see
         ``runtime.acking``); the batch carries them when it is sent."""
         marks = self.run_marks[i]
-        if len(marks) > self.sealed[i] and self.owner is None:
+        if len(marks) > self.sealed[i]:
             self.edges[i] = self.tracker.register(marks, self.sealed[i], self.edges[i])
             self.sealed[i] = len(marks)
 
@@ -146,11 +144,10 @@ class Route:
         for i in range(len(self.bufs)):
             self.seal(i)
 
-    def _take_runs(self, i: int) -> tuple[Any, list[int], list[Any]]:
+    def _take_runs(self, i: int) -> tuple[dict[int, int], list[int], list[Any]]:
         """Buffer ``i``'s edges and runs, for the batch being sent (and fresh ones after it)."""
         self.seal(i)
-        edges = self.owner if self.owner is not None else (self.edges[i] or {})
-        taken = (edges, self.run_starts[i], self.run_marks[i])
+        taken = (self.edges[i] or {}, self.run_starts[i], self.run_marks[i])
         self._reset_runs(i)
         return taken
 
@@ -384,8 +381,6 @@ class ShuffleRoute(Route):
 class AllRoute(Route):
     """Every row to every task."""
 
-    one_copy = False
-
     def targets_of(self, values: list[Any]) -> Sequence[int]:
         return range(len(self.bufs))
 
@@ -612,8 +607,6 @@ class PartialKeyRoute(FieldsRoute):
 class CustomRoute(Route):
     """The user's ``choose_tasks(values, num_tasks) -> list[int]`` picks the tasks."""
 
-    one_copy = False
-
     def __init__(self, *args: Any, grouping: Any) -> None:
         super().__init__(*args)
         self.choose: Callable[[list[Any], int], Iterable[int]] = grouping.choose_tasks
@@ -649,8 +642,6 @@ class CustomRoute(Route):
 
 class DropRoute(Route):
     """A declared stream nobody subscribes to: rows are counted and dropped."""
-
-    one_copy = False  # no copy at all: a tree of it is complete at once
 
     def __init__(self, stream: str, stats: RouteStats) -> None:
         super().__init__(stream, [], 1, stats)

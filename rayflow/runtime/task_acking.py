@@ -47,8 +47,8 @@ class AckingMixin:
         acking = self.acking
         assert acking is not None
         return {
-            "pending": len(acking.pending),
-            "pending_peak": max(acking.pending_peak, len(acking.pending)),
+            "pending": acking.pending_messages,
+            "pending_peak": max(acking.pending_peak, acking.pending_messages),
             "complete_latency_ms": (
                 1000 * acking.complete_histogram.sum / acking.complete_histogram.count
                 if acking.complete_histogram.count
@@ -61,8 +61,8 @@ class AckingMixin:
         }
 
     def receive_acks(self, items: tuple[Any, Any]) -> None:
-        """Completed trees from an acker, (roots acked, roots failed) (call on the loop's
-        thread)."""
+        """Complete roots from an acker, with the tags of their failed tuples (call on the
+        loop's thread)."""
         if self.acking is not None:
             self.acking.completions.append(items)
             self._wake_loop()

@@ -5,33 +5,27 @@ from __future__ import annotations
 from collections import Counter
 
 from rayflow import Topology, testing
-from rayflow.runtime.acking import AckerCore
+from rayflow.runtime.acking import FAILED, TAG_BITS, AckerCore
 from rayflow.testing import ListSink
 from tests.reliability import FewRetries, Numbers, PairUp, pipeline, timeout_topology
 
 
 def test_acker_completes_a_tree_whatever_order_the_xors_arrive_in() -> None:
-    acker = AckerCore()
-    acker.update(1, 0b0110, spout=-1)  # a bolt's ack before the spout's init
+    acker, root = AckerCore(), 1 << TAG_BITS
+    acker.update(root, 0b0110, spout=-1)  # a bolt's ack before the spout's init
     assert acker.completions == {}
-    acker.update(1, 0b0011, spout=-1)
-    acker.update(1, 0b0101, spout=3)
-    assert acker.completions == {3: ([1], [])} and not acker.pending
+    acker.update(root, 0b0011, spout=-1)
+    acker.update(root, 0b0101, spout=3)
+    assert acker.completions == {3: ([root], [])} and not acker.pending
 
 
-def test_acker_reports_a_failure_to_the_spout_once_it_is_known() -> None:
-    acker = AckerCore()
-    acker.update(9, 0, spout=-2)
-    acker.update(9, 0b1, spout=0)
-    assert acker.completions == {0: ([], [9])}
-
-
-def test_a_spouts_single_copy_acked_with_no_children_completes_at_once() -> None:
-    acker = AckerCore()
-    acker.update_many([4, 5], [0, 0b11], spout=1)  # the first hop names the spout task
-    assert acker.completions == {1: ([4], [])}
-    acker.update(5, 0b11, spout=-1)
-    assert acker.completions == {1: ([4, 5], [])} and not acker.pending
+def test_acker_reports_failed_tuples_with_their_complete_root() -> None:
+    acker, root = AckerCore(), 9 << TAG_BITS
+    acker.update(root | 4, 0, spout=FAILED)  # the tag of the root's fifth tuple
+    acker.update(root, 0b1, spout=0)
+    assert acker.completions == {}, "the rest of the tree is still on its way"
+    acker.update(root, 0b1, spout=-1)
+    assert acker.completions == {0: ([root], [root | 4])}
 
 
 def test_nothing_is_lost_when_bolts_fail_and_raise() -> None:
@@ -42,6 +36,10 @@ def test_nothing_is_lost_when_bolts_fail_and_raise() -> None:
     seen = {n for (n,) in result.outputs["sink"]}
     assert seen == set(range(n)), "the sink saw every message at least once"
     assert result.counter("numbers", "failed") > 0, "some trees failed and were replayed"
+    failed_in_bolts = result.counter("fail", "failed") + result.counter("raise", "failed")
+    assert result.counter("numbers", "failed") == failed_in_bolts, (
+        "a failing tuple fails its own message only, not the others of its spout round"
+    )
     assert result.outputs["dead"] == []
 
 
