@@ -212,3 +212,19 @@ class PairUp(Bolt):
         if self.held is not None:  # an odd one out at the end: on its own
             self.emit([self.held[0]], anchors=[self.held])
             self.ack(self.held)
+
+
+class DoubleBatch(Bolt):
+    """``process_batch`` only: forwards each number doubled; raises on the first batch that
+    holds ``poison_once`` (and only then)."""
+
+    outputs = ["n"]
+
+    def __init__(self, poison_once: int | None = None) -> None:
+        self.poison_once = poison_once
+
+    def process_batch(self, batch: Any) -> None:
+        if self.poison_once is not None and [self.poison_once] in batch.values:
+            self.poison_once = None
+            raise ValueError("a batch that fails once")
+        self.emit_many([[2 * n] for (n,) in batch.values])

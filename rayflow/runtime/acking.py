@@ -88,12 +88,19 @@ def mark_of(anchors: Iterable[Tuple]) -> Mark:
     >>> mark_of([Tuple([1], src, 5), Tuple([2], src, (5, 6)), Tuple([3], src, None)])
     (5, 6)
     """
+    # A rich bolt's input has [mark, batch, done] as its meta.
+    return union_mark(a.meta[0] if a.meta.__class__ is list else a.meta for a in anchors)
+
+
+def union_mark(marks: Iterable[Mark]) -> Mark:
+    """The mark naming every tag of ``marks`` once.
+
+    >>> union_mark([5, None, (5, 6)]), union_mark([None]), union_mark([5, 5])
+    ((5, 6), None, 5)
+    """
     tags: dict[int, None] = {}
-    for anchor in anchors:
-        meta = anchor.meta
-        if meta.__class__ is list:  # a rich bolt's input: [mark, batch, done]
-            meta = meta[0]
-        for tag in tags_of(meta):
+    for mark in marks:
+        for tag in tags_of(mark):
             tags[tag] = None
     if not tags:
         return None

@@ -20,7 +20,7 @@ from typing import Any
 
 from rayflow.api.components import Bolt
 from rayflow.api.tuple import Batch, Tuple, TupleSource
-from rayflow.runtime.acking import Received, runs_of
+from rayflow.runtime.acking import Received, runs_of, tags_of, union_mark
 
 Execute = Callable[[list, TupleSource, Any], None]
 UserError = Callable[..., None]  # (what, exception, count=1)
@@ -94,14 +94,16 @@ def make_acking_executor(
     bolt: Bolt, acking: Any, user_error: UserError, process: Callable[[Tuple], None] | None = None
 ) -> Execute:
     """At-least-once: a batch comes with its runs of rows that share a mark and its roots'
-    edges (see ``runtime.acking``); ``process`` runs per tuple (also for bolts with
-    ``process_batch``: failing is per tuple). With ``auto_ack`` the batch's edges are acked once
-    its rows are processed, and a row whose ``process`` raises fails its trees; without it, the
-    bolt acks and fails each tuple itself."""
+    edges (see ``runtime.acking``). With ``auto_ack`` the batch's edges are acked once its rows
+    are processed, and a row whose ``process`` raises fails its tuple; a ``process_batch`` takes
+    the batch as one unit (what it emits is anchored to all its tuples, and if it raises they
+    all fail). Without ``auto_ack`` the bolt acks and fails each tuple itself, in ``process``."""
 
-    process = process or bolt.process
     if not bolt.auto_ack:
-        return _rich_executor(process, acking, user_error)
+        return _rich_executor(process or bolt.process, acking, user_error)
+    if type(bolt).process_batch is not Bolt.process_batch and process is None:
+        return _batch_executor(bolt.process_batch, acking, user_error)
+    process = process or bolt.process
 
     def execute_acked(rows: list, source: TupleSource, meta: Any) -> None:
         edges, starts, marks = meta
@@ -141,3 +143,24 @@ def _rich_executor(process: Callable[[Tuple], None], acking: Any, user_error: Us
         acking.flush_acks()
 
     return execute_rich
+
+
+def _batch_executor(
+    process_batch: Callable[[Batch], None], acking: Any, user_error: UserError
+) -> Execute:
+    def execute_batch_acked(rows: list, source: TupleSource, meta: Any) -> None:
+        edges, _starts, marks = meta
+        mark = acking.current = union_mark(marks)
+        try:
+            process_batch(Batch(rows, source))
+        except Exception as exc:
+            user_error("process_batch", exc, 0)
+            acking.failures.extend(tags_of(mark))  # every tuple of the batch fails
+            acking.failed += len(rows)
+        else:
+            acking.acked += len(rows)
+        acking.current = None
+        acking.ack_batch(edges)
+        acking.flush_acks()
+
+    return execute_batch_acked

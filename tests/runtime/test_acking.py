@@ -7,7 +7,14 @@ from collections import Counter
 from rayflow import Topology, testing
 from rayflow.runtime.acking import FAILED, TAG_BITS, AckerCore
 from rayflow.testing import ListSink
-from tests.reliability import FewRetries, Numbers, PairUp, pipeline, timeout_topology
+from tests.reliability import (
+    DoubleBatch,
+    FewRetries,
+    Numbers,
+    PairUp,
+    pipeline,
+    timeout_topology,
+)
 
 
 def test_acker_completes_a_tree_whatever_order_the_xors_arrive_in() -> None:
@@ -94,3 +101,18 @@ def test_a_failed_join_fails_both_of_its_trees_and_both_are_replayed() -> None:
     result = testing.run(pairs_topology(n, fail_every=7))
     assert Counter(msg for (msg,) in result.outputs["numbers"]) == Counter(range(n))
     assert result.counter("numbers", "failed") >= 2 * (n // 2 // 7)
+
+
+def test_process_batch_takes_the_batch_as_one_unit() -> None:
+    n = 300
+    t = Topology("batches", config={"reliability": "at_least_once", "batch.size": 32})
+    t.spout("numbers", Numbers, kwargs={"items": list(range(n)), "collect_acks": True})
+    t.bolt("double", DoubleBatch, kwargs={"poison_once": 7}).shuffle("numbers")
+    t.bolt("sink", ListSink).shuffle("double")
+    result = testing.run(t)
+    assert sorted(msg for (msg,) in result.outputs["numbers"]) == list(range(n))
+    seen = Counter(x for (x,) in result.outputs["sink"])
+    assert set(seen) == {2 * i for i in range(n)}
+    failed = result.counter("numbers", "failed")
+    assert 1 < failed <= 32, "the batch that raised failed as a whole, and only it"
+    assert failed == result.counter("double", "failed")
