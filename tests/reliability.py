@@ -228,3 +228,18 @@ class DoubleBatch(Bolt):
             self.poison_once = None
             raise ValueError("a batch that fails once")
         self.emit_many([[2 * n] for (n,) in batch.values])
+
+
+class NeverAcks(Bolt):
+    """A rich bolt that forwards and acks every tuple but ``stuck``, which it keeps forever."""
+
+    outputs = ["n"]
+    auto_ack = False
+
+    def __init__(self, stuck: int) -> None:
+        self.stuck = stuck
+
+    def process(self, tup: Tuple) -> None:
+        if tup[0] != self.stuck:
+            self.emit(tup.values, anchors=[tup])
+            self.ack(tup)

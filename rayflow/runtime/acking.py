@@ -18,7 +18,8 @@ consumer, so the value returns to zero exactly when the whole tree is processed 
 the updates arrive in), and the acker tells the spout task, which calls ``ack(msg_id)`` for each
 of the root's tuples. A failed tuple is still done for its tree, and its tag reaches the acker
 too: the spout calls ``fail(msg_id)`` for it and ``ack`` for the others. A root not complete
-within ``message.timeout`` (a task died, a tuple was never acked) fails all its tuples.
+within ``message.timeout`` (a task died, a tuple was never acked) fails all its tuples; their
+replays get a root each, so that a tuple that keeps timing out fails alone.
 
 Acker traffic is ordinary rows on the ``__ack`` stream, each a packed group of updates (arrays of
 roots and values); none of it is per tuple, and most of it is per spout round.
@@ -32,6 +33,7 @@ roots and values); none of it is per tuple, and most of it is per spout round.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -54,6 +56,7 @@ FAILED = -2  # ... of a row of failed tuples' tags
 TAG_BITS = 12
 TAG_LIMIT = 1 << TAG_BITS  # spout tuples per root at most
 ROOT_MASK = ((1 << 64) - 1) ^ (TAG_LIMIT - 1)  # a tag's root: the tag without its index
+ALONE_LIMIT = 100_000  # msg_ids remembered for a replay on their own root, at most
 
 _random = random.Random(os.urandom(16))
 new_id = _random.getrandbits
@@ -288,6 +291,7 @@ class Acking:
         self.pending_messages = 0
         self.pending_peak = 0
         self.fresh: list[int] = []
+        self.alone: set[Any] = set()  # msg_ids of timed-out rounds: replayed, each on its own
         self.completions: list[tuple[Any, Any]] = []  # spouts: (roots complete, failed tags)
         self.complete_histogram = Histogram(LATENCY_BUCKETS)
         self.acked = 0
@@ -414,15 +418,33 @@ class Acking:
                 state.current = None
                 send(values, stream)
                 return
+            state.pending_messages += 1
+            if state.alone:
+                tag = state._alone_tag(msg_id)
+                if tag is not None:
+                    state.current = tag
+                    send(values, stream)
+                    return
             msgs = state.root_msgs
             if state.root is None or len(msgs) == TAG_LIMIT:
                 msgs = state._open_root()
             state.current = state.root | len(msgs)  # type: ignore[operator]
             msgs.append(msg_id)
-            state.pending_messages += 1
             send(values, stream)
 
         return spout_emit
+
+    def _alone_tag(self, msg_id: Any) -> int | None:
+        """A replay of a tuple whose round timed out gets a root of its own: should it time out
+        again, its round-mates are not failed with it (None: not such a replay)."""
+        try:
+            self.alone.remove(msg_id)
+        except (KeyError, TypeError):  # TypeError: an unhashable msg_id
+            return None
+        root = new_root()
+        self.pending[root] = ([msg_id], time.monotonic())
+        self.fresh.append(root)
+        return root
 
     def _open_root(self) -> list[Any]:
         root = self.root = new_root()
@@ -518,6 +540,12 @@ class Acking:
             if root == self.root:
                 self.root = None  # timed out while open: the next emit opens a new one
             self.pending_messages -= len(msgs)
+            if len(msgs) > 1:
+                if len(self.alone) > ALONE_LIMIT:
+                    self.alone.clear()  # replays that never came
+                for msg_id in msgs:
+                    with contextlib.suppress(TypeError):
+                        self.alone.add(msg_id)
             for msg_id in msgs:
                 self._fail(msg_id)
 

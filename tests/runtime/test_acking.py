@@ -10,6 +10,7 @@ from rayflow.testing import ListSink
 from tests.reliability import (
     DoubleBatch,
     FewRetries,
+    NeverAcks,
     Numbers,
     PairUp,
     pipeline,
@@ -116,3 +117,17 @@ def test_process_batch_takes_the_batch_as_one_unit() -> None:
     failed = result.counter("numbers", "failed")
     assert 1 < failed <= 32, "the batch that raised failed as a whole, and only it"
     assert failed == result.counter("double", "failed")
+
+
+def test_a_tuple_that_keeps_timing_out_fails_alone_after_its_first_round() -> None:
+    t = Topology("stuck", config={"reliability": "at_least_once", "message.timeout": "1s"})
+    t.spout("numbers", FewRetries, kwargs={"items": list(range(20)), "collect_acks": True})
+    t.bolt("hold", NeverAcks, kwargs={"stuck": 5}).shuffle("numbers")
+    t.bolt("sink", ListSink).shuffle("hold")
+    t.bolt("dead", ListSink).shuffle("numbers", stream="dead")
+    result = testing.run(t)
+    assert result.outputs["dead"] == [(5, [5], 3)]
+    assert sorted(msg for (msg,) in result.outputs["numbers"]) == [n for n in range(20) if n != 5]
+    # 5's round timed out as a whole (up to 20 failures: all 20 are emitted in one round unless
+    # the machine stalls); then 5 alone, twice more. No other message failed twice.
+    assert 3 <= result.counter("numbers", "failed") <= 20 + 2
