@@ -19,7 +19,8 @@ from typing import Any
 import ray
 
 from rayflow.errors import ClusterError, TaskError, TopologyError
-from rayflow.runtime.acking import ACKER, prepare_spec, spout_tasks
+from rayflow.runtime.acker import ACKER
+from rayflow.runtime.acking import prepare_spec, spout_tasks
 from rayflow.runtime.actor import TaskActor
 from rayflow.runtime.checkpoints import CheckpointCoordinator
 from rayflow.runtime.task import TaskKey

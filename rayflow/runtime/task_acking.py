@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from rayflow.api.tuple import Tuple
-from rayflow.runtime.acking import ACKER, Acking, spout_tasks
+from rayflow.runtime.acker import ACKER
+from rayflow.runtime.acking import Acking, spout_tasks
 
 
 class AckingMixin:
