@@ -99,6 +99,10 @@ class CheckpointCoordinator:
         deadline = time.monotonic() + timeout
         while True:
             with self.lock:
+                # Poll the checkpoint under way here too: the caller (a rebalance) may hold up
+                # the supervisor whose ticks would complete it.
+                if self.pending is not None:
+                    self._poll(self.pending)
                 if self.pending is None:
                     pending = self._begin(self.storage.savepoint_path(self.deployment.spec.name))
                     break
