@@ -92,10 +92,12 @@ class BrokenPrepare(Bolt):
         pass
 
 
-def grouping_topology(grouping: str, parallelism: int = 3, rows: int = 60) -> Topology:
+def grouping_topology(
+    grouping: str, parallelism: int = 3, rows: int = 60, config: dict[str, Any] | None = None
+) -> Topology:
     """keys -> tag (grouped as asked) -> sink: the sink sees which task got which row."""
     items = [(f"k{i % 7}", i) for i in range(rows)]
-    t = Topology(f"grouping-{grouping.lower()}", config={"batch.size": 8})
+    t = Topology(f"grouping-{grouping.lower()}", config={"batch.size": 8, **(config or {})})
     t.spout("keys", KeyedSpout, args=(items,))
     declare = t.bolt("tag", TaggingBolt, parallelism=parallelism)
     if grouping == "DIRECT":
