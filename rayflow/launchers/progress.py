@@ -1,8 +1,9 @@
 """The live line ``rayflow run`` shows: tuples per second per component, and backpressure.
 
 >>> p = ProgressLine("wc", stream=None)
+>>> acker = {"component": "__acker", "kind": "bolt", "counters": {"executed": 3}}
 >>> p.render(10.0, [{"component": "split", "kind": "bolt", "counters": {"executed": 500,
-...     "emitted": 2000, "blocked_seconds": 0}}], 1.0)
+...     "emitted": 2000, "blocked_seconds": 0}}, acker], 1.0)
 '[wc 00:00:10] split 500/s'
 """
 
@@ -41,8 +42,8 @@ class ProgressLine:
         kinds: dict[str, str] = {}
         for task in stats:
             comp = task.get("component")
-            if comp is None:
-                continue
+            if comp is None or comp.startswith("__"):
+                continue  # system bolts (the acker): their rows are not the user's tuples
             kinds[comp] = task.get("kind", "bolt")
             into = totals.setdefault(comp, {})
             for key in ("emitted", "executed", "blocked_seconds", "failed"):
