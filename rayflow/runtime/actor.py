@@ -219,12 +219,12 @@ class TaskActor:
         return {**stats, "pid": os.getpid()}
 
     @ray.method(concurrency_group="control")
-    @ray.method(concurrency_group="control")
     def rewire_spout(self, spout: TaskKey, handle: Any) -> None:
         """An acker: the spout task ``spout`` was restarted as ``handle``; its completed trees
         go there from now on."""
         self.spouts[spout] = handle
 
+    @ray.method(concurrency_group="control")
     async def reconnect(
         self, target: TaskKey, handle: Any, address: tuple[str, int] | None
     ) -> None:
