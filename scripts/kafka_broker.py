@@ -50,6 +50,15 @@ def ensure_jars() -> Path:
     )
 
 
+def _cluster_id() -> str:
+    """A random cluster id as Kafka makes them: a URL-safe base64 UUID that does not start with
+    "-" (one in 64 would, and the storage tool would read it as an option)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaBroker(Service):
     """One broker+controller process; ``start()`` returns once it answers metadata requests."""
 
@@ -74,7 +83,7 @@ class KafkaBroker(Service):
             raise MissingPart("the Kafka broker needs Java 17+: install openjdk-17-jre-headless")
         classpath = f"{ensure_jars()}/*"
         properties = self._write_config()
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         log4j = f"-Dlog4j2.configurationFile={self.folder / 'log4j2.properties'}"
         jvm = [java, "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", log4j, "-cp", classpath]
         formatted = subprocess.run(
