@@ -197,7 +197,6 @@ class Acking:
         self.failed = 0
         self.acks: dict[int, int] = {}  # root -> XOR to tell its acker, sent by flush_acks
         self.failures: list[int] = []  # tags of failed tuples, sent by flush_acks
-        self.mark_of = mark_of
         self._ack_route = collector.routes[ACK_STREAM][0]
         self._ackers = len(self._ack_route.bufs)
         self.routes = [r for r in collector.all_routes if r.stream != ACK_STREAM]

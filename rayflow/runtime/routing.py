@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rayflow.errors import TopologyError
+from rayflow.runtime.acking import mark_of
 from rayflow.runtime.channels import DATA, OutputChannel
 from rayflow.runtime.keys import encode_compound, encode_key, key_group_of, task_for_key_group
+from rayflow.runtime.runs import MarkedFallback, RunBuffers
 
 _CACHE_LIMIT = 1 << 16
 INLINE_BYTES = 64 * 1024  # Ray passes call arguments under ~100 KiB inline, bigger ones via the
@@ -36,8 +38,6 @@ _RECALIBRATE_EVERY = 256  # flushes between two measurements of the pickled row 
 
 Emit = Callable[..., None]
 EmitFallback = Callable[[list[Any], str], None]
-MarkedFallback = Callable[[list[Any], str, Any], None]
-_NO_RUN = object()  # a buffer's last mark before its first row (None is a mark: untracked)
 
 
 class RouteStats:
@@ -50,11 +50,11 @@ class RouteStats:
         self.transferred = 0
 
 
-class Route:
-    """Base route: buffers per target task, flushed as batches."""
+class Route(RunBuffers):
+    """Base route: buffers per target task, flushed as batches (and, under at-least-once, kept
+    in runs: see :class:`RunBuffers`)."""
 
     counts_emits = True  # the first route of a stream counts emits; the others only transfers
-    tracker: Any = None  # at-least-once: the task's ``Acking``, which gives sealed rows edges
 
     def __init__(
         self, stream: str, channels: Sequence[OutputChannel], batch_size: int, stats: RouteStats
@@ -64,14 +64,7 @@ class Route:
         self.size = batch_size
         self.max_size = batch_size
         self.bufs: list[list[Any]] = [[] for _ in channels]
-        # At-least-once (see ``runtime.acking``): per buffer, its rows in runs that share a mark
-        # (where each run starts, its mark, the last mark), how many runs are sealed, and the
-        # edges of the sealed roots.
-        self.run_starts: list[list[int]] = [[] for _ in channels]
-        self.run_marks: list[list[Any]] = [[] for _ in channels]
-        self.last_mark: list[Any] = [_NO_RUN] * len(channels)
-        self.sealed = [0] * len(channels)
-        self.edges: list[dict[int, int] | None] = [None] * len(channels)
+        self._init_runs(len(channels))
         self.stats = stats
         self._resizers: list[Callable[[int], None]] = []
         self._flushes = 0
@@ -92,68 +85,6 @@ class Route:
 
     def add(self, values: list[Any]) -> None:
         raise NotImplementedError
-
-    # ------------------------------------------------ at-least-once: marked rows
-    def targets_of(self, values: list[Any]) -> Sequence[int]:
-        """The tasks ``values`` goes to (the grouping's decision; nothing appended)."""
-        raise NotImplementedError
-
-    def append_marked(self, task: int, values: list[Any], mark: Any) -> None:
-        """Append a row of the tree(s) ``mark`` names to ``task``'s buffer."""
-        buf = self.bufs[task]
-        if self.last_mark[task] is not mark:
-            self.last_mark[task] = mark
-            self.run_starts[task].append(len(buf))
-            self.run_marks[task].append(mark)
-        buf.append(values)
-        if len(buf) >= self.size:
-            self._full(task)
-
-    def _full(self, task: int) -> None:
-        self.flush(task)
-
-    def add_marked(self, values: list[Any], mark: Any) -> None:
-        for task in self.targets_of(values):
-            self.append_marked(task, values, mark)
-
-    def add_direct_marked(self, task: int, values: list[Any], mark: Any) -> None:
-        self.add_direct(task, values)  # raises but on DIRECT routes
-
-    def make_marked_emit(self, fast_stream: str, fallback: MarkedFallback, tracker: Any) -> Emit:
-        """:meth:`make_emit` for at-least-once: each row joins its anchors' trees (the input
-        being processed, ``tracker.current``, unless ``anchors`` are given)."""
-        add_marked, mark_of = self.add_marked, tracker.mark_of
-
-        def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
-            mark = tracker.current if anchors is None else mark_of(anchors)
-            if stream != fast_stream:
-                return fallback(values, stream, mark)
-            add_marked(values, mark)
-
-        return emit
-
-    def seal(self, i: int) -> None:
-        """The roots of buffer ``i``'s runs added since the last seal get their edges (see
-        ``runtime.acking``); the batch carries them when it is sent."""
-        marks = self.run_marks[i]
-        if len(marks) > self.sealed[i]:
-            self.edges[i] = self.tracker.register(marks, self.sealed[i], self.edges[i])
-            self.sealed[i] = len(marks)
-
-    def seal_all(self) -> None:
-        for i in range(len(self.bufs)):
-            self.seal(i)
-
-    def _take_runs(self, i: int) -> tuple[dict[int, int], list[int], list[Any]]:
-        """Buffer ``i``'s edges and runs, for the batch being sent (and fresh ones after it)."""
-        self.seal(i)
-        taken = (self.edges[i] or {}, self.run_starts[i], self.run_marks[i])
-        self._reset_runs(i)
-        return taken
-
-    def _reset_runs(self, i: int) -> None:
-        self.edges[i], self.run_starts[i], self.run_marks[i] = None, [], []
-        self.last_mark[i], self.sealed[i] = _NO_RUN, 0
 
     def make_emit(self, fast_stream: str, fallback: EmitFallback) -> Emit:
         """An ``emit(values, stream, anchors)`` for a stream with this route only.
@@ -251,12 +182,7 @@ class SingleRoute(Route):
 
     def make_marked_emit(self, fast_stream: str, fallback: MarkedFallback, tracker: Any) -> Emit:
         bufs, target, size, flush = self.bufs, self.target, self.size, self.flush
-        starts, marks, last, mark_of = (
-            self.run_starts,
-            self.run_marks,
-            self.last_mark,
-            tracker.mark_of,
-        )
+        starts, marks, last = self.run_starts, self.run_marks, self.last_mark
 
         def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
             mark = tracker.current if anchors is None else mark_of(anchors)
@@ -336,7 +262,7 @@ class ShuffleRoute(Route):
             self.flush(task)
 
     def make_marked_emit(self, fast_stream: str, fallback: MarkedFallback, tracker: Any) -> Emit:
-        size, route, mark_of = self.size, self, tracker.mark_of
+        size, route = self.size, self
         starts, marks, last = self.run_starts, self.run_marks, self.last_mark
 
         def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
@@ -530,12 +456,7 @@ class FieldsRoute(Route):
             return super().make_marked_emit(fast_stream, fallback, tracker)
         index, cache, bufs, size = self.index, self.cache, self.bufs, self.size
         flush, miss, task_of_key = self.flush, self._task_of_str, self.task_of_key
-        starts, marks, last, mark_of = (
-            self.run_starts,
-            self.run_marks,
-            self.last_mark,
-            tracker.mark_of,
-        )
+        starts, marks, last = self.run_starts, self.run_marks, self.last_mark
 
         def emit(values: list[Any], stream: str = "default", anchors: Any = None) -> None:
             mark = tracker.current if anchors is None else mark_of(anchors)

@@ -374,7 +374,8 @@ class TaskCore(
                 if acking.completions or acking.pending:
                     acking.settle()
                 if acking.full:  # max.spout.pending: send what waits, then wait for trees
-                    acking.flush_acks()
+                    if acking.fresh:
+                        acking.flush_acks()
                     c.flush_all()
                     last_flush = time.monotonic()
                     await self._sleep(0.01)
@@ -401,7 +402,7 @@ class TaskCore(
                     break
             if c.acks_due:
                 self._ack_unreliable()
-            if acking is not None:
+            if acking is not None and acking.fresh:  # a spout's acks: its new roots' edges
                 acking.flush_acks()
             now = time.monotonic()
             if c.spout_emits != started:
