@@ -20,6 +20,7 @@ import ray
 from rayflow.runtime.channels import Transmit
 from rayflow.runtime.sockets import DataServer, SocketChannel
 from rayflow.runtime.task import TaskCore, TaskKey
+from rayflow.runtime.tls import TlsFiles
 from rayflow.spec.model import TopologySpec
 
 GC_THRESHOLD = 50_000
@@ -62,7 +63,17 @@ class TaskActor:
         self.core: TaskCore | None = None
         self.handles: dict[TaskKey, Any] = {}
         self.transport = spec.settings.channel_transport
-        self.server = DataServer(secret, deliver=None) if self.transport == "socket" else None
+        settings = spec.settings
+        self.tls = TlsFiles.from_settings(
+            settings.channel_tls,
+            os.environ,  # this node's: Ray's TLS variables are set per node
+            settings.channel_tls_cert,
+            settings.channel_tls_key,
+            settings.channel_tls_ca,
+        )
+        self.server = (
+            DataServer(secret, deliver=None, tls=self.tls) if self.transport == "socket" else None
+        )
         self.secret = secret
         self.sockets: dict[TaskKey, SocketChannel] = {}
         self.addresses: dict[TaskKey, tuple[str, int] | None] = {}
@@ -98,7 +109,7 @@ class TaskActor:
             channels = {key: SocketChannel(key) for key in targets}
             opened = await asyncio.gather(
                 *(
-                    channels[key].open(address, self.secret, self.key, self.epoch)  # type: ignore[arg-type]
+                    channels[key].open(address, self.secret, self.key, self.epoch, self.tls)  # type: ignore[arg-type]
                     for key, (_handle, address) in targets.items()
                 ),
                 return_exceptions=True,
@@ -241,7 +252,7 @@ class TaskActor:
         self.addresses[target] = address
         if self.transport == "socket":
             channel = SocketChannel(target)
-            await channel.open(address, self.secret, self.key, self.epoch)  # type: ignore[arg-type]
+            await channel.open(address, self.secret, self.key, self.epoch, self.tls)  # type: ignore[arg-type]
             old = self.sockets.get(target)
             self.sockets[target] = channel
             if old is not None:

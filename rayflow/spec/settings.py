@@ -83,6 +83,13 @@ def _transport(value: Any) -> str:
     return text
 
 
+def _tls_mode(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text in ("auto", ""):
+        return "auto"
+    return "true" if _flag(text) else "false"
+
+
 def _text(value: Any) -> str:
     return str(value)
 
@@ -121,6 +128,21 @@ class Settings:
         "socket",
         _transport,
         "how batches travel between task actors: socket (TCP, faster) or ray (actor calls)",
+    )
+    channel_tls: str = _knob(
+        "channel.tls",
+        "auto",
+        _tls_mode,
+        "TLS for socket channels: auto (where Ray uses TLS: RAY_USE_TLS), true or false",
+    )
+    channel_tls_cert: str = _knob(
+        "channel.tls.cert", "", _text, "a task's certificate (default: RAY_TLS_SERVER_CERT)"
+    )
+    channel_tls_key: str = _knob(
+        "channel.tls.key", "", _text, "its private key (default: RAY_TLS_SERVER_KEY)"
+    )
+    channel_tls_ca: str = _knob(
+        "channel.tls.ca", "", _text, "the CA both ends trust (default: RAY_TLS_CA_CERT)"
     )
     max_parallelism: int = _knob(
         "max_parallelism", 128, _positive_int, "key groups; the upper bound of any parallelism"

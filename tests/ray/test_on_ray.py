@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests.helpers import (
     check_grouping,
     grouping_topology,
 )
+from tests.tls import make_ca_and_cert
 
 pytestmark = pytest.mark.ray
 
@@ -44,6 +46,20 @@ def test_wordcount_is_exact_over_ray_actor_calls_too(ray_session: str) -> None:
     topology.config["channel.transport"] = "ray"
     topology.config["batch.size"] = 64  # many batches: reordering by Ray shows up
     assert all_counts(topology) == expected_counts(20_000)
+
+
+def test_wordcount_is_exact_over_mutual_tls_channels(ray_session: str, tmp_path: Path) -> None:
+    files = make_ca_and_cert(tmp_path, "cluster")
+    topology = build(limit=5_000, parallelism=2)
+    topology.config.update(
+        {
+            "channel.tls": True,
+            "channel.tls.cert": files.cert,
+            "channel.tls.key": files.key,
+            "channel.tls.ca": files.ca,
+        }
+    )
+    assert all_counts(topology) == expected_counts(5_000)
 
 
 def test_the_same_topology_gives_the_same_result_in_process_and_on_ray(ray_session: str) -> None:

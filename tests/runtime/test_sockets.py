@@ -1,11 +1,16 @@
-"""The socket data plane on its own: frames, credits on dequeue, the secret."""
+"""The socket data plane on its own: frames, credits on dequeue, the secret.
+
+The attacks on the handshake are in test_sockets_attacks.py."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
+
 from rayflow.runtime.channels import DATA
+from rayflow.runtime.handshake import HandshakeError
 from rayflow.runtime.sockets import DataServer, SocketChannel
 
 
@@ -56,13 +61,9 @@ def test_a_connection_with_the_wrong_secret_is_refused() -> None:
         address = await server.start("127.0.0.2")
         server.ready.set()
         channel = SocketChannel(("sink", 0))
-        await channel.open(address, b"wrong", ("src", 0), 0)
-        errors: list[Any] = []
-        channel.transmit(0, DATA, "default", [[1]], None, on_done=errors.append)
-        while not errors:
-            await asyncio.sleep(0.01)
-        assert isinstance(errors[0], ConnectionError) and delivered == []
-        channel.close()
+        with pytest.raises(HandshakeError, match="closed the connection in the handshake"):
+            await channel.open(address, b"wrong", ("src", 0), 0)
+        assert delivered == [] and server.refused == 1
         server.close()
 
     asyncio.run(scenario())
