@@ -32,6 +32,27 @@ class RunningCount(Bolt):
         self.emit([tup[0], count.get()])
 
 
+class RaisingCount(RunningCount):
+    """A running count whose ``process`` raises *after* changing the key's state: once in the
+    whole job (a transient fault, remembered in the file ``flag``), or every time it sees
+    ``word`` when ``flag`` is empty."""
+
+    def __init__(self, word: str, flag: str = "") -> None:
+        self.word, self.flag = word, flag
+
+    def process(self, tup: Tuple) -> None:
+        count = self.state.value("count", default=0)
+        count.set(count.get() + 1)
+        if tup[0] == self.word and count.get() == 3:  # state changed, nothing emitted yet
+            if not self.flag:
+                raise RuntimeError(f"{self.word} breaks every time")
+            if not os.path.exists(self.flag):
+                with open(self.flag, "w"):
+                    pass
+                raise RuntimeError(f"a transient fault at {self.word}")
+        self.emit([tup[0], count.get()])
+
+
 def events(n: int, pause_every: int, pause: float) -> list[Any]:
     """``n`` words, pausing now and then so that a run lasts long enough for failures."""
     items: list[Any] = []
@@ -48,6 +69,7 @@ def counting(
     slow: list[Any],
     count_parallelism: int = 2,
     config: dict[str, Any] | None = None,
+    count: tuple[type, dict[str, Any]] = (RunningCount, {}),
 ) -> Topology:
     """Two spouts (one slower: barriers must align) -> keyed running count -> FileSink."""
     t = Topology(
@@ -62,9 +84,9 @@ def counting(
     )
     t.spout("fast", Words, kwargs={"items": fast})
     t.spout("slow", Words, kwargs={"items": slow})
-    t.bolt("count", RunningCount, parallelism=count_parallelism).fields("fast", "word").fields(
-        "slow", "word"
-    )
+    t.bolt("count", count[0], kwargs=count[1], parallelism=count_parallelism).fields(
+        "fast", "word"
+    ).fields("slow", "word")
     t.bolt("sink", FileSink, kwargs={"path": os.path.join(out, "files")}).shuffle("count")
     return t
 

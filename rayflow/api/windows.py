@@ -25,6 +25,8 @@ when the window closes: when the watermark passes its end (event time), when the
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +38,9 @@ from rayflow.errors import TopologyError
 from rayflow.spec.windows import WindowSpec
 
 _END_OF_TIME = 2**63 - 2  # the last timer the end of the input fires
+LATE_LOG_EVERY = 60.0  # seconds between log lines about dropped late tuples
+
+log = logging.getLogger("rayflow.windows")
 
 
 @dataclass(frozen=True)
@@ -127,12 +132,22 @@ class WindowedBolt(Bolt):
         return self._spec.time == "event" and end - 1 + self._spec.allowed_lateness <= self._now()
 
     def _late(self, tup: Tuple) -> None:
+        """A tuple after its window closed and its allowed lateness: to the late stream, or
+        dropped, counted (``late_dropped``) and logged once in a while, as Flink does (an error
+        here would fail tuples, or under exactly-once restart the job, for every late one)."""
         if self._spec.late_stream:
             self.emit(tup.values, stream=self._spec.late_stream)
-        else:
-            raise TopologyError(
-                f"a tuple at {tup[self._spec.timestamp_field]} ms came after its window closed "  # type: ignore[index]
-                "and its allowed lateness; set window.late_stream to keep such tuples"
+            return
+        self.metrics.counter("late_dropped").inc()  # type: ignore[attr-defined]
+        now = time.monotonic()
+        if now - getattr(self, "_late_logged", -LATE_LOG_EVERY) >= LATE_LOG_EVERY:
+            self._late_logged = now
+            log.warning(
+                "%s: dropped a tuple at %s ms that came after its window closed and its allowed "
+                "lateness (%d so far); set window.late_stream to keep such tuples",
+                self.context.component_id,  # type: ignore[attr-defined]
+                tup[self._spec.timestamp_field],  # type: ignore[index]
+                self.metrics.counter("late_dropped").value,  # type: ignore[attr-defined]
             )
 
     def _add_to_panes(self, key: Any, tup: Tuple, ts: int) -> None:

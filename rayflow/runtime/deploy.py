@@ -385,7 +385,8 @@ class RayDeployment:
 
         A dead actor is replaced (up to ``task.restarts`` times, after ``task.restart.delay``
         growing by ``task.restart.backoff``). A task whose loop ended in a user error raises
-        ``TaskError``, unless ``restart_on_error`` (the job master) replaces it too.
+        ``TaskError``, unless ``restart_on_error`` (the job master) replaces it too, or the
+        topology is exactly-once (a user error there recovers from the last checkpoint).
         """
         if self.checkpoints is not None:
             self.checkpoints.tick()
@@ -400,7 +401,8 @@ class RayDeployment:
                 self.results[key] = ray.get(ref)
             except (TaskError, ray.exceptions.RayTaskError) as exc:
                 error = _task_error(key, exc)
-                if not self.restart_on_error:
+                # Under exactly-once a user error is a failure like a crash: recover.
+                if not (self.restart_on_error or self.checkpoints is not None):
                     raise error from None
                 del self.runs[ref]
                 self._schedule_restart(key, error)

@@ -10,9 +10,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from rayflow.errors import TaskError
 from rayflow.runtime.channels import OutputChannel
 
 log = logging.getLogger("rayflow.task")
+
+# Under exactly-once these user calls change state that the next checkpoint keeps: a raise there
+# fails the task and the job recovers from the last complete checkpoint, as after a crash
+# (dropping the tuple while keeping its state change would break the promise).
+FATAL_UNDER_EXACTLY_ONCE = frozenset({"process", "process_batch", "next_tuple", "on_timer"})
 
 
 class ReportMixin:
@@ -25,7 +31,11 @@ class ReportMixin:
             self._user_error(what, exc, count=0)
 
     def _user_error(self, what: str, exc: BaseException, count: int = 1) -> None:
-        """A user exception fails its tuple(s): counted, kept for the UI, logged with traceback."""
+        """A user exception fails its tuple(s): counted, kept for the UI, logged with traceback.
+
+        Under exactly-once, a raise in ``process``, ``process_batch``, ``next_tuple`` or a timer
+        fails the task instead: this raises :class:`TaskError` (chained to ``exc``)."""
+        fatal = self.exactly_once and what in FATAL_UNDER_EXACTLY_ONCE
         self.failed += count
         text = "".join(traceback.format_exception(exc))
         cls = self.component.class_ref.path
@@ -40,16 +50,29 @@ class ReportMixin:
             }
         )
         self._logged_errors += 1
-        if self._logged_errors <= 20 or self._logged_errors % 1000 == 0:
+        outcome = (
+            "under exactly_once the task fails and the job recovers from its last checkpoint"
+            if fatal
+            else "the tuple failed"
+        )
+        if fatal or self._logged_errors <= 20 or self._logged_errors % 1000 == 0:
             log.error(
-                "%s %s (%s.%s) raised; the tuple failed (%d errors so far)\n%s",
+                "%s %s (%s.%s) raised; %s (%d errors so far)\n%s",
                 self.component.kind,
                 self.name,
                 cls,
                 what,
+                outcome,
                 self._logged_errors,
                 text,
             )
+        if fatal:
+            raise TaskError(
+                self.key[0],
+                self.key[1],
+                f"{cls}.{what} raised {type(exc).__name__}: {exc} ({outcome})",
+                text,
+            ) from exc
 
     # --------------------------------------------------------------- metrics
     def stats(self) -> dict[str, Any]:

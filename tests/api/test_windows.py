@@ -92,6 +92,20 @@ def test_late_tuples_update_within_allowed_lateness_and_go_to_the_late_stream_af
     assert late_of(rows) == [("a", 4_000)]
 
 
+@pytest.mark.parametrize("reliability", ["none", "exactly_once"])
+def test_a_late_tuple_without_a_late_stream_is_dropped_and_counted(reliability: str) -> None:
+    window = {"type": "tumbling", "size": "10s", "timestamp_field": "ts"}
+    events = [("a", 1_000), ("a", 12_000), ("a", 13_000), Pause(0.3), ("a", 2_000)]
+    spout = {"watermark.timestamp_field": "ts", "watermark.interval": "10ms"}
+    topology = window_topology(window, events, spout_config=spout, parallelism=1)
+    topology.config["reliability"] = reliability
+    result = testing.run(topology)
+    (task,) = result.tasks["window"]
+    assert task["metrics"]["late_dropped"]["value"] == 1
+    assert result.components["window"]["failed"] == 0 and task["errors"] == []
+    assert ("a", 0, 10_000, 1, (1_000,)) in windows_of(result.outputs["sink"])
+
+
 def test_a_slow_input_holds_event_time_back() -> None:
     window = {"type": "tumbling", "size": "10s", "timestamp_field": "ts", "late_stream": "late"}
     per_task = {

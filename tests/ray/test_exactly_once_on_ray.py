@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.exactly_once import (
+    WORDS,
+    RaisingCount,
     committed_rows,
     counting,
     events,
@@ -49,6 +51,25 @@ def test_exactly_once_output_despite_killed_tasks(ray_session: str, tmp_path: Pa
     assert stats["completed"] >= 3
     completed = [c for c in stats["history"] if c["status"] == "COMPLETED"]
     assert any(c["align_ms"] > 0 for c in completed), "the count tasks aligned two inputs"
+
+
+def test_a_transient_raise_recovers_from_the_checkpoint_and_the_output_stays_exact(
+    ray_session: str, tmp_path: Path
+) -> None:
+    """``process`` changes the key's state, then raises (once): the task fails and the job
+    returns to the last checkpoint, so no count is skipped and none is doubled (before, the
+    tuple was dropped while its state change was kept)."""
+    flag = tmp_path / "raised"
+    fast, slow = events(600, 40, 0.05), events(150, 10, 0.05)
+    count = (RaisingCount, {"word": WORDS[3], "flag": str(flag)})
+    deployment = _deployment(counting(str(tmp_path), fast, slow, 2, count=count).build())
+    run_deployment(deployment)
+    assert flag.exists(), "the fault happened"
+    assert deployment.recoveries == 1  # type: ignore[attr-defined]
+    (failure,) = deployment.failures  # type: ignore[attr-defined]
+    assert "a transient fault at w3" in failure["error"]
+    assert "RaisingCount.process" in failure["error"] and "Traceback" in failure["traceback"]
+    assert committed_rows(str(tmp_path)) == expected_rows(fast, slow)
 
 
 def _deployment(spec: object, restore_from: dict | None = None) -> object:
