@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DURATION ?=
 
-.PHONY: venv run test lint unit bench clean
+.PHONY: venv run prerequisites test lint unit bench clean
 
 venv: $(VENV)/.installed
 
@@ -27,9 +27,15 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -m "not ray" --doctest-modules rayflow tests
 
-## test: install everything, lint, and run every test (doctests, unit, real Ray, Chromium, helm,
-##       Kafka, Redis, YARN, a Kubernetes API server)
-test: lint
+## prerequisites: check what `make test` needs on the machine and does not install (Go, a JDK,
+##                Maven, ...; README's "Two commands"): one message naming each one missing
+prerequisites:
+	@PYTHON="$(PYTHON)" bash scripts/check-prerequisites.sh
+
+## test: check the prerequisites, install everything, lint, and run every test (doctests, unit,
+##       real Ray, Chromium, helm, Kafka, Redis, YARN, a Kubernetes API server)
+test: prerequisites
+	$(MAKE) --no-print-directory lint
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-helm.sh >/dev/null
 	bash scripts/ensure-redis.sh

@@ -5,7 +5,7 @@ into ``~/.cache/rayflow/kafka-<version>/libs`` once; the broker runs with Java 1
 in a fresh folder, on free ports, and stops by its process id.
 
     python scripts/kafka_broker.py jars                # fetch the jars (the tests do it too)
-    python scripts/kafka_broker.py run --port 9092     # a broker until Ctrl-C
+    python scripts/kafka_broker.py run --port 9092     # a broker until Ctrl-C or SIGTERM
 
     >>> with KafkaBroker() as broker:                  # doctest: +SKIP
     ...     broker.bootstrap                           # '127.0.0.1:40123'
@@ -24,7 +24,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import CACHE, MissingPart, Service, free_port, maven_jars
+from scripts.services import CACHE, MissingPart, Service, free_port, maven_jars, serve
 
 HERE = Path(__file__).resolve().parent
 VERSION = "4.4.0"
@@ -132,7 +132,9 @@ class KafkaBroker(Service):
     def _wait_ready(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        # log_level 0: the probe's "connection refused" while the broker boots is expected, not
+        # news (librdkafka would print one a probe)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         deadline = time.monotonic() + timeout
         while True:
             assert self.proc is not None
@@ -164,16 +166,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("jars", help="fetch the broker's jars into the cache")
-    run = sub.add_parser("run", help="run a broker on 127.0.0.1 until Ctrl-C")
+    run = sub.add_parser("run", help="run a broker on 127.0.0.1 until Ctrl-C or SIGTERM")
     run.add_argument("--port", type=int, default=9092)
     args = parser.parse_args(argv)
     if args.command == "jars":
         print(ensure_jars())
         return 0
-    with KafkaBroker(args.port) as broker:
-        print(f"Kafka {VERSION} on {broker.bootstrap} (Ctrl-C stops it)", flush=True)
-        broker.serve_until_interrupted()
-    return 0
+
+    def announce(broker: KafkaBroker) -> None:
+        print(f"Kafka {VERSION} on {broker.bootstrap} (Ctrl-C or SIGTERM stops it)", flush=True)
+
+    return serve(KafkaBroker(args.port), announce)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ runs: what the tests check is what the API server itself decides (admission, val
     >>> with KubeApiServer() as api:                   # doctest: +SKIP
     ...     api.kubeconfig                             # an admin kubeconfig (static token)
 
-    python scripts/kube_apiserver.py run        # a server until Ctrl-C; prints its kubeconfig
+    python scripts/kube_apiserver.py run   # a server until Ctrl-C or SIGTERM; prints its kubeconfig
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import MissingPart, Service, built_binary, free_port
+from scripts.services import MissingPart, Service, built_binary, free_port, serve
 
 HERE = Path(__file__).resolve().parent
 ADMIN_TOKEN = "rayflow-test-admin-token"  # static, in a token file only this server reads
@@ -133,11 +133,12 @@ def main(argv: list[str]) -> int:
     if argv[:1] != ["run"]:
         print(__doc__, file=sys.stderr)
         return 2
-    with KubeApiServer() as api:
-        print(f"kube-apiserver on {api.url}; Ctrl-C stops it.", flush=True)
+
+    def announce(api: KubeApiServer) -> None:
+        print(f"kube-apiserver on {api.url}; Ctrl-C or SIGTERM stops it.", flush=True)
         print(f"  export KUBECONFIG={api.kubeconfig}", flush=True)
-        api.serve_until_interrupted()
-    return 0
+
+    return serve(KubeApiServer(), announce)
 
 
 if __name__ == "__main__":

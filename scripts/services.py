@@ -12,9 +12,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Self
+from types import FrameType, TracebackType
+from typing import Self, TypeVar
 
 CACHE = Path(os.environ.get("RAYFLOW_CACHE", Path.home() / ".cache" / "rayflow"))
 """Where the service scripts keep what they download or build, between runs."""
@@ -74,14 +75,6 @@ class Service:
             stop_group(proc)
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def serve_until_interrupted(self) -> None:
-        """For ``python scripts/<service>.py run``: wait until Ctrl-C or a process ends."""
-        try:
-            while all(proc.poll() is None for proc in self.procs):
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-
     def __enter__(self) -> Self:
         return self.start()
 
@@ -94,6 +87,74 @@ class Service:
 class MissingPart(RuntimeError):
     """A part a test service needs (Java, Maven, jars, a binary) is missing or did not start;
     the message says what to install or what went wrong."""
+
+
+S = TypeVar("S", bound=Service)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops a ``run`` mode: Ctrl-C, ``kill`` (a supervisor, a CI's timeout), a closed terminal."""
+
+
+class Stopped(Exception):
+    """Raised in the main thread by a stop signal while a ``run`` mode starts or serves."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+def _ignore_stop_signals() -> None:
+    while True:
+        try:
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
+            return
+        except Stopped:  # a second signal before the first SIG_IGN took: set them again
+            continue
+
+
+def serve(service: S, announce: Callable[[S], None], poll: float = 0.5) -> int:
+    """For ``python scripts/<service>.py run``: start ``service``, ``announce`` it, and serve until
+    Ctrl-C, SIGTERM or SIGHUP, or until one of its processes ends; then stop it, in every case.
+
+    Its processes lead sessions of their own (so a Ctrl-C in the terminal reaches only this
+    script), which is why nothing but this script's ``stop()`` ends them: Python's default SIGTERM
+    kills the script and leaves, say, the Kafka broker's JVM running. A signal during ``start()``
+    (a JVM booting, jars downloading) stops what was already started too. Returns 0 when stopped by
+    a signal, 1 when a process ended by itself or the service did not start."""
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS}
+    code = 0
+    try:
+        service.start()
+        announce(service)
+        while True:
+            ended = [proc for proc in service.procs if proc.poll() is not None]
+            if ended:
+                what = f"{type(service).__name__}: {ended[0].args[0]}"
+                print(
+                    f"{what} exited with code {ended[0].returncode}; stopping the rest",
+                    file=sys.stderr, flush=True,
+                )  # fmt: skip
+                code = 1
+                break
+            time.sleep(poll)
+    except Stopped:
+        pass
+    except (MissingPart, OSError) as exc:
+        print(f"could not start: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        _ignore_stop_signals()  # stop() is bounded (SIGKILL after its timeout): let it finish
+        try:
+            service.stop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+    return code
 
 
 def maven_jars(pom: Path, target: Path, marker: str, what: str) -> Path:

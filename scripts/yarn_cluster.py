@@ -8,7 +8,7 @@ skein's driver asks it; :meth:`YarnCluster.env` is the environment a client (ske
 CLI) needs. The JVM's heap is capped and it stops by its process id.
 
     python scripts/yarn_cluster.py jars      # fetch the jars (the tests do it too)
-    python scripts/yarn_cluster.py run       # a cluster until Ctrl-C; prints its environment
+    python scripts/yarn_cluster.py run       # a cluster until Ctrl-C/SIGTERM; prints its env
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import CACHE, MissingPart, Service, maven_jars
+from scripts.services import CACHE, MissingPart, Service, maven_jars, serve
 
 HERE = Path(__file__).resolve().parent
 VERSION = "3.5.0"
@@ -124,14 +124,16 @@ def main(argv: list[str]) -> int:
     if argv[:1] != ["run"]:
         print(__doc__, file=sys.stderr)
         return 2
-    with YarnCluster() as cluster:
+
+    def announce(cluster: YarnCluster) -> None:
         env = cluster.env({})
-        print(f"YARN ResourceManager on 127.0.0.1:{cluster.rm_port}; Ctrl-C stops it. Use:")
+        print(f"YARN ResourceManager on 127.0.0.1:{cluster.rm_port}; Ctrl-C or SIGTERM stops it.")
+        print("Use:")
         for key in ("HADOOP_CONF_DIR", "JAVA_HOME"):
             print(f"  export {key}={env[key]}")
         print(f"  export PATH={cluster.bin}:$PATH", flush=True)
-        cluster.serve_until_interrupted()
-    return 0
+
+    return serve(YarnCluster(), announce)
 
 
 if __name__ == "__main__":
