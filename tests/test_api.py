@@ -15,12 +15,18 @@ from rayflow.testing import ListSink, TestingSpout
 class Words(Spout):
     outputs = {"default": ["word"], "errors": ["error"]}
 
+    def __init__(self, a: int = 0) -> None:
+        self.a = a
+
     def next_tuple(self) -> None:
         self.finish()
 
 
 class Pass(Bolt):
     outputs = ["word"]
+
+    def __init__(self, *args: int) -> None:
+        self.args = args
 
     def process(self, tup: Tuple) -> None:
         self.emit(tup.values)

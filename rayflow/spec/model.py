@@ -2,7 +2,8 @@
 
 The Python builder (:class:`rayflow.Topology`) and the YAML loader both produce a
 :class:`TopologySpec`; its constructor checks it once (unique ids, known sources, declared streams,
-grouping fields, no cycles), so a spec that exists is a spec that can run.
+grouping fields, no cycles, names safe in paths and URLs, constructor arguments the class can
+take), so a spec that exists is a spec that can run.
 
 >>> spout = ComponentSpec("words", "spout", ClassRef.of(object), outputs={"default": ("word",)})
 >>> sink = ComponentSpec("sink", "bolt", ClassRef.of(object))
@@ -13,7 +14,10 @@ grouping fields, no cycles), so a spec that exists is a spec that can run.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -36,15 +40,22 @@ GROUPING_TYPES = (
     "CUSTOM",
 )
 _KEYED = ("FIELDS", "PARTIAL_KEY")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+SYSTEM_PREFIX = "__"  # ids of rayflow's own components (the acker), never of the user's
 
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a piece of a spec was written: file and line (YAML), or nothing (Python)."""
+    """Where a piece of a spec was written: file and line (YAML), or nothing (Python).
+
+    ``key_lines`` holds the line of each key of the map (``"to"``, ``"grouping.args"``), so an
+    error can point at the key itself with :meth:`of`.
+    """
 
     file: str = ""
     line: int = 0
     key: str = ""
+    key_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
 
     def prefix(self) -> str:
         """``"topo.yaml:12: key 'bolts[0].className': "`` or ``""``."""
@@ -52,6 +63,24 @@ class Origin:
             return f"key '{self.key}': " if self.key else ""
         where = f"{self.file}:{self.line}" if self.line else self.file
         return f"{where}: key '{self.key}': " if self.key else f"{where}: "
+
+    def of(self, key: str) -> Origin:
+        """Where ``key`` (or, when it is not written, its nearest written parent) of this map is.
+
+        >>> at = Origin("t.yaml", 9, "streams[0]", (("to", 10), ("grouping", 11)))
+        >>> at.of("to").prefix(), at.of("grouping.streamId").prefix()
+        ("t.yaml:10: key 'streams[0].to': ", "t.yaml:11: key 'streams[0].grouping': ")
+        >>> at.of("name").prefix(), Origin().of("to").prefix()
+        ("t.yaml:9: key 'streams[0]': ", '')
+        """
+        lines = dict(self.key_lines)
+        probe = key
+        while probe:
+            if probe in lines:
+                path = f"{self.key}.{probe}" if self.key else probe
+                return Origin(self.file, lines[probe], path)
+            probe = probe.rpartition(".")[0]
+        return self
 
 
 @dataclass(frozen=True)
@@ -74,6 +103,65 @@ class ClassRef:
         if self.cls is not None:
             return self.cls
         return import_class(self.path)
+
+
+def name_problem(name: object, what: str, system: bool = False) -> str | None:
+    """Why ``name`` cannot name a topology or component, or ``None`` when it can.
+
+    Names become actor names, log file names, checkpoint paths and URL parts, so they are 1 to
+    100 letters, digits, ``.``, ``_`` or ``-``, starting with a letter or digit, without ``..``.
+    ``system`` allows rayflow's own ``__`` names.
+
+    >>> name_problem("word-count.v2", "topology") is None
+    True
+    >>> name_problem("../../x", "topology")  # doctest: +ELLIPSIS
+    "topology name '../../x' is not safe in file paths and URLs; use 1 to 100 letters, ..."
+    """
+    text = name
+    if system and isinstance(name, str) and name.startswith(SYSTEM_PREFIX):
+        text = name[len(SYSTEM_PREFIX) :]
+    if isinstance(text, str) and _SAFE_NAME.fullmatch(text) and ".." not in text:
+        return None
+    if isinstance(name, str) and name.startswith(SYSTEM_PREFIX) and not system:
+        return f"{what} name {name!r} starts with '{SYSTEM_PREFIX}', kept for rayflow's own"
+    return (
+        f"{what} name {name!r} is not safe in file paths and URLs; use 1 to 100 letters, "
+        "digits, '.', '_' or '-', starting with a letter or digit, without '..'"
+    )
+
+
+def arguments_problem(cls: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
+    """Why ``cls(*args, **kwargs)`` cannot bind to the class's signature, or ``None``.
+
+    Classes without a readable signature (some builtins) are not checked.
+
+    >>> class Sink:
+    ...     def __init__(self, path: str, mode: str = "w") -> None: ...
+    >>> arguments_problem(Sink, ("out.txt",), {"mode": "a"}) is None
+    True
+    >>> arguments_problem(Sink, (), {"path": "x", "mdoe": "a"})
+    "got an unexpected keyword argument 'mdoe' (did you mean 'mode'?); \
+Sink takes (path, mode='w')"
+    >>> arguments_problem(dict, (1, 2, 3), {}) is None
+    True
+    """
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        problem = str(exc)
+        unknown = [k for k in kwargs if k not in signature.parameters]
+        if "unexpected keyword" in problem and unknown:
+            problem += _did_you_mean(unknown[0], signature.parameters)
+        bare = signature.replace(
+            parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+            return_annotation=signature.empty,
+        )
+        return f"{problem}; {getattr(cls, '__qualname__', cls)} takes {bare}"
+    return None
 
 
 def import_class(path: str) -> type:
@@ -269,6 +357,9 @@ class TopologySpec:
         where = self.origin.prefix()
         if not self.name or not isinstance(self.name, str):
             raise TopologyError(f"{where}a topology needs a non-empty name")
+        problem = name_problem(self.name, "topology")
+        if problem:
+            raise TopologyError(self.origin.of("name").prefix() + problem)
         if not self.components:
             raise TopologyError(f"{where}topology '{self.name}' has no spouts or bolts")
         if not self.spouts:
@@ -290,60 +381,92 @@ class TopologySpec:
 
     def _validate_component(self, comp: ComponentSpec, seen: Mapping[str, ComponentSpec]) -> None:
         at = comp.origin.prefix()
+        at_id = comp.origin.of("id").prefix()
         if not comp.id or not isinstance(comp.id, str):
-            raise TopologyError(f"{at}every spout and bolt needs a non-empty string id")
+            raise TopologyError(f"{at_id}every spout and bolt needs a non-empty string id")
+        problem = name_problem(comp.id, comp.kind, comp.class_ref.path.startswith("rayflow."))
+        if problem:
+            raise TopologyError(at_id + problem)
         if comp.id in seen:
             raise TopologyError(
-                f"{at}two components are named '{comp.id}'; ids must be unique "
+                f"{at_id}two components are named '{comp.id}'; ids must be unique "
                 f"(the first is a {seen[comp.id].kind})"
             )
         if comp.kind not in ("spout", "bolt"):
             raise TopologyError(f"{at}component '{comp.id}' must be a spout or a bolt")
+        at_parallelism = comp.origin.of("parallelism").prefix()
         if isinstance(comp.parallelism, bool) or not isinstance(comp.parallelism, int):
             raise TopologyError(
-                f"{at}parallelism of '{comp.id}' must be an integer, got {comp.parallelism!r}"
+                f"{at_parallelism}parallelism of '{comp.id}' must be an integer, "
+                f"got {comp.parallelism!r}"
             )
+        self._validate_arguments(comp)
         window = comp.config.get("window") or getattr(comp.class_ref.cls, "window", None)
         if window is not None and comp.kind == "bolt":
+            at_window = comp.origin.of("window").prefix()
             try:
                 late = WindowSpec.parse(window).late_stream
             except WindowError as exc:
-                raise TopologyError(f"{at}bolt '{comp.id}': {exc}") from None
+                raise TopologyError(f"{at_window}bolt '{comp.id}': {exc}") from None
             if late and late not in comp.outputs:
                 raise TopologyError(
-                    f"{at}bolt '{comp.id}': window.late_stream '{late}' is not declared in its "
-                    f"outputs (declared: {', '.join(comp.outputs)})"
+                    f"{at_window}bolt '{comp.id}': window.late_stream '{late}' is not declared "
+                    f"in its outputs (declared: {', '.join(comp.outputs)})"
                 )
         if not 1 <= comp.parallelism <= self.settings.max_parallelism:
             raise TopologyError(
-                f"{at}parallelism of '{comp.id}' must be between 1 and max_parallelism "
-                f"({self.settings.max_parallelism}), got {comp.parallelism}"
+                f"{at_parallelism}parallelism of '{comp.id}' must be between 1 and "
+                f"max_parallelism ({self.settings.max_parallelism}), got {comp.parallelism}"
             )
 
+    @staticmethod
+    def _validate_arguments(comp: ComponentSpec) -> None:
+        """The component's args and kwargs fit its class's signature (when the class is here)."""
+        cls = comp.class_ref.cls
+        problem = None if cls is None else arguments_problem(cls, comp.args, comp.kwargs)
+        if problem is None:
+            return
+        unknown = [k for k in comp.kwargs if f"argument '{k}'" in problem]
+        if unknown:
+            key = f"kwargs.{unknown[0]}"
+        elif "positional" in problem or (comp.args and not comp.kwargs):
+            key = "constructorArgs"
+        else:
+            key = "kwargs" if comp.kwargs else "className"
+        raise TopologyError(
+            f"{comp.origin.of(key).prefix()}{comp.kind} '{comp.id}': class "
+            f"'{comp.class_ref.path}' cannot be created with these arguments: {problem}"
+        )
+
     def _validate_stream(self, stream: StreamSpec, comps: Mapping[str, ComponentSpec]) -> None:
-        at = stream.origin.prefix()
+        of = stream.origin.of
         for role, name in (("from", stream.source), ("to", stream.target)):
             if name not in comps:
                 known = ", ".join(sorted(comps))
                 hint = _did_you_mean(name, comps)
                 raise TopologyError(
-                    f"{at}stream {role} unknown component '{name}'{hint} (known: {known})"
+                    f"{of(role).prefix()}stream {role} unknown component '{name}'{hint} "
+                    f"(known: {known})"
                 )
         if comps[stream.target].kind == "spout":
-            raise TopologyError(f"{at}'{stream.target}' is a spout; spouts cannot subscribe")
+            raise TopologyError(
+                f"{of('to').prefix()}'{stream.target}' is a spout; spouts cannot subscribe"
+            )
         source = comps[stream.source]
         if stream.stream not in source.outputs:
             declared = ", ".join(sorted(source.outputs)) or "none"
             raise TopologyError(
-                f"{at}'{stream.source}' does not declare stream '{stream.stream}' "
-                f"(it declares: {declared}); add it to the class's outputs"
+                f"{of('grouping.streamId').prefix()}'{stream.source}' does not declare stream "
+                f"'{stream.stream}' (it declares: {declared}); add it to the class's outputs"
             )
         grouping = stream.grouping
+        at = of("grouping.type").prefix()
         if grouping.type not in GROUPING_TYPES:
             raise TopologyError(
                 f"{at}unknown grouping '{grouping.type}'; expected one of "
                 f"{', '.join(GROUPING_TYPES)}"
             )
+        at = of("grouping.args").prefix()
         if grouping.keyed:
             if not grouping.fields_:
                 raise TopologyError(
@@ -356,8 +479,17 @@ class TopologySpec:
                     f"{at}{grouping.type} grouping on {missing} but stream '{stream.stream}' of "
                     f"'{stream.source}' has fields {list(fields)}"
                 )
+        at = of("grouping.customClass").prefix()
         if grouping.type == "CUSTOM" and grouping.custom is None and grouping.custom_object is None:
             raise TopologyError(f"{at}CUSTOM grouping needs a customClass")
+        custom = grouping.custom
+        if grouping.custom_object is None and custom is not None and custom.cls is not None:
+            problem = arguments_problem(custom.cls, grouping.custom_args, {})
+            if problem:
+                raise TopologyError(
+                    f"{at}custom grouping '{custom.path}' cannot be created with these "
+                    f"arguments: {problem}"
+                )
 
     def _reject_cycles(self) -> None:
         if len(self.topological_order()) != len(self.components):
@@ -371,7 +503,5 @@ class TopologySpec:
 
 
 def _did_you_mean(name: str, options: Mapping[str, Any]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(name, list(options), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""

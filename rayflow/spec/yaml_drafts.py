@@ -90,7 +90,7 @@ def component_draft(sec: Section, kind: str) -> ComponentDraft:
         kwargs=plain(kwargs.data),
         config=_config_with_window(sec),
         resources=_resources(sec.section("resources")),
-        origin=sec.origin(),
+        origin=sec.origin(nested=("kwargs",)),
         class_origin=sec.origin("className"),
     )
 
@@ -167,7 +167,7 @@ def stream_draft(sec: Section) -> StreamDraft:
         fields=fields,
         custom_path=custom_path,
         custom_args=custom_args,
-        origin=sec.origin(),
+        origin=sec.origin(nested=("grouping",)),
         custom_origin=grouping.origin("customClass"),
     )
 

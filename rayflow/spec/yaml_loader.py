@@ -45,6 +45,7 @@ from rayflow.spec.model import (
 from rayflow.spec.properties import load_properties
 from rayflow.spec.settings import SettingError, Settings
 from rayflow.spec.yaml_drafts import ComponentDraft, StreamDraft, component_draft, stream_draft
+from rayflow.spec.yaml_limits import MAX_BYTES_ENV, YamlLimits, describe_size
 from rayflow.spec.yaml_source import (
     LineDict,
     LineList,
@@ -53,6 +54,7 @@ from rayflow.spec.yaml_source import (
     parse_yaml,
     plain,
     substitute,
+    too_deep,
 )
 
 __all__ = ["load_properties", "load_topology"]
@@ -69,6 +71,7 @@ class _Document:
     file: str
     line: int
     name: str | None = None
+    name_origin: Origin = field(default_factory=Origin)
     config: dict[str, tuple[Any, Origin]] = field(default_factory=dict)
     spouts: list[ComponentDraft] = field(default_factory=list)
     bolts: list[ComponentDraft] = field(default_factory=list)
@@ -78,7 +81,7 @@ class _Document:
     def merge(self, other: _Document, override: bool) -> None:
         """Add an included document; with ``override`` its config and components win."""
         if self.name is None:
-            self.name = other.name
+            self.name, self.name_origin = other.name, other.name_origin
         for key, entry in other.config.items():
             if override or key not in self.config:
                 self.config[key] = entry
@@ -102,6 +105,14 @@ def _merge_components(
             mine[index] = comp
 
 
+@dataclass
+class _Budget:
+    """What one load may still read: bytes over the file and all its includes."""
+
+    limits: YamlLimits
+    bytes_left: int
+
+
 # ------------------------------------------------------------------------------------ public API
 def load_topology(
     path: str | os.PathLike[str],
@@ -113,13 +124,19 @@ def load_topology(
 
     ``variables`` fill ``${NAME}`` (before ``environ``, which defaults to ``os.environ``);
     ``overrides`` (``-c key=value``) replace keys of the file's ``config``; ``environ`` also feeds
-    the ``RAYFLOW_*`` settings. The folders of the files and the current directory are put on
-    ``sys.path`` before classes are imported. See the module docstring for an example.
+    the ``RAYFLOW_*`` settings and the ``RAYFLOW_YAML_MAX_*`` limits on size, aliases and
+    nesting (:mod:`rayflow.spec.yaml_limits`). The folders of the files and the current directory
+    are put on ``sys.path`` before classes are imported. See the module docstring for an example.
     """
     environ = os.environ if environ is None else environ
     overrides = dict(overrides or {})
     file = os.fspath(path)
-    doc = _load_document(file, dict(variables or {}), environ, (), None)
+    limits = YamlLimits.from_environ(environ)
+    budget = _Budget(limits, limits.max_bytes)
+    try:
+        doc = _load_document(file, dict(variables or {}), environ, (), None, budget)
+    except RecursionError:
+        raise TopologyError(too_deep(file)) from None
     if doc.name is None:
         origin = Origin(file, doc.line, "name")
         raise TopologyError(origin.prefix() + "required key is missing; expected a topology name")
@@ -127,9 +144,10 @@ def load_topology(
     _extend_sys_path([f for folder in doc.folders for f in code_folders(folder)] + [os.getcwd()])
     components = [_build_component(draft) for draft in (*doc.spouts, *doc.bolts)]
     streams = [_build_stream(draft) for draft in doc.streams]
-    return TopologySpec(
-        doc.name, tuple(components), tuple(streams), settings, extra, origin=Origin(file)
-    )
+    named = doc.name_origin
+    keys = (("name", named.line),) if named.file == file and named.line else ()
+    origin = Origin(file, key_lines=keys)
+    return TopologySpec(doc.name, tuple(components), tuple(streams), settings, extra, origin=origin)
 
 
 # --------------------------------------------------------------------------------- reading files
@@ -139,18 +157,18 @@ def _load_document(
     environ: Mapping[str, str],
     chain: tuple[tuple[str, str], ...],
     included_at: Origin | None,
+    budget: _Budget,
 ) -> _Document:
     """Load ``file`` and, recursively, its includes; ``chain`` holds (real path, name) above it."""
     where = included_at.prefix() if included_at else f"{file}: "
-    try:
-        with open(file, encoding="utf-8") as handle:
-            raw = handle.read()
-    except OSError as exc:
-        raise TopologyError(f"{where}cannot read '{file}': {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise TopologyError(f"{where}'{file}' is not UTF-8 text: {exc}") from None
+    raw = _read(file, where, budget)
     text, line_map = substitute(raw, file, variables, environ)
-    data = parse_yaml(text, file, line_map)
+    if len(text) > budget.limits.max_bytes:
+        raise TopologyError(
+            f"{where}'{file}' is longer than {describe_size(budget.limits.max_bytes)} once its "
+            f"${{...}} variables are replaced; set {MAX_BYTES_ENV} in the environment to allow more"
+        )
+    data = parse_yaml(text, file, line_map, budget.limits)
     keys = ", ".join(_TOP_KEYS)
     if data is None:
         raise TopologyError(f"{file}: the file is empty; expected a map with keys {keys}")
@@ -161,7 +179,7 @@ def _load_document(
         )
     top = Section(file, data, "")
     top.check_keys(_TOP_KEYS)
-    doc = _Document(file, data.line, name=top.text("name"))
+    doc = _Document(file, data.line, name=top.text("name"), name_origin=top.origin("name"))
     doc.folders.append(os.path.dirname(os.path.abspath(file)))
     config = top.section("config")
     for key, value in config.data.items():
@@ -178,8 +196,37 @@ def _load_document(
         if os.path.realpath(target) in (path for path, _ in seen):
             cycle = " -> ".join([name for _, name in seen] + [target])
             raise TopologyError(at.prefix() + f"include cycle: {cycle}")
-        doc.merge(_load_document(target, variables, environ, tuple(seen), at), override)
+        included = _load_document(target, variables, environ, tuple(seen), at, budget)
+        doc.merge(included, override)
     return doc
+
+
+def _read(file: str, where: str, budget: _Budget) -> str:
+    """The text of ``file``, refused by its size before it is read when over the budget."""
+    data = b""
+    try:
+        with open(file, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size  # 0 for a pipe: the read below still stops
+            if size <= budget.bytes_left:
+                data = handle.read(budget.bytes_left + 1)
+                size = len(data)
+    except OSError as exc:
+        raise TopologyError(f"{where}cannot read '{file}': {exc.strerror}") from None
+    if size > budget.bytes_left:
+        limit = describe_size(budget.limits.max_bytes)
+        used = budget.limits.max_bytes - budget.bytes_left
+        if used:
+            limit += f" for a file and its includes together, {describe_size(used)} already read"
+        raise TopologyError(
+            f"{where}'{file}' is too large ({describe_size(size)}; the limit is {limit}); "
+            f"set {MAX_BYTES_ENV} in the environment to allow more (e.g. {MAX_BYTES_ENV}=4MiB)"
+        )
+    budget.bytes_left -= size
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TopologyError(f"{where}'{file}' is not UTF-8 text: {exc}") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # as reading in text mode does
 
 
 def _include(include: Section, file: str) -> tuple[str, bool]:

@@ -25,6 +25,7 @@ import yaml
 
 from rayflow.errors import TopologyError
 from rayflow.spec.model import Origin
+from rayflow.spec.yaml_limits import MAX_ALIAS_NODES_ENV, MAX_DEPTH_ENV, YamlLimits
 
 _VARIABLE = re.compile(r"(\$?)\$\{([^}\n]*)\}")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -114,10 +115,19 @@ def _resolve(
 
 # ------------------------------------------------------------------------------------------ YAML
 class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader whose maps are :class:`LineDict` and lists :class:`LineList`."""
+    """A SafeLoader whose maps are :class:`LineDict` and lists :class:`LineList`, and that
+    refuses nesting deeper than ``limits.max_depth`` and aliases that expand to more than
+    ``limits.max_alias_nodes`` values, while composing (before anything is copied)."""
 
     file = ""
     line_map: Sequence[int] = ()
+    limits = YamlLimits()
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0  # maps and lists open around the node being composed
+        self._alias_nodes = 0  # values the aliases so far add when expanded
+        self._sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, height), expanded
 
     def source_line(self, mark: Any) -> int:
         """The 1-based line of the original (unsubstituted) text where ``mark`` points."""
@@ -127,6 +137,65 @@ class _LineLoader(yaml.SafeLoader):
         if self.line_map:
             return self.line_map[-1] + index - len(self.line_map) + 1
         return index + 1
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            node = super().compose_node(parent, index)
+            return self._count_alias(node, mark)
+        nested = self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent)
+        if nested:
+            self._depth += 1
+            if self._depth > self.limits.max_depth:
+                self._refuse(
+                    self.peek_event().start_mark,
+                    f"maps and lists nest deeper than {self.limits.max_depth} levels",
+                    MAX_DEPTH_ENV,
+                )
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= nested
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        sizes = [self._sizes[id(child)] for child in children]
+        values = 1 + sum(size for size, _ in sizes)
+        height = int(nested) + max((h for _, h in sizes), default=0)
+        self._sizes[id(node)] = (values, height)
+        return node
+
+    def _count_alias(self, node: Any, mark: Any) -> Any:
+        size = self._sizes.get(id(node))
+        if size is None:
+            raise TopologyError(
+                f"{self.file}:{self.source_line(mark)}: this alias refers to a map or list that "
+                "contains it; a value cannot include itself"
+            )
+        values, height = size
+        self._alias_nodes += values
+        if self._alias_nodes > self.limits.max_alias_nodes:
+            self._refuse(
+                mark,
+                f"aliases expand to more than {self.limits.max_alias_nodes:,} values "
+                "(an alias bomb?)",
+                MAX_ALIAS_NODES_ENV,
+            )
+        if self._depth + height > self.limits.max_depth:
+            self._refuse(
+                mark,
+                f"maps and lists nest deeper than {self.limits.max_depth} levels "
+                "once this alias is expanded",
+                MAX_DEPTH_ENV,
+            )
+        return node
+
+    def _refuse(self, mark: Any, problem: str, env: str) -> NoReturn:
+        raise TopologyError(
+            f"{self.file}:{self.source_line(mark)}: {problem}; "
+            f"set {env} in the environment to allow more"
+        )
 
 
 def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[LineDict]:
@@ -169,10 +238,19 @@ _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_list)
 
 
-def parse_yaml(text: str, file: str, line_map: Sequence[int] = ()) -> Any:
+def parse_yaml(
+    text: str, file: str, line_map: Sequence[int] = (), limits: YamlLimits | None = None
+) -> Any:
     """Parse one YAML document; maps and lists carry their lines (see :class:`LineDict`).
 
-    A syntax error becomes a :class:`TopologyError` with file, line, column and problem.
+    A syntax error, nesting deeper than ``limits.max_depth`` or aliases expanding to more than
+    ``limits.max_alias_nodes`` values become a :class:`TopologyError` with file and line.
+
+    >>> parse_yaml("a: &x [1, 2]\\nb: [*x, *x]", "t.yaml", limits=YamlLimits(max_alias_nodes=5))
+    Traceback (most recent call last):
+    ...
+    rayflow.errors.TopologyError: t.yaml:2: aliases expand to more than 5 values (an alias \
+bomb?); set RAYFLOW_YAML_MAX_ALIAS_NODES in the environment to allow more
 
     >>> parse_yaml("a: [1, 2", "t.yaml")
     Traceback (most recent call last):
@@ -183,12 +261,15 @@ but got '<stream end>' (while parsing a flow sequence at line 1)
     loader = _LineLoader(text)
     loader.file = file
     loader.line_map = line_map
+    loader.limits = limits or YamlLimits()
     try:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         raise TopologyError(_syntax_message(exc, loader, file)) from None
     except yaml.YAMLError as exc:
         raise TopologyError(f"{file}: YAML error: {exc}") from None
+    except RecursionError:
+        raise TopologyError(too_deep(file)) from None
     finally:
         loader.dispose()
 
@@ -203,6 +284,14 @@ def _syntax_message(exc: yaml.MarkedYAMLError, loader: _LineLoader, file: str) -
     if exc.problem and exc.context and exc.context_mark is not None:
         text += f" ({exc.context} at line {loader.source_line(exc.context_mark)})"
     return text
+
+
+def too_deep(file: str) -> str:
+    """The message for a file nested deeper than Python's recursion limit allows."""
+    return (
+        f"{file}: maps and lists nest too deeply for Python's recursion limit; "
+        f"lower {MAX_DEPTH_ENV} (default 100) or flatten the file"
+    )
 
 
 def plain(value: Any) -> Any:
@@ -249,11 +338,21 @@ class Section:
     data: LineDict
     path: str
 
-    def origin(self, key: Any = None) -> Origin:
-        """Where the map (``key`` None) or one of its keys is written."""
-        if key is None:
-            return Origin(self.file, self.data.line, self.path)
-        return Origin(self.file, self.data.key_lines.get(key, self.data.line), join(self.path, key))
+    def origin(self, key: Any = None, nested: Sequence[str] = ()) -> Origin:
+        """Where the map (``key`` None) or one of its keys is written.
+
+        The map's origin knows the line of each of its keys, and of the keys of the maps under
+        ``nested`` (as ``"grouping.args"``), for :meth:`Origin.of`.
+        """
+        if key is not None:
+            line = self.data.key_lines.get(key, self.data.line)
+            return Origin(self.file, line, join(self.path, key))
+        lines = [(str(k), line) for k, line in self.data.key_lines.items()]
+        for name in nested:
+            child = self.data.get(name)
+            if isinstance(child, LineDict):
+                lines += [(f"{name}.{k}", line) for k, line in child.key_lines.items()]
+        return Origin(self.file, self.data.line, self.path, tuple(lines))
 
     def fail(self, key: Any, message: str) -> NoReturn:
         raise TopologyError(self.origin(key).prefix() + message)

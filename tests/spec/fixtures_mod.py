@@ -73,3 +73,16 @@ class ModGrouping:
 
 class Plain:
     """Neither a spout nor a bolt nor a grouping."""
+
+
+class FileSpout:
+    """A spout whose constructor takes a path and an optional mode (for argument binding)."""
+
+    outputs = ["line"]
+
+    def __init__(self, path: str, mode: str = "r") -> None:
+        self.path = path
+        self.mode = mode
+
+    def next_tuple(self) -> None:
+        return None

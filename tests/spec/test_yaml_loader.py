@@ -609,29 +609,35 @@ ERRORS = [
         "duplicate-id",
         "  - id: s\n    className: FIX.SinkBolt\n",
         8,
-        "bolts[1]",
+        "bolts[1].id",
         "two components are named 's'",
     ),
     (
         "stream-unknown",
         "streams:\n  - from: nope\n    to: b\n",
         9,
-        "streams[0]",
+        "streams[0].from",
         "stream from unknown component 'nope'",
     ),
-    ("stream-to-spout", "streams:\n  - from: b\n    to: s\n", 9, "streams[0]", "'s' is a spout"),
+    (
+        "stream-to-spout",
+        "streams:\n  - from: b\n    to: s\n",
+        10,
+        "streams[0].to",
+        "'s' is a spout",
+    ),
     (
         "stream-undeclared",
         STREAM + "    grouping: {streamId: errors}\n",
-        9,
-        "streams[0]",
+        11,
+        "streams[0].grouping.streamId",
         "'s' does not declare stream 'errors'",
     ),
     (
         "fields-unknown",
         STREAM + "    grouping: {type: FIELDS, args: [count]}\n",
-        9,
-        "streams[0]",
+        11,
+        "streams[0].grouping.args",
         "FIELDS grouping on ['count'] but stream 'default' of 's' has fields",
     ),
     (
@@ -689,7 +695,7 @@ def test_parallelism_above_max_parallelism(tmp_path: Path) -> None:
         BASE.replace("bolts:", "config: {max_parallelism: 4}\nbolts:") + "    parallelism: 5\n",
     )
     message = load_error(path)
-    assert_at(message, path, 7, "bolts[0]")
+    assert_at(message, path, 9, "bolts[0].parallelism")
     assert "between 1 and max_parallelism (4), got 5" in message
 
 
