@@ -10,6 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported anywhere
+# Tasks that tests kill are replaced at once (the default waits 1 s, doubling per failure); the
+# delays themselves are tested in tests/runtime/test_restart.py and
+# tests/ray/test_restart_on_ray.py, which set restart.delay in their topologies.
+os.environ.setdefault("RAYFLOW_RESTART_DELAY", "0")
 
 
 @pytest.fixture(scope="session")

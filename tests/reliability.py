@@ -161,7 +161,10 @@ def killing_tasks(
         deployment = deployments[0]
         done.wait(1.0)
         while not done.is_set() and len(kills) < max_kills:
-            if len(deployment.results) >= len(deployment.runs):
+            # Every task has finished. (Not len(results) >= len(runs): during an exactly-once
+            # recovery the dead tasks' runs are gone for a moment, and that ended the chaos.)
+            runs = list(deployment.runs.values())
+            if runs and all(key in deployment.results for key in runs):
                 return
             victims = sorted(k for k in deployment.actors if k[0] in components)
             victim = rng.choice(victims)

@@ -190,10 +190,12 @@ class Topology:
         if self._spec is not None and not overrides:
             return self._spec
         if self._spec is not None:
+            overrides = {Settings.canonical_key(k): v for k, v in overrides.items()}
             config = {**self._spec.config, **self._spec.settings.as_config(), **overrides}
             components, streams = self._spec.components, self._spec.streams
         else:
-            config = {**self.config, **(overrides or {})}
+            given = {Settings.canonical_key(k): v for k, v in (overrides or {}).items()}
+            config = {**self.config, **given}
             components, streams = tuple(self._components), tuple(self._streams)
         try:
             settings, extra = Settings.from_config(config)

@@ -254,6 +254,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         for name, m in sorted((c.get("metrics") or {}).items()):
             value = f"count {m['count']:,}, sum {m['sum']:,.3f}" if "count" in m else m["value"]
             print(f"  {c['id']}.{name} ({m['type']}): {value}")
+    restart = detail.get("restart")
+    if restart and restart["failures"]:
+        following = restart["next_delay"]
+        print(
+            f"restart strategy {restart['strategy']}: {restart['failures']} failure(s) counted, "
+            + (
+                "the next one fails the job"
+                if following is None
+                else f"next restart in {following:g}s"
+            )
+            + f" ({restart['reason']})"
+        )
     problems = detail["failures"][:5] + detail["errors"][:5]
     if problems:
         print("recent errors:")

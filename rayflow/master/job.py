@@ -3,7 +3,8 @@
 Statuses (Storm's words): ``ACTIVE`` (spouts called), ``INACTIVE`` (spouts paused),
 ``REBALANCING`` (tasks being replaced with another parallelism),
 ``KILLING`` (spouts finished, the rest draining until the kill's wait ends), ``FINISHED`` (every
-spout ended and the stream drained), ``FAILED`` (a task failed more than ``task.restarts``).
+spout ended and the stream drained), ``FAILED`` (its restart strategy gave up: ``restart.*``,
+``task.restarts``).
 """
 
 from __future__ import annotations
@@ -311,6 +312,7 @@ class Job:
             "streams": streams,
             "errors": recent_errors(self.stats),
             "failures": list(reversed(self.deployment.failures)),
+            "restart": self.deployment.strategy.describe(time.time()),
             "error": self.error,
             "checkpoints": checkpoints.stats() if checkpoints is not None else None,
         }

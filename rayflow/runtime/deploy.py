@@ -22,7 +22,9 @@ from rayflow.errors import ClusterError, TaskError, TopologyError
 from rayflow.runtime.acker import ACKER
 from rayflow.runtime.acking import prepare_spec, spout_tasks
 from rayflow.runtime.actor import TaskActor
+from rayflow.runtime.carried import CarriedCounters
 from rayflow.runtime.checkpoints import CheckpointCoordinator
+from rayflow.runtime.restart import RestartsExhausted, RestartStrategy
 from rayflow.runtime.task import TaskKey
 from rayflow.spec.model import ComponentSpec, TopologySpec
 from rayflow.state.storage import CheckpointError
@@ -30,7 +32,6 @@ from rayflow.state.storage import CheckpointError
 log = logging.getLogger("rayflow.deploy")
 
 _RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
-MAX_RESTART_DELAY = 300.0
 _GENERATIONS_AHEAD = 4
 
 
@@ -110,9 +111,11 @@ class RayDeployment:
         self.runs: dict[Any, TaskKey] = {}
         self.results: dict[TaskKey, dict[str, Any]] = {}
         self.restarts: dict[TaskKey, int] = {}
-        self.recoveries = 0  # exactly-once: global recoveries (what task.restarts limits)
+        self.recoveries = 0  # exactly-once: global recoveries
         self.failures: list[dict[str, Any]] = []  # why tasks were restarted, newest last
         self.due: dict[TaskKey, float] = {}  # tasks to replace, and when
+        self.strategy = RestartStrategy.from_settings(spec.settings)  # counts every failure
+        self.counters = CarriedCounters()  # replaced actors' counts, added to their successors'
         self.restart_on_error = restart_on_error
         self.checkpoints: CheckpointCoordinator | None = None
         if spec.settings.reliability == "exactly_once":
@@ -248,6 +251,7 @@ class RayDeployment:
         if old is not None:  # its loop may have ended in error while the actor lives on
             with contextlib.suppress(Exception):
                 ray.kill(old)
+        self.counters.retire(key)
         self.restarts[key] = self.restarts.get(key, 0) + 1
         actor = self._new_actor(key)
         info = ray.get(actor.prepare.remote(), timeout=spec.settings.startup_timeout)
@@ -320,6 +324,7 @@ class RayDeployment:
             if old is not None:
                 with contextlib.suppress(Exception):
                     ray.kill(old)
+            self.counters.retire(key)
             self.results.pop(key, None)
             self.runs = {ref: k for ref, k in self.runs.items() if k != key}
             self.actors[key] = self._new_actor(key)
@@ -383,8 +388,8 @@ class RayDeployment:
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for tasks to end; True when all have.
 
-        A dead actor is replaced (up to ``task.restarts`` times, after ``task.restart.delay``
-        growing by ``task.restart.backoff``). A task whose loop ended in a user error raises
+        A dead actor is replaced after the delay the job's restart strategy gives (``restart.*``,
+        ``task.restarts``). A task whose loop ended in a user error raises
         ``TaskError``, unless ``restart_on_error`` (the job master) replaces it too, or the
         topology is exactly-once (a user error there recovers from the last checkpoint).
         """
@@ -398,7 +403,7 @@ class RayDeployment:
         for ref in ready:
             key = self.runs[ref]
             try:
-                self.results[key] = ray.get(ref)
+                self.results[key] = self.counters.add_to(ray.get(ref))
             except (TaskError, ray.exceptions.RayTaskError) as exc:
                 error = _task_error(key, exc)
                 # Under exactly-once a user error is a failure like a crash: recover.
@@ -413,10 +418,29 @@ class RayDeployment:
         return not self.due and all(key in self.results for key in self.runs.values())
 
     def _schedule_restart(self, key: TaskKey, error: TaskError) -> None:
-        settings = self.spec.settings
-        # Under exactly-once every failure restarts the whole topology (Flink's restart
-        # strategy counts those); otherwise each task counts its own restarts.
-        restarts = self.recoveries if self.checkpoints else self.restarts.get(key, 0)
+        """Count the failure with the job's restart strategy and schedule the restart (under
+        exactly-once, the recovery); the strategy giving up fails the job with ``TaskError``.
+        Tasks failing while a recovery is already due join it without counting again: one
+        incident, one failure."""
+        now = time.time()
+        joins = self.checkpoints is not None and bool(self.due)
+        try:
+            delay = 0.0 if joins else self.strategy.on_failure(now)
+        except RestartsExhausted as exc:
+            self._record_failure(key, error, None)
+            raise TaskError(
+                key[0],
+                key[1],
+                f"the job fails: {exc}; last failure: {error.message}",
+                error.traceback_text,
+            ) from None
+        if joins:
+            self.due[key] = min(self.due.values())
+            return
+        self._record_failure(key, error, delay)
+        self.due[key] = time.monotonic() + delay
+
+    def _record_failure(self, key: TaskKey, error: TaskError, delay: float | None) -> None:
         self.failures.append(
             {
                 "time": time.time(),
@@ -424,20 +448,11 @@ class RayDeployment:
                 "task": key[1],
                 "error": error.message,
                 "traceback": error.traceback_text,
-                "restart": restarts + 1,
+                "restart": self.strategy.describe(time.time())["failures"],
+                "delay": delay,
             }
         )
         del self.failures[:-50]
-        if restarts >= settings.task_restarts:
-            raise TaskError(
-                key[0],
-                key[1],
-                f"the task failed {restarts + 1} times (task.restarts: "
-                f"{settings.task_restarts}); last: {error.message}",
-                error.traceback_text,
-            )
-        delay = settings.task_restart_delay * settings.task_restart_backoff**restarts
-        self.due[key] = time.monotonic() + min(delay, MAX_RESTART_DELAY)
 
     def _restart_due(self) -> None:
         now = time.monotonic()
@@ -454,22 +469,24 @@ class RayDeployment:
                 self.restart(key)
 
     def stats(self, timeout: float = 2.0) -> list[dict[str, Any]]:
-        """The latest stats of every task still running (and the results of finished ones)."""
+        """The latest stats of every task still running (and the results of finished ones),
+        counters summed over each task's actors (see :mod:`rayflow.runtime.carried`)."""
         live = {
             key: actor.stats.remote()
             for key, actor in self.actors.items()
             if key not in self.results
         }
-        out = list(self.results.values())
         ready, _ = ray.wait(list(live.values()), num_returns=len(live), timeout=timeout)
         ready_set = set(ready)
+        seen = []
         for ref in live.values():
             if ref in ready_set:
                 try:
-                    out.append(ray.get(ref))
+                    seen.append(ray.get(ref))
                 except ray.exceptions.RayError:
                     continue
-        return out
+        self.counters.observe(seen)
+        return list(self.results.values()) + [self.counters.add_to(s) for s in seen]
 
     def command(self, name: str, kind: str | None = None) -> None:
         """Send a command (``finish``, ``stop``, ...) to the spouts (kind="spout") or to all."""

@@ -20,6 +20,7 @@ from typing import Any
 from rayflow.spec.durations import parse_duration
 
 RELIABILITY_MODES = ("none", "at_least_once", "exactly_once")
+RESTART_STRATEGIES = ("exponential-delay", "failure-rate", "fixed-delay", "none")
 
 
 def _positive_int(value: Any) -> int:
@@ -94,8 +95,30 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _knob(key: str, default: Any, parse: Callable[[Any], Any], doc: str) -> Any:
-    return field(default=default, metadata={"key": key, "parse": parse, "doc": doc})
+def _restart_strategy(value: Any) -> str:
+    text = str(value).strip().lower().replace("_", "-")
+    if text not in RESTART_STRATEGIES:
+        raise ValueError(f"expected one of {', '.join(RESTART_STRATEGIES)}, got {value!r}")
+    return text
+
+
+def _positive_seconds(value: Any) -> float:
+    seconds = parse_duration(value, "s")
+    if seconds <= 0:
+        raise ValueError(f"expected a duration above 0, got {value!r}")
+    return seconds
+
+
+def _knob(
+    key: str,
+    default: Any,
+    parse: Callable[[Any], Any],
+    doc: str,
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    """A knob; ``aliases`` are older keys read too (the key itself wins when both are given)."""
+    metadata = {"key": key, "parse": parse, "doc": doc, "aliases": aliases}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -165,17 +188,46 @@ class Settings:
     checkpoint_retained: int = _knob(
         "checkpoint.retained", 3, _positive_int, "exactly_once: complete checkpoints kept"
     )
-    task_restarts: int = _knob(
-        "task.restarts", 10, _non_negative_int, "times a dead task actor is replaced"
+    restart_strategy: str = _knob(
+        "restart.strategy",
+        "exponential-delay",
+        _restart_strategy,
+        "when a task of the job fails: exponential-delay, failure-rate, fixed-delay or none",
     )
-    task_restart_delay: float = _knob(
-        "task.restart.delay",
-        0.0,
+    restart_delay: float = _knob(
+        "restart.delay",
+        1.0,
         _seconds,
-        "wait before replacing a dead task (job master; doubles per restart, see backoff)",
+        "wait before the first restart (before each: fixed-delay, failure-rate)",
+        aliases=("task.restart.delay",),
     )
-    task_restart_backoff: float = _knob(
-        "task.restart.backoff", 2.0, _factor, "task.restart.delay grows by this per restart"
+    restart_max_delay: float = _knob(
+        "restart.max-delay", 60.0, _seconds, "exponential-delay: the longest wait"
+    )
+    restart_backoff: float = _knob(
+        "restart.backoff",
+        2.0,
+        _factor,
+        "exponential-delay: the wait grows by this per failure",
+        aliases=("task.restart.backoff",),
+    )
+    restart_reset_after: float = _knob(
+        "restart.reset-after",
+        600.0,
+        _positive_seconds,
+        "this long without a failure: the wait and the count start afresh",
+    )
+    task_restarts: int = _knob(
+        "task.restarts",
+        10,
+        _non_negative_int,
+        "failures with no restart.reset-after between them before the job fails",
+    )
+    restart_failure_rate_max: int = _knob(
+        "restart.failure-rate.max", 10, _positive_int, "failure-rate: most failures per interval"
+    )
+    restart_failure_rate_interval: float = _knob(
+        "restart.failure-rate.interval", 300.0, _positive_seconds, "failure-rate: the interval"
     )
     stall_timeout: float = _knob(
         "stall.timeout", 60.0, _seconds, "warn naming the stuck component after this long"
@@ -203,29 +255,64 @@ class Settings:
         """Split ``config`` into typed settings and the user's own keys.
 
         Raises ``KeyError``-free ``ValueError`` naming the key on a bad value; callers add the
-        file and line.
+        file and line. A knob's aliases are read too, each at its level (the environment, then
+        the config); within a level the knob's own key wins over its aliases.
+
+        >>> Settings.from_config({"task.restart.delay": "2s"}, environ={})[0].restart_delay
+        2.0
         """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for knob in cls.knobs():
-            key = knob.metadata["key"]
             parse = knob.metadata["parse"]
-            env = environ.get(cls.env_name(key))
-            raw, origin = (config[key], "config") if key in config else (env, "env")
-            if raw is None:
+            names = cls._names(knob)
+            given = [(name, config[name], name) for name in names if name in config]
+            given += [
+                (name, environ[cls.env_name(name)], f"environment variable {cls.env_name(name)}")
+                for name in names
+                if cls.env_name(name) in environ
+            ]
+            given = [entry for entry in given if entry[1] is not None]
+            if not given:
                 continue
+            name, raw, where = given[0]
             try:
                 values[knob.name] = parse(raw)
             except ValueError as exc:
-                where = f"environment variable {cls.env_name(key)}" if origin == "env" else key
-                raise SettingError(key, f"{where}: {exc}") from None
-        known = {knob.metadata["key"] for knob in cls.knobs()}
+                raise SettingError(name, f"{where}: {exc}") from None
+        known = {name for knob in cls.knobs() for name in cls._names(knob)}
         extra = {k: v for k, v in config.items() if k not in known}
         return cls(**values), extra
+
+    @staticmethod
+    def _names(knob: dataclasses.Field) -> tuple[str, ...]:
+        return (knob.metadata["key"], *knob.metadata["aliases"])
+
+    @classmethod
+    def canonical_key(cls, key: str) -> str:
+        """A knob's own key for one of its aliases: ``task.restart.delay`` -> ``restart.delay``.
+
+        Callers that merge an override into :meth:`as_config` output rename it first, so that
+        ``-c task.restart.delay=5`` is not hidden by ``restart.delay``.
+        """
+        for knob in cls.knobs():
+            if key in knob.metadata["aliases"]:
+                return knob.metadata["key"]
+        return key
 
     def as_config(self) -> dict[str, Any]:
         """The settings under their YAML keys (durations in seconds)."""
         return {f.metadata["key"]: getattr(self, f.name) for f in self.knobs()}
+
+    @property
+    def task_restart_delay(self) -> float:
+        """The old name of :attr:`restart_delay` (read-only)."""
+        return self.restart_delay
+
+    @property
+    def task_restart_backoff(self) -> float:
+        """The old name of :attr:`restart_backoff` (read-only)."""
+        return self.restart_backoff
 
 
 class SettingError(ValueError):
@@ -241,8 +328,7 @@ def settings_help() -> str:
     lines = []
     for knob in Settings.knobs():
         key = knob.metadata["key"]
-        lines.append(
-            f"  {key:<22} {Settings.env_name(key):<32} default {knob.default!r:<8} "
-            f"{knob.metadata['doc']}"
-        )
+        aliases = knob.metadata["aliases"]
+        doc = knob.metadata["doc"] + (f" (alias {', '.join(aliases)})" if aliases else "")
+        lines.append(f"  {key:<22} {Settings.env_name(key):<32} default {knob.default!r:<8} {doc}")
     return "\n".join(lines)

@@ -248,15 +248,16 @@ def _settings(
     doc: _Document, overrides: Mapping[str, Any], environ: Mapping[str, str]
 ) -> tuple[Settings, dict[str, Any]]:
     config = {key: value for key, (value, _) in doc.config.items()}
-    config.update(overrides)
+    config.update({Settings.canonical_key(k): v for k, v in overrides.items()})  # -c wins
     try:
         return Settings.from_config(config, environ)
     except SettingError as exc:
         message = str(exc)
         if message.startswith(f"{exc.key}: "):
             message = message[len(exc.key) + 2 :]
-        if exc.key in overrides:
-            where = f"-c {exc.key}={overrides[exc.key]}: "
+        given = {Settings.canonical_key(k): k for k in overrides}
+        if exc.key in given:
+            where = f"-c {given[exc.key]}={overrides[given[exc.key]]}: "
         elif exc.key in doc.config:
             where = doc.config[exc.key][1].prefix()
         else:

@@ -70,17 +70,22 @@ def test_logs_show_the_tasks_own_lines(cluster: Cluster) -> None:
 
 
 def test_a_killed_task_actor_is_restarted_and_the_topology_goes_on(cluster: Cluster) -> None:
+    before = cluster.counter("shout", "executed")
     cluster.ray(
         "ray.kill(ray.get_actor('ticking/shout/0/0', namespace='rayflow'), no_restart=True)"
     )
     wait_for(lambda: cluster.status()["restarts"] >= 1, "the master to replace shout[0]")
+    # Counters cover all of a task's actors: the new shout[0] goes on from the old one's count.
+    assert cluster.counter("shout", "executed") >= before
     task_pid = next(
         t["pid"]
         for t in _component(cluster, "shout")["task_stats"]
         if t["task"] == 1 and "pid" in t
     )
+    before = cluster.counter("shout", "executed")
     os.kill(task_pid, signal.SIGKILL)  # an OS signal to the task's process
     wait_for(lambda: cluster.status()["restarts"] >= 2, "the master to replace shout[1]")
+    assert cluster.counter("shout", "executed") >= before
     failures = cluster.status()["failures"]
     assert {(f["component"], f["task"]) for f in failures} == {("shout", 0), ("shout", 1)}
     wait_for(growing(cluster, "shout", "executed"), "shout to execute after the restarts")

@@ -107,7 +107,9 @@ function topologyPage(t) {
     <pre class="traceback">${esc(e.traceback || "")}</pre></details>`);
   return `<h2>${esc(t.name)} <span class="status-${esc(t.status)}" id="status">${esc(t.status)}</span></h2>
     <p>up ${ago(t.uptime)} · ${t.tasks} tasks on ${t.workers} node(s) · reliability ${esc(t.reliability)}
-    · ${t.restarts} restart(s)</p>
+    · ${t.restarts} restart(s)${t.restart && t.restart.failures ? ` · restart strategy ${esc(t.restart.strategy)}:
+    ${t.restart.failures} failure(s) counted, ${t.restart.next_delay === null ? "the next one fails the job"
+    : `next restart in ${t.restart.next_delay}s`} <span class="why">(${esc(t.restart.reason)})</span>` : ""}</p>
     <p><button id="activate">Activate</button><button id="deactivate">Deactivate</button>
     ${t.checkpoints ? '<button id="savepoint">Savepoint</button>' : ""}
     <button id="kill" class="danger">Kill</button></p><div id="message"></div>
