@@ -101,9 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--ui-port",
         type=int,
         default=int(os.environ.get("RAYFLOW_UI_PORT", "8744")),
-        help="where this run's web UI and REST API listen on 127.0.0.1 (default 8744)",
+        help="where this run's web UI and REST API listen (default 8744)",
+    )
+    run.add_argument(
+        "--ui-host",
+        default=os.environ.get("RAYFLOW_UI_HOST", "127.0.0.1"),
+        help="the address they listen on (default 127.0.0.1; another needs --ui-token)",
     )
     run.add_argument("--no-ui", action="store_true", help="no web UI for this run")
+    from rayflow.launchers.master_cli import add_ui_access_args
+
+    add_ui_access_args(run, "this run's")
 
     validate = sub.add_parser("validate", help="check a topology file and print its graph")
     _add_topology_args(validate)
@@ -177,6 +185,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rayflow.spec.durations import parse_duration
 
     spec = _load(args)
+    ui = None
+    if not args.no_ui:  # a wrong --ui-host/--ui-token/--ui-allowed-hosts: before Ray starts
+        from rayflow.master.access import AccessPolicy
+
+        ui = AccessPolicy(args.ui_host, args.ui_token, tuple(args.ui_allowed_hosts.split(",")))
     if args.duration is not None:
         try:
             parse_duration(args.duration)
@@ -192,8 +205,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.quiet,
         code_paths=folders,
-        ui_port=None if args.no_ui else args.ui_port,
+        ui_port=None if ui is None else args.ui_port,
         on_ui=lambda text: print(text, file=sys.stderr, flush=True),
+        ui_access=ui,
     )
     print(_report(result))
     return EXIT_OK

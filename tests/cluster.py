@@ -215,13 +215,24 @@ class Cluster:
         return comps[component].get(name, 0)
 
     def http(
-        self, method: str, path: str, body: bytes | None = None, token: str | None = TOKEN
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        token: str | None = TOKEN,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
+        """One request as the CLI's users send it (a POST as ``application/json``, with the
+        token); ``headers`` add to or replace those."""
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}", data=body, method=method
         )
+        if method == "POST":
+            request.add_header("Content-Type", "application/json")
         if token:
             request.add_header("Authorization", f"Bearer {token}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 status, text = response.status, response.read().decode()

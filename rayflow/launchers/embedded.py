@@ -5,7 +5,9 @@ spouts gracefully, so the bolts' ``cleanup`` still runs and final results come o
 Ctrl-C stops at once.
 
 With ``ui_port`` the run is shown by the job master's own code, in this process: the web UI, the
-REST API (status, activate/deactivate, kill, savepoint) and ``/metrics`` on 127.0.0.1.
+REST API (status, activate/deactivate, kill, savepoint) and ``/metrics``, on 127.0.0.1 unless
+``ui_access`` (an :class:`~rayflow.master.access.AccessPolicy`: host, token, allowed hosts) says
+otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rayflow.api.result import RunResult, merge_task_stats
 from rayflow.launchers.progress import ProgressLine
 from rayflow.launchers.ray_init import ensure_ray
 from rayflow.launchers.watchdog import StallWatch
+from rayflow.master.access import AccessPolicy
 from rayflow.spec.durations import parse_duration
 from rayflow.spec.model import TopologySpec
 
@@ -35,6 +38,7 @@ def run_topology(
     code_paths: Iterable[str] = (),
     ui_port: int | None = None,
     on_ui: Callable[[str], None] | None = None,
+    ui_access: AccessPolicy | None = None,
 ) -> RunResult:
     """Deploy ``spec`` on Ray and wait for it; see the module docstring."""
     ensure_ray(address, code_paths)
@@ -43,7 +47,10 @@ def run_topology(
     started = time.monotonic()
     line = ProgressLine(spec.name) if progress else None
     deployment = RayDeployment(spec)
-    job = _local_master(spec, deployment, ui_port, on_ui) if ui_port is not None else None
+    job = None
+    if ui_port is not None:
+        access = ui_access or AccessPolicy("127.0.0.1")
+        job = _local_master(spec, deployment, ui_port, on_ui, access)
     ended = "finished"
     deadline = None if duration is None else started + parse_duration(duration)
     finish_by: float | None = None
@@ -101,7 +108,11 @@ def run_topology(
 
 
 def _local_master(
-    spec: TopologySpec, deployment: Any, port: int, on_ui: Callable[[str], None] | None
+    spec: TopologySpec,
+    deployment: Any,
+    port: int,
+    on_ui: Callable[[str], None] | None,
+    access: AccessPolicy,
 ) -> Any:
     """A job master in this process that shows ``deployment`` (the UI and REST API)."""
     from rayflow.master.http import serve_in_thread
@@ -115,10 +126,11 @@ def _local_master(
     job = master.jobs[spec.name] = Job(record, registry, deployment)
     registry.put(record)
     try:
-        master.url = serve_in_thread(master, "127.0.0.1", port)
+        served = serve_in_thread(master, access.bind_host, port, access.token, access.allowed_hosts)
     except OSError as exc:
         log.warning("no web UI for this run: port %d: %s (--ui-port picks another)", port, exc)
         return job
+    master.url = served.url
     (on_ui or log.warning)(f"web UI and REST API: {master.url}/#/topology/{spec.name}")
     return job
 

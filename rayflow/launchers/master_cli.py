@@ -117,10 +117,24 @@ def _add_master_args(parser: argparse.ArgumentParser) -> None:
         default=int(os.environ.get("RAYFLOW_UI_PORT", "8744")),
         help="its port (default 8744)",
     )
+    add_ui_access_args(parser, "a newly started master's")
+
+
+def add_ui_access_args(parser: argparse.ArgumentParser, whose: str) -> None:
+    """``--ui-token`` and ``--ui-allowed-hosts`` (``rayflow master``, ``submit`` and ``run``)."""
     parser.add_argument(
         "--ui-token",
         default=os.environ.get("RAYFLOW_UI_TOKEN", ""),
-        help="the bearer token its mutating REST calls need (RAYFLOW_UI_TOKEN)",
+        help=f"the bearer token {whose} REST writes need (RAYFLOW_UI_TOKEN); required when it "
+        "listens beyond loopback",
+    )
+    parser.add_argument(
+        "--ui-allowed-hosts",
+        default=os.environ.get("RAYFLOW_UI_ALLOWED_HOSTS", ""),
+        metavar="NAMES",
+        help="comma-separated host names the UI answers to besides loopback ones, e.g. "
+        "rayflow.example,.corp.example (RAYFLOW_UI_ALLOWED_HOSTS); on a non-loopback --ui-host "
+        "without it, any Host is answered",
     )
 
 
@@ -136,7 +150,17 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _master_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"host": args.ui_host, "port": args.ui_port, "token": args.ui_token}
+    """Where and for whom a new master serves; a wrong combination raises ``UsageError`` here,
+    before any Ray is reached (a non-loopback ``--ui-host`` without ``--ui-token``)."""
+    from rayflow.master.access import AccessPolicy
+
+    policy = AccessPolicy(args.ui_host, args.ui_token, tuple(args.ui_allowed_hosts.split(",")))
+    return {
+        "host": policy.bind_host,
+        "port": args.ui_port,
+        "token": policy.token,
+        "allowed_hosts": policy.allowed_hosts,
+    }
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -166,6 +190,7 @@ def cmd_master(args: argparse.Namespace) -> int:
     from rayflow.launchers import cluster
     from rayflow.master.master import get_master
 
+    options = {} if args.stop else _master_options(args)  # wrong ones: before Ray is reached
     cluster.connect(args.address)
     if args.stop:
         import ray
@@ -173,7 +198,7 @@ def cmd_master(args: argparse.Namespace) -> int:
         ray.kill(get_master(), no_restart=True)
         print("rayflow job master stopped; its topologies keep running")
         return EXIT_OK
-    get_master(create=True, **_master_options(args))
+    get_master(create=True, **options)
     info = cluster.call("info")
     print(f"rayflow job master (pid {info['pid']}) serves {info['url']}")
     return EXIT_OK

@@ -1,9 +1,13 @@
 """The job master's one HTTP port: the REST API under ``/api/v1/``, ``/metrics`` for Prometheus,
 ``/health``, and the web UI (static files shipped in the package, no CDN).
 
-Mutating calls (every POST) need ``Authorization: Bearer <token>`` when the master has a token.
-Errors are JSON: ``{"error": "..."}`` with 404 (unknown topology or component), 400 (a malformed
-body), 401 (no or wrong token), 409 (not possible in the topology's state).
+Every request first passes :class:`~rayflow.master.access.AccessPolicy` (``Host``, ``Origin``,
+``Content-Type: application/json`` and the bearer token for writes) and its connection the
+:class:`~rayflow.master.connections.Limits` (header, idle and body timeouts, a connection cap,
+a body size). Errors are JSON: ``{"error": "..."}`` with 404 (unknown topology or component),
+400 (a malformed body or Host), 401 (no or wrong token), 403 (a foreign Host or Origin), 408 (too
+slow), 409 (not possible in the topology's state), 413 (a body too big), 415 (a write that is not
+``application/json``), 503 (too many connections).
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import secrets
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
 from rayflow.errors import RayflowError
+from rayflow.master.access import AccessPolicy
+from rayflow.master.connections import GuardedSite, Limits
 from rayflow.master.master import JobMaster, UnknownTopology
 from rayflow.master.prometheus import render_metrics
 
@@ -34,22 +40,42 @@ class BadRequest(ValueError):
     """The request's body or parameters are malformed."""
 
 
-def make_app(master: JobMaster, token: str = "") -> web.Application:
-    """The aiohttp application serving ``master`` (see module docstring)."""
+class Refused(Exception):
+    """A request answered with ``status`` and a JSON error, whatever its handler."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def make_app(
+    master: JobMaster, policy: AccessPolicy, limits: Limits | None = None
+) -> web.Application:
+    """The aiohttp application serving ``master`` to whom ``policy`` lets in (see module
+    docstring)."""
+    limits = limits or Limits()
 
     async def call(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method == "POST" and token and not _authorized(request, token):
-            return _error(401, "this call needs the header 'Authorization: Bearer <token>'")
+        refused = policy.refusal(request.method, request.headers)
+        if refused is not None:
+            if refused[0] == 403:
+                log.warning("refused %s %s from %s: %s", request.method, request.path,
+                            request.remote, refused[1])  # fmt: skip
+            return _error(*refused)
         try:
             return await handler(request)
         except UnknownTopology as exc:
             return _error(404, str(exc))
         except BadRequest as exc:
             return _error(400, str(exc))
+        except Refused as exc:  # a body too slow or too big: the connection is not reused
+            response = _error(exc.status, str(exc))
+            response.force_close()
+            return response
         except RayflowError as exc:
             return _error(409, str(exc))
 
@@ -63,8 +89,18 @@ def make_app(master: JobMaster, token: str = "") -> web.Application:
         info = request.match_info
         return web.json_response(await call(master.component, info["name"], info["component"]))
 
+    async def body_of(request: web.Request) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(limits.body_timeout):
+                text = await request.text()
+        except TimeoutError:
+            raise Refused(408, f"the body did not arrive within {limits.body_timeout:g}s") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise Refused(413, f"the body is over {limits.max_body_bytes} bytes") from None
+        return _parse_body(text)
+
     async def kill(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await body_of(request)
         wait = body.get("wait", 30)
         if not isinstance(wait, int | float) or isinstance(wait, bool) or wait < 0:
             raise BadRequest(f"'wait' must be a number of seconds >= 0, got {wait!r}")
@@ -75,14 +111,14 @@ def make_app(master: JobMaster, token: str = "") -> web.Application:
         return web.json_response(await call(master.kill, name, wait, with_savepoint))
 
     async def savepoint(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await body_of(request)
         timeout = body.get("timeout", 120)
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
             raise BadRequest(f"'timeout' must be a number of seconds > 0, got {timeout!r}")
         return web.json_response(await call(master.savepoint, request.match_info["name"], timeout))
 
     async def rebalance(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await body_of(request)
         wait = body.get("wait", 30)
         if not isinstance(wait, int | float) or isinstance(wait, bool) or wait < 0:
             raise BadRequest(f"'wait' must be a number of seconds >= 0, got {wait!r}")
@@ -100,7 +136,7 @@ def make_app(master: JobMaster, token: str = "") -> web.Application:
 
     def simple(method: Callable[[str], Any]) -> Handler:
         async def handler(request: web.Request) -> web.Response:
-            await _body(request)  # a malformed body is still a 400
+            await body_of(request)  # a malformed body is still a 400
             return web.json_response(await call(method, request.match_info["name"]))
 
         return handler
@@ -120,7 +156,7 @@ def make_app(master: JobMaster, token: str = "") -> web.Application:
         kind = {"html": "text/html", "js": "application/javascript", "css": "text/css"}
         return web.Response(text=content, content_type=kind[name.rsplit(".", 1)[1]])
 
-    app = web.Application(middlewares=[errors])
+    app = web.Application(middlewares=[errors], client_max_size=limits.max_body_bytes)
     base = "/api/v1/topologies"
     app.add_routes(
         [
@@ -141,17 +177,16 @@ def make_app(master: JobMaster, token: str = "") -> web.Application:
     return app
 
 
-def _authorized(request: web.Request, token: str) -> bool:
-    given = request.headers.get("Authorization", "")
-    return given.startswith("Bearer ") and secrets.compare_digest(given[7:].strip(), token)
-
-
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    text = await request.text()
+def _parse_body(text: str) -> dict[str, Any]:
+    """A request's JSON object (``{}`` for an empty body).
+
+    >>> _parse_body(""), _parse_body('{"wait": 5}')
+    ({}, {'wait': 5})
+    """
     if not text.strip():
         return {}
     try:
@@ -163,24 +198,66 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def serve_in_thread(master: JobMaster, host: str, port: int, token: str = "") -> str:
-    """Serve ``master`` on ``host:port`` from a thread of its own; returns the URL once bound
-    (raises ``OSError`` if the port is taken)."""
-    bound: concurrent.futures.Future[str] = concurrent.futures.Future()
+@dataclass
+class Served:
+    """A running HTTP port (:func:`serve_in_thread`): its URL, and a way to close it."""
+
+    url: str
+    port: int
+    loop: asyncio.AbstractEventLoop
+    runner: web.AppRunner
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop listening and end the server's thread (tests; the master serves until it ends)."""
+        done = asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop)
+        try:
+            done.result(timeout=timeout)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def serve_in_thread(
+    master: JobMaster,
+    host: str,
+    port: int,
+    token: str = "",
+    allowed_hosts: Iterable[str] | str = (),
+    limits: Limits | None = None,
+    listen: str | None = None,
+) -> Served:
+    """Serve ``master`` on ``host:port`` (0: a free port) from a thread of its own; returns once
+    bound (raises ``OSError`` if the port is taken, :class:`~rayflow.errors.UsageError` if
+    ``host`` is beyond loopback and there is no ``token``, or an allowed host is malformed).
+
+    ``listen`` binds another address than ``host`` while the checks stay those of ``host``
+    (tests give a pod's ``0.0.0.0`` rules on loopback, so they never listen on the network)."""
+    allowed = allowed_hosts.split(",") if isinstance(allowed_hosts, str) else allowed_hosts
+    policy = AccessPolicy(host, token, tuple(allowed))
+    limits = limits or Limits()
+    bound: concurrent.futures.Future[Served] = concurrent.futures.Future()
 
     def run() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        runner = web.AppRunner(make_app(master, token), access_log=None)
+        runner = web.AppRunner(
+            make_app(master, policy, limits),
+            access_log=None,
+            keepalive_timeout=limits.idle_timeout,
+            lingering_time=limits.lingering_time,
+        )
         try:
             loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, host, port)
+            site = GuardedSite(runner, host if listen is None else listen, port, limits)
             loop.run_until_complete(site.start())
         except BaseException as exc:
             bound.set_exception(exc)
             return
-        bound.set_result(f"http://{host}:{port}")
-        loop.run_forever()
+        where = site.host if ":" not in site.host else f"[{site.host}]"
+        bound.set_result(Served(f"http://{where}:{site.port}", site.port, loop, runner))
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
 
     threading.Thread(target=run, name="rayflow-http", daemon=True).start()
     return bound.result(timeout=60)

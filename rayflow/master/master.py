@@ -206,7 +206,13 @@ class JobMaster:
 class JobMasterActor:
     """The job master as a detached actor; Ray restarts it, and it takes over from its registry."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str = "") -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        token: str = "",
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
@@ -217,7 +223,7 @@ class JobMasterActor:
         ).start()
         from rayflow.master.http import serve_in_thread
 
-        self.master.url = serve_in_thread(self.master, host, port, token)
+        self.master.url = serve_in_thread(self.master, host, port, token, allowed_hosts).url
 
     def __repr__(self) -> str:
         return "rayflow-master"
@@ -262,7 +268,9 @@ def head_node_id() -> str | None:
 def get_master(create: bool = False, **options: Any) -> Any:
     """The cluster's job master (``ray.init`` first); with ``create``, start it if missing.
 
-    ``options`` (host, port, token) only apply when this call creates it.
+    ``options`` (host, port, token, allowed_hosts) only apply when this call creates it; a host
+    beyond loopback without a token, or a malformed allowed host, is refused before the actor
+    starts (:class:`~rayflow.master.access.AccessPolicy`).
     """
     try:
         return ray.get_actor(MASTER_NAME, namespace=NAMESPACE)
@@ -276,23 +284,24 @@ def get_master(create: bool = False, **options: Any) -> Any:
 
     head = head_node_id()
     strategy = NodeAffinitySchedulingStrategy(head, soft=False) if head else "DEFAULT"
-    host = options.get("host") or "127.0.0.1"
-    token = options.get("token") or ""
-    if not token and not _loopback(host):
-        raise RayflowError(
-            f"the job master would listen on {host} without a token: give one "
-            "(--token or RAYFLOW_UI_TOKEN) or bind it to 127.0.0.1"
-        )
+    from rayflow.master.access import AccessPolicy
+
+    policy = AccessPolicy(
+        options.get("host") or "127.0.0.1",
+        options.get("token") or "",
+        tuple(options.get("allowed_hosts") or ()),
+    )
     master = JobMasterActor.options(
         name=MASTER_NAME,
         namespace=NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
         scheduling_strategy=strategy,
-    ).remote(host, int(options.get("port") or DEFAULT_PORT), token)
+    ).remote(
+        policy.bind_host,
+        int(options.get("port") or DEFAULT_PORT),
+        policy.token,
+        policy.allowed_hosts,
+    )
     ray.get(master.info.remote(), timeout=120)  # started and serving
     return master
-
-
-def _loopback(host: str) -> bool:
-    return host == "localhost" or host.startswith("127.")

@@ -102,6 +102,7 @@ def test_run_serves_its_own_ui_and_rest_api(ray_session: str) -> None:
     REST API lists it with live counters, and a kill over REST ends the run gracefully."""
     import json
     import time
+    import urllib.error
     import urllib.request
 
     from tests.cluster import free_port
@@ -109,7 +110,7 @@ def test_run_serves_its_own_ui_and_rest_api(ray_session: str) -> None:
     port = free_port("127.0.0.1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "rayflow.cli", "run", WORDCOUNT, "--address", ray_session,
-         "--ui-port", str(port), "--quiet"],
+         "--ui-port", str(port), "--ui-token", "run-token", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -134,7 +135,14 @@ def test_run_serves_its_own_ui_and_rest_api(ray_session: str) -> None:
             time.sleep(0.5)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
             assert "rayflow" in response.read().decode()  # the web UI's page
-        request = urllib.request.Request(f"{base}/wordcount/kill", data=b"{}", method="POST")
+        json_type = {"Content-Type": "application/json"}
+        request = urllib.request.Request(
+            f"{base}/wordcount/kill", data=b"{}", method="POST", headers=json_type
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:  # --ui-token: writes need it
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 401
+        request.add_header("Authorization", "Bearer run-token")
         with urllib.request.urlopen(request, timeout=30) as response:
             assert json.loads(response.read())["status"] == "KILLING"
         out, err = proc.communicate(timeout=120)

@@ -158,6 +158,19 @@ def test_rest_api(cluster: Cluster) -> None:
     assert status == 200 and body["status"] == "INACTIVE"
     status, body = cluster.http("POST", "/api/v1/topologies/ticking/activate")
     assert status == 200 and body["status"] == "ACTIVE"
+    # what a page on another site can send: a simple text/plain POST, or any with its Origin
+    plain = {"Content-Type": "text/plain"}
+    for verb in ("deactivate", "kill"):
+        status, body = cluster.http("POST", f"/api/v1/topologies/ticking/{verb}", b"{}",
+                                    headers=plain)  # fmt: skip
+        assert status == 415 and "application/json" in body["error"]
+        status, body = cluster.http("POST", f"/api/v1/topologies/ticking/{verb}", b"{}",
+                                    headers={"Origin": "http://evil.example"})  # fmt: skip
+        assert status == 403 and "cross-origin" in body["error"]
+    status, body = cluster.http("GET", "/api/v1/topologies", headers={"Host": "evil.example"})
+    assert status == 403, "a DNS rebinding page reads nothing"
+    rows = cluster.http("GET", "/api/v1/topologies")[1]["topologies"]
+    assert [(t["name"], t["status"]) for t in rows] == [("ticking", "ACTIVE")], "all refused"
     status, text = cluster.http("GET", "/metrics")
     assert status == 200
     assert 'rayflow_executed_total{component="shout",task="0",topology="ticking"}' in text
