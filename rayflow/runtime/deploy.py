@@ -478,15 +478,22 @@ class RayDeployment:
         }
         ready, _ = ray.wait(list(live.values()), num_returns=len(live), timeout=timeout)
         ready_set = set(ready)
-        seen = []
-        for ref in live.values():
-            if ref in ready_set:
-                try:
+        seen, silent = [], []
+        for key, ref in live.items():
+            try:
+                if ref in ready_set:
                     seen.append(ray.get(ref))
-                except ray.exceptions.RayError:
                     continue
+            except ray.exceptions.RayError:
+                pass
+            silent.append(key)
         self.counters.observe(seen)
-        return list(self.results.values()) + [self.counters.add_to(s) for s in seen]
+        stand_ins = [self.counters.stand_in(key) for key in silent]
+        return (
+            list(self.results.values())
+            + [self.counters.add_to(s) for s in seen]
+            + [s for s in stand_ins if s is not None]
+        )
 
     def command(self, name: str, kind: str | None = None) -> None:
         """Send a command (``finish``, ``stop``, ...) to the spouts (kind="spout") or to all."""
