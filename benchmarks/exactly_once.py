@@ -105,7 +105,7 @@ def run_to_end(deployment: Any) -> None:
 
 
 def throughput(mode: str, sentences: int, storage: str) -> tuple[float, Any]:
-    from rayflow.runtime.deploy import RayDeployment
+    from rayflow.runtime.driver.deploy import RayDeployment
 
     deployment = RayDeployment(topology(mode, sentences, storage).build())
     deployment.start()
@@ -118,7 +118,7 @@ def throughput(mode: str, sentences: int, storage: str) -> tuple[float, Any]:
 
 def big_checkpoint(keys: int, storage: str) -> dict[str, Any]:
     """One count task with ``keys`` keys, then a checkpoint of it."""
-    from rayflow.runtime.deploy import RayDeployment
+    from rayflow.runtime.driver.deploy import RayDeployment
 
     t = Topology(
         "eo-keys",
@@ -146,7 +146,7 @@ def recovery(sentences: int, storage: str) -> float:
     """Seconds from killing a count task's actor until the count tasks process tuples again."""
     import ray
 
-    from rayflow.runtime.deploy import RayDeployment
+    from rayflow.runtime.driver.deploy import RayDeployment
 
     spec = topology("exactly_once", sentences, storage, pace=0.002).build()
     deployment = RayDeployment(spec)

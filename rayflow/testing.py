@@ -74,7 +74,7 @@ class ManualClock:
     def move(self, ms: int) -> None:
         self.time += ms
         for core in self.cores:
-            core._wake_loop()
+            core.wake()
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def run(
     ``chaos`` (a random seed) delays and duplicates deliveries to test ordering and dedup;
     ``clock`` (a :class:`ManualClock`) replaces the wall clock of every task.
     """
-    from rayflow.runtime.local import run_local
+    from rayflow.runtime.hosts.local import run_local
 
     spec = topology if isinstance(topology, TopologySpec) else topology.build(overrides)
     return asyncio.run(run_local(spec, duration, chaos, clock))

@@ -141,7 +141,7 @@ def killing_tasks(
     run lasts. Yields the list of ``(component, index)`` killed."""
     import ray
 
-    from rayflow.runtime.deploy import RayDeployment
+    from rayflow.runtime.driver.deploy import RayDeployment
 
     deployments: list[RayDeployment] = []
     original = RayDeployment.__init__

@@ -131,7 +131,7 @@ def write(target: str, work: str) -> None:
     sink's committed files) under ``target``."""
     import ray
 
-    from rayflow.runtime.deploy import RayDeployment
+    from rayflow.runtime.driver.deploy import RayDeployment
 
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     deployment = RayDeployment(topology(work, pause=120.0).build())

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from rayflow.runtime.tls import TlsFiles
+from rayflow.runtime.io.tls import TlsFiles
 
 
 def _name(text: str) -> x509.Name:

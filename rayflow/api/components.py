@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from rayflow.api.metrics import Metrics
 from rayflow.api.tuple import Batch, Tuple
 from rayflow.errors import RayflowError
+from rayflow.spec.settings import Reliability
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Context:
     """The fields grouping's key fields when every input is grouped by the same fields."""
     reuses_tuples: bool = False
     """``process`` gets one reused Tuple object per batch (``tuple.reuse``): copy to keep one."""
+    reliability: Reliability = Reliability.NONE
+    """The topology's reliability mode (a component's own config cannot change it)."""
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ from typing import Any
 
 from rayflow.api.components import Bolt
 from rayflow.api.tuple import Tuple
+from rayflow.spec.settings import Reliability
 
-FINAL = -1  # the final checkpoint of a bounded run (rayflow.runtime.task_checkpoint.FINAL)
+FINAL = -1  # the final checkpoint of a bounded run (rayflow.runtime.task.snapshots.FINAL)
 
 
 class TwoPhaseCommitBolt(Bolt):
@@ -60,7 +61,7 @@ class TwoPhaseCommitBolt(Bolt):
     def transactional(self) -> bool:
         """True under exactly-once: output waits for its checkpoint."""
         context = self.__dict__.get("context")
-        return context is None or context.config.get("reliability") == "exactly_once"
+        return context is None or context.reliability == Reliability.EXACTLY_ONCE
 
     def _txn_state(self) -> dict[str, Any]:
         state = self.__dict__.get("_rayflow_2pc")

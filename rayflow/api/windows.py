@@ -252,7 +252,7 @@ class WindowedBolt(Bolt):
         """After a change of parallelism: the windows of the keys this task now owns, with
         their timers (the runtime gives every old timer to task 0 only)."""
         # the frozen key encoding fields grouping routes by
-        from rayflow.runtime.keys import encode_fields, key_group_of, key_groups_of_task
+        from rayflow.keys import encode_fields, key_group_of, key_groups_of_task
 
         if not hasattr(self, "_spec"):
             self._windows_setup()

@@ -29,6 +29,7 @@ from rayflow.api.reliable import Replays
 from rayflow.api.transactional import TwoPhaseCommitBolt
 from rayflow.api.tuple import Tuple
 from rayflow.errors import ConfigError
+from rayflow.spec.settings import Reliability
 
 CHUNK = 64 * 1024
 
@@ -66,7 +67,7 @@ class FileSpout(Spout):
 
     def open(self, context: Context) -> None:
         self.task, self.tasks = context.task_index, context.parallelism
-        self.reliable = context.config.get("reliability") == "at_least_once"
+        self.reliable = context.reliability == Reliability.AT_LEAST_ONCE
         self.files: dict[str, _OpenFile] = {}
         self.done: set[str] = set()
         self.book = Replays(self.max_retries)  # msg_id (path, offset) -> values
@@ -202,7 +203,7 @@ class FileSink(TwoPhaseCommitBolt):
         self.staged: dict[str, Any] = {}  # staged file -> open handle (exactly-once)
         if self.transactional:
             return
-        self.reliable = context.config.get("reliability") == "at_least_once"
+        self.reliable = context.reliability == Reliability.AT_LEAST_ONCE
         self.sequence = self._recover()
         self.unflushed: list[Tuple] = []
         self.handle: Any = None

@@ -47,6 +47,7 @@ from rayflow.api.transactional import FINAL
 from rayflow.connectors.kafka_client import Codec, decoder, encoder, kafka_module, retrying, same
 from rayflow.connectors.kafka_sink import KafkaBolt
 from rayflow.errors import ConfigError, RayflowError
+from rayflow.spec.settings import Reliability
 
 __all__ = ["KafkaBolt", "KafkaSpout", "assign_partitions", "decoder", "encoder"]
 
@@ -145,8 +146,8 @@ class KafkaSpout(Spout):
         kafka = kafka_module()
         self.kafka = kafka
         self.task, self.tasks = context.task_index, context.parallelism
-        self.reliable = context.config.get("reliability") == "at_least_once"
-        self.exactly_once = context.config.get("reliability") == "exactly_once"
+        self.reliable = context.reliability == Reliability.AT_LEAST_ONCE
+        self.exactly_once = context.reliability == Reliability.EXACTLY_ONCE
         self.checkpointed: dict[int, dict[tuple[str, int], int]] = {}
         self.consumer = kafka.Consumer(
             {

@@ -31,6 +31,7 @@ from rayflow.api.transactional import FINAL
 from rayflow.api.tuple import Batch, Tuple
 from rayflow.connectors.kafka_client import Codec, encoder, kafka_module, retrying, same
 from rayflow.errors import ConfigError
+from rayflow.spec.settings import Reliability
 
 log = logging.getLogger("rayflow.kafka")
 
@@ -71,7 +72,7 @@ class KafkaBolt(Bolt):
     def prepare(self, context: Context) -> None:
         kafka = kafka_module()
         self.kafka = kafka
-        self.exactly_once = context.config.get("reliability") == "exactly_once"
+        self.exactly_once = context.reliability == Reliability.EXACTLY_ONCE
         transactional = {}
         if self.exactly_once:
             self.lineage = context.config.get("checkpoint.lineage", context.topology_name)
@@ -94,7 +95,7 @@ class KafkaBolt(Bolt):
         )
         if self.exactly_once:  # fences a crashed predecessor and aborts what it left open
             retrying(lambda: self.producer.init_transactions(self.flush_timeout), kafka)
-        self.reliable = context.config.get("reliability") == "at_least_once"
+        self.reliable = context.reliability == Reliability.AT_LEAST_ONCE
         self.written = self.metrics.counter("kafka_written")
         self.write_errors = self.metrics.counter("kafka_write_errors")
         self._poll_timer()

@@ -31,6 +31,7 @@ from rayflow.api.reliable import Replays
 from rayflow.api.tuple import Batch, Tuple
 from rayflow.errors import ConfigError, RayflowError
 from rayflow.extras import require
+from rayflow.spec.settings import Reliability
 
 ENTRY_FIELDS = ["stream", "id", "fields"]
 ERROR_FIELDS = ["stream", "id", "fields", "error"]
@@ -80,7 +81,7 @@ class RedisStreamSpout(Spout):
         redis = require("redis", "redis", "the Redis connector")
         self.client = _redis(self.url, self.decode)
         self.consumer = f"{context.topology_name}-{context.component_id}-{context.task_index}"
-        self.reliable = context.config.get("reliability") == "at_least_once"
+        self.reliable = context.reliability == Reliability.AT_LEAST_ONCE
         for stream in self.streams:
             try:
                 self.client.xgroup_create(stream, self.group, id=self.start, mkstream=True)

@@ -87,7 +87,7 @@ def submit(
     """
     import ray
 
-    from rayflow.master.master import get_master
+    from rayflow.master.actor import get_master
     from rayflow.master.registry import portable_spec
 
     # The master must not inherit the code package as its own runtime_env: create it first,
@@ -115,7 +115,7 @@ def call(method: str, *args: Any, **kwargs: Any) -> Any:
     """Run a job master command (after :func:`connect`)."""
     import ray
 
-    from rayflow.master.master import get_master
+    from rayflow.master.actor import get_master
 
     try:
         return ray.get(get_master().call.remote(method, *args, **kwargs))

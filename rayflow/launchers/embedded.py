@@ -42,7 +42,7 @@ def run_topology(
 ) -> RunResult:
     """Deploy ``spec`` on Ray and wait for it; see the module docstring."""
     ensure_ray(address, code_paths)
-    from rayflow.runtime.deploy import RayDeployment
+    from rayflow.runtime.driver.deploy import RayDeployment
 
     started = time.monotonic()
     line = ProgressLine(spec.name) if progress else None

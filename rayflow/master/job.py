@@ -21,7 +21,7 @@ import ray
 from rayflow.errors import RayflowError, TaskError
 from rayflow.master.registry import NAMESPACE, JobRecord, MemoryRegistry, Registry
 from rayflow.master.summary import recent_errors, summarize
-from rayflow.runtime.deploy import Lifetime, RayDeployment
+from rayflow.runtime.driver.deploy import Lifetime, RayDeployment
 from rayflow.state.storage import CheckpointStorage
 
 log = logging.getLogger("rayflow.master")
@@ -56,7 +56,7 @@ class Job:
         record = self.record
         deployment = RayDeployment(
             record.spec,
-            epoch=record.epoch,
+            first_generation=record.generation,
             lifetime=Lifetime(NAMESPACE, record.runtime_env),
             secret=record.secret,
             restart_on_error=True,
@@ -182,10 +182,14 @@ class Job:
                 restore_from = CheckpointStorage.open_savepoint(url)
             else:
                 self._drain(wait)
-            epoch = max(old.generation(key) for key in old.tasks) + 1  # new actor names
+            generation = max(old.generation(key) for key in old.tasks) + 1  # new actor names
             old.kill()
             self.record.restore_from = restore_from
-            self.record.spec, self.record.epoch, self.record.restarts = new_spec, epoch, {}
+            self.record.spec, self.record.generation, self.record.restarts = (
+                new_spec,
+                generation,
+                {},
+            )
             self.record.secret = secrets.token_bytes(16)
             self.deployment = self._deployment()
             self.deployment.start(on_wait=log.warning)

@@ -29,12 +29,18 @@ class JobRecord:
     spec: Any  # TopologySpec, without class objects (see portable_spec)
     runtime_env: dict[str, Any]
     secret: bytes
-    epoch: int = 0
+    generation: int = 0  # the first restart generation of its tasks (grows on rebalance)
     restarts: dict[tuple[str, int], int] = field(default_factory=dict)
     status: str = "ACTIVE"
     submitted_at: float = field(default_factory=time.time)
     source: str = ""
     restore_from: dict[str, Any] | None = None  # the savepoint it started from (metadata)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A record kept by an older master names the generation "epoch".
+        if "epoch" in state:
+            state["generation"] = state.pop("epoch")
+        self.__dict__.update(state)
 
 
 def portable_spec(spec: TopologySpec) -> TopologySpec:

@@ -12,6 +12,7 @@ command line. Keys rayflow does not know are left to the user (``context.config`
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,24 @@ from typing import Any
 
 from rayflow.spec.durations import parse_duration
 
-RELIABILITY_MODES = ("none", "at_least_once", "exactly_once")
+
+class Reliability(enum.StrEnum):
+    """How a topology processes tuples (YAML ``reliability:``): ``none`` (at most once),
+    ``at_least_once`` (Storm's acking, replays) or ``exactly_once`` (Flink's checkpoints).
+    A member is its string, so it compares, prints and serialises as one.
+
+    >>> Reliability("exactly_once") is Reliability.EXACTLY_ONCE, f"{Reliability.NONE}"
+    (True, 'none')
+    >>> Reliability.AT_LEAST_ONCE == "at_least_once"
+    True
+    """
+
+    NONE = "none"
+    AT_LEAST_ONCE = "at_least_once"
+    EXACTLY_ONCE = "exactly_once"
+
+
+RELIABILITY_MODES = tuple(mode.value for mode in Reliability)
 RESTART_STRATEGIES = ("exponential-delay", "failure-rate", "fixed-delay", "none")
 
 
@@ -53,11 +71,11 @@ def _factor(value: Any) -> float:
     return number
 
 
-def _reliability(value: Any) -> str:
+def _reliability(value: Any) -> Reliability:
     text = str(value).strip().lower().replace("-", "_")
     if text not in RELIABILITY_MODES:
         raise ValueError(f"expected one of {', '.join(RELIABILITY_MODES)}, got {value!r}")
-    return text
+    return Reliability(text)
 
 
 def _seconds(value: Any) -> float:
@@ -125,8 +143,8 @@ def _knob(
 class Settings:
     """The runtime knobs of one topology (see the module docstring for precedence)."""
 
-    reliability: str = _knob(
-        "reliability", "none", _reliability, "none | at_least_once | exactly_once"
+    reliability: Reliability = _knob(  # noqa: RUF009 (an enum member: immutable)
+        "reliability", Reliability.NONE, _reliability, "none | at_least_once | exactly_once"
     )
     batch_size: int = _knob(
         "batch.size",

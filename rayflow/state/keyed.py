@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rayflow.errors import RayflowError
-from rayflow.runtime.keys import encode_fields, key_group_of
+from rayflow.keys import encode_fields, key_group_of
 from rayflow.spec.durations import parse_duration
 
 _MISSING = object()

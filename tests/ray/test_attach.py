@@ -8,7 +8,7 @@ import time
 import pytest
 
 from rayflow import Topology
-from rayflow.runtime.deploy import Lifetime, RayDeployment
+from rayflow.runtime.driver.deploy import Lifetime, RayDeployment
 from rayflow.testing import ListSink, Pause, TestingSpout
 
 pytestmark = pytest.mark.ray

@@ -20,13 +20,15 @@ from tests.exactly_once import (
 )
 from tests.reliability import killing_tasks
 
+pytestmark = pytest.mark.ray
+
 
 def test_exactly_once_output_despite_killed_tasks(ray_session: str, tmp_path: Path) -> None:
     """Kill random spout and bolt actors (also mid-checkpoint): the committed output still
     holds every (word, running count) exactly once, and barriers from a slow and a fast input
     were aligned."""
     from rayflow.launchers import embedded
-    from rayflow.runtime.deploy import RayDeployment
+    from rayflow.runtime.driver.deploy import RayDeployment
 
     fast = events(2400, 40, 0.12)
     slow = events(600, 10, 0.12)
@@ -73,7 +75,7 @@ def test_a_transient_raise_recovers_from_the_checkpoint_and_the_output_stays_exa
 
 
 def _deployment(spec: object, restore_from: dict | None = None) -> object:
-    from rayflow.runtime.deploy import RayDeployment
+    from rayflow.runtime.driver.deploy import RayDeployment
 
     deployment = RayDeployment(spec, restore_from=restore_from)  # type: ignore[arg-type]
     deployment.start()
@@ -86,7 +88,7 @@ def test_savepoint_then_resume_with_other_parallelism(
 ) -> None:
     """Take a savepoint mid-run, stop, resume from it with the count's parallelism changed:
     the keyed state moves with its key groups and the output equals an uninterrupted run."""
-    from rayflow.runtime.checkpoints import validate_restore
+    from rayflow.runtime.driver.coordinator import validate_restore
     from rayflow.state.storage import CheckpointStorage
 
     fast, slow = events(1500, 50, 0.1), events(300, 10, 0.1)

@@ -43,7 +43,7 @@ def test_ten_deaths_spread_over_time_are_survived(ray_session: str) -> None:
 def test_a_crash_loop_fails_the_job_with_a_clear_error(ray_session: str, tmp_path: Path) -> None:
     """A tuple that raises every time under exactly-once: each recovery replays it, the waits
     grow (0.1 s, then 0.2 s), and the third failure without a stable period ends the job."""
-    from rayflow.runtime.deploy import RayDeployment
+    from rayflow.runtime.driver.deploy import RayDeployment
 
     config = {"task.restarts": 2, "restart.delay": "100ms", "restart.backoff": 2}
     count = (RaisingCount, {"word": WORDS[3]})

@@ -20,8 +20,8 @@ def test_the_committed_savepoint_fixture_restores_to_exact_output(
 ) -> None:
     """Keyed counts, window panes, timers and the spout's position come back from the fixture:
     the output committed before it plus the output after it is the whole stream, exactly."""
-    from rayflow.runtime.checkpoints import validate_restore
-    from rayflow.runtime.deploy import RayDeployment
+    from rayflow.runtime.driver.coordinator import validate_restore
+    from rayflow.runtime.driver.deploy import RayDeployment
     from rayflow.state.storage import FORMAT_VERSION, CheckpointStorage
 
     shutil.copytree(os.path.join(FIXTURE, "savepoint"), tmp_path / "savepoint")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from rayflow import Topology, testing
-from rayflow.runtime.acker import FAILED, TAG_BITS, AckerCore
+from rayflow.runtime.acking.acker import FAILED, TAG_BITS, AckerCore
 from rayflow.testing import ListSink
 from tests.reliability import (
     DoubleBatch,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from rayflow.errors import RayflowError
-from rayflow.runtime.restart import RestartsExhausted, RestartStrategy
+from rayflow.runtime.driver.restart import RestartsExhausted, RestartStrategy
 from rayflow.spec.settings import SettingError, Settings, settings_help
 
 

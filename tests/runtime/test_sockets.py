@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from rayflow.runtime.channels import DATA
-from rayflow.runtime.handshake import HandshakeError
-from rayflow.runtime.sockets import DataServer, SocketChannel
+from rayflow.runtime.io.channels import DATA
+from rayflow.runtime.io.handshake import HandshakeError
+from rayflow.runtime.io.sockets import DataServer, SocketChannel
 
 
 def test_batches_arrive_in_order_and_credits_return_on_dequeue() -> None:

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from rayflow.runtime import handshake
-from rayflow.runtime.channels import DATA
-from rayflow.runtime.handshake import HandshakeError
-from rayflow.runtime.sockets import DataServer, SocketChannel
+from rayflow.runtime.io import handshake
+from rayflow.runtime.io.channels import DATA
+from rayflow.runtime.io.handshake import HandshakeError
+from rayflow.runtime.io.sockets import DataServer, SocketChannel
 
 SECRET = b"the deployment's secret"
 DEADLINE = 5.0  # seconds within which the server must have closed a bad connection

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from rayflow.errors import ConfigError
-from rayflow.runtime.channels import DATA
-from rayflow.runtime.sockets import DataServer, SocketChannel
-from rayflow.runtime.tls import TlsFiles
+from rayflow.runtime.io.channels import DATA
+from rayflow.runtime.io.sockets import DataServer, SocketChannel
+from rayflow.runtime.io.tls import TlsFiles
 from tests.tls import make_ca_and_cert
 
 SECRET = b"secret"

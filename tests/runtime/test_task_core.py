@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from rayflow import TaskError, Topology, testing
-from rayflow.runtime.channels import DATA, END, OutputChannel
-from rayflow.runtime.task import TaskCore
+from rayflow.runtime.io.channels import DATA, END, OutputChannel
+from rayflow.runtime.task.core import TaskCore
 from rayflow.testing import ListSink, TestingSpout
 from tests.helpers import BrokenPrepare, EndlessSpout, FailingBolt, SlowBolt
 
@@ -18,7 +18,7 @@ def _sink_core(epoch: int = 0) -> TaskCore:
     t = Topology("t")
     t.spout("src", TestingSpout, args=([],))
     t.bolt("sink", ListSink).shuffle("src")
-    return TaskCore(t.build(), "sink", 0, connect=lambda target: None, epoch=epoch)  # type: ignore
+    return TaskCore(t.build(), "sink", 0, connect=lambda target: None, generation=epoch)  # type: ignore
 
 
 def test_output_channel_queues_without_credit_and_drains_in_order() -> None:
@@ -168,7 +168,7 @@ def test_without_acking_a_spout_gets_ack_right_after_each_emit() -> None:
 
 
 def test_stop_ends_a_task_still_draining_and_gives_credits_back() -> None:
-    from rayflow.runtime.local import build_cores
+    from rayflow.runtime.hosts.local import build_cores
 
     async def scenario() -> None:
         t = Topology("stop", config={"batch.size": 2, "channel.credits": 1})
@@ -186,3 +186,18 @@ def test_stop_ends_a_task_still_draining_and_gives_credits_back() -> None:
         assert late.done(), "a command after the end is answered at once"
 
     asyncio.run(scenario())
+
+
+def test_the_contexts_reliability_is_the_topologys_whatever_a_components_config_says() -> None:
+    """Connectors decide on ``context.reliability``: a component's own config cannot turn a
+    topology without acking into one that expects acks (``context.config`` still has its key)."""
+    from rayflow.spec.settings import Reliability
+
+    t = Topology("t", config={"reliability": "none"})
+    t.spout("src", TestingSpout, args=([],), config={"reliability": "at_least_once"})
+    t.bolt("sink", ListSink).shuffle("src")
+    core = TaskCore(t.build(), "src", 0, connect=lambda target: None)  # type: ignore
+    core.user.open()
+    context = core.user.obj.context  # type: ignore[union-attr]
+    assert context.reliability == Reliability.NONE
+    assert context.config["reliability"] == "at_least_once"

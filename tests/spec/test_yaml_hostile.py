@@ -344,7 +344,7 @@ class _BuilderSpout(Spout):
 
 
 def test_system_components_keep_their_names() -> None:
-    from rayflow.runtime.acking import with_ackers
+    from rayflow.runtime.plan import with_ackers
 
     spout = ComponentSpec("s", "spout", ClassRef.of(_BuilderSpout))
     spec = with_ackers(TopologySpec("t", (spout,), ()), ackers=2)

@@ -1,0 +1,166 @@
+"""How a bolt task runs one input batch: ``process_batch`` when the bolt defines it, else
+``process`` per row (with a fresh :class:`Tuple` each, or one reused with ``tuple.reuse``).
+A user exception fails the row (or the batch) and the task goes on.
+
+>>> from rayflow import Bolt
+>>> from rayflow.api.tuple import TupleSource
+>>> class Echo(Bolt):
+...     def process(self, tup):
+...         print(tup[0])
+>>> run = make_executor(Echo(), False, lambda *error: None)
+>>> run([["a"], ["b"]], TupleSource("default", "src", 0, ("x",)), None)
+a
+b
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rayflow.api.components import Bolt
+from rayflow.api.tuple import Batch, Tuple, TupleSource
+from rayflow.runtime.acking.tracker import Received, runs_of, tags_of, union_mark
+
+Execute = Callable[[list, TupleSource, Any], None]
+UserError = Callable[..., None]  # (what, exception, count=1)
+
+
+def keyed_process(process: Callable[[Tuple], None], state: Any) -> Callable[[Tuple], None]:
+    """``process`` with keyed state scoped to each tuple's key (its key fields' values)."""
+    key_fields, set_key = state.key_fields, state.set_key
+    indexes: dict[TupleSource, list[int]] = {}
+
+    def process_keyed(tup: Tuple) -> None:
+        source = tup.source
+        where = indexes.get(source)
+        if where is None:
+            where = indexes[source] = [source.index[f] for f in key_fields]
+        values = tup.values
+        set_key(tuple([values[i] for i in where]))
+        try:
+            process(tup)
+        finally:
+            set_key(None)  # timers and cleanup have no key
+
+    return process_keyed
+
+
+def make_executor(
+    bolt: Bolt,
+    reuse_tuples: bool,
+    user_error: UserError,
+    process: Callable[[Tuple], None] | None = None,
+) -> Execute:
+    """The function that hands one batch's rows to ``bolt`` (to ``process`` instead of
+    ``bolt.process`` when given: keyed state wraps it)."""
+    if type(bolt).process_batch is not Bolt.process_batch:
+        process_batch = bolt.process_batch
+
+        def execute_batch(rows: list, source: TupleSource, meta: Any) -> None:
+            try:
+                process_batch(Batch(rows, source, meta))
+            except Exception as exc:
+                user_error("process_batch", exc, len(rows))
+
+        return execute_batch
+
+    keyed = process is not None
+    process = process or bolt.process
+    if reuse_tuples and bolt.auto_ack and not keyed:
+
+        def execute_rows_reusing(rows: list, source: TupleSource, meta: Any) -> None:
+            tup = Tuple(None, source)  # type: ignore[arg-type]
+            for row in rows:
+                tup.values = row
+                try:
+                    process(tup)
+                except Exception as exc:
+                    user_error("process", exc)
+
+        return execute_rows_reusing
+
+    def execute_rows(rows: list, source: TupleSource, meta: Any) -> None:
+        for row in rows:
+            try:
+                process(Tuple(row, source))
+            except Exception as exc:
+                user_error("process", exc)
+
+    return execute_rows
+
+
+def make_acking_executor(
+    bolt: Bolt, acking: Any, user_error: UserError, process: Callable[[Tuple], None] | None = None
+) -> Execute:
+    """At-least-once: a batch comes with its runs of rows that share a mark and its roots'
+    edges (see ``runtime.acking``). With ``auto_ack`` the batch's edges are acked once its rows
+    are processed, and a row whose ``process`` raises fails its tuple; a ``process_batch`` takes
+    the batch as one unit (what it emits is anchored to all its tuples, and if it raises they
+    all fail). Without ``auto_ack`` the bolt acks and fails each tuple itself, in ``process``."""
+
+    if not bolt.auto_ack:
+        return _rich_executor(process or bolt.process, acking, user_error)
+    if type(bolt).process_batch is not Bolt.process_batch and process is None:
+        return _batch_executor(bolt.process_batch, acking, user_error)
+    process = process or bolt.process
+
+    def execute_acked(rows: list, source: TupleSource, meta: Any) -> None:
+        edges, starts, marks = meta
+        failed_before = acking.failed
+        for mark, start, end in runs_of(len(rows), starts, marks):
+            acking.current = mark
+            for row in rows[start:end] if start or end < len(rows) else rows:
+                tup = Tuple(row, source, mark)
+                try:
+                    process(tup)
+                except Exception as exc:
+                    user_error("process", exc, 0)
+                    acking.fail(tup)
+        acking.current = None
+        acking.acked += len(rows) - (acking.failed - failed_before)
+        acking.ack_batch(edges)
+        acking.flush_acks()
+
+    return execute_acked
+
+
+def _rich_executor(process: Callable[[Tuple], None], acking: Any, user_error: UserError) -> Execute:
+    def execute_rich(rows: list, source: TupleSource, meta: Any) -> None:
+        edges, starts, marks = meta
+        runs = list(runs_of(len(rows), starts, marks))
+        received = Received(edges, runs)
+        for mark, start, end in runs:
+            acking.current = mark
+            for row in rows[start:end]:
+                tup = Tuple(row, source, [mark, received, False])
+                try:
+                    process(tup)
+                except Exception as exc:
+                    user_error("process", exc, 0)
+                    acking.fail(tup)
+        acking.current = None
+        acking.flush_acks()
+
+    return execute_rich
+
+
+def _batch_executor(
+    process_batch: Callable[[Batch], None], acking: Any, user_error: UserError
+) -> Execute:
+    def execute_batch_acked(rows: list, source: TupleSource, meta: Any) -> None:
+        edges, _starts, marks = meta
+        mark = acking.current = union_mark(marks)
+        try:
+            process_batch(Batch(rows, source))
+        except Exception as exc:
+            user_error("process_batch", exc, 0)
+            acking.failures.extend(tags_of(mark))  # every tuple of the batch fails
+            acking.failed += len(rows)
+        else:
+            acking.acked += len(rows)
+        acking.current = None
+        acking.ack_batch(edges)
+        acking.flush_acks()
+
+    return execute_batch_acked

@@ -1,0 +1,244 @@
+"""A task's snapshots (exactly-once): what it writes for a checkpoint, what it answers the
+coordinator, the final checkpoint of a bounded stream, and restoring from a checkpoint.
+
+A snapshot is pickled in the loop (consistent) and written to the checkpoint storage in a thread
+(the loop goes on); ``result(N)`` answers the coordinator. A spout snapshots its position when
+told to take checkpoint N, a bolt once barrier N is aligned (:mod:`rayflow.runtime.task.barriers`).
+
+At the end of a bounded stream every task takes a *final* snapshot (after its cleanup; a
+two-phase-commit sink pre-commits there) into the folder the coordinator named, and waits until
+every task has: that is the final checkpoint, and only then do sinks commit their last output.
+A failure after it restores every task from it *finished*: bolts do not run their cleanup again,
+spouts end at once, sinks commit (again, idempotently) what it holds.
+
+The file format is frozen (``FORMAT_VERSION``): a pickled dict of the task's user state
+(``operator``), its keyed state by key group (``keyed``) and its timers.
+
+>>> rewindable(type("Plain", (), {"snapshot": None, "restore": None}))
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import time
+from typing import TYPE_CHECKING, Any
+
+from rayflow.api.transactional import FINAL  # the final checkpoint of a bounded run
+from rayflow.errors import TaskError
+from rayflow.keys import key_groups_of_task
+from rayflow.state.storage import FORMAT_VERSION, CheckpointError, CheckpointStorage
+
+if TYPE_CHECKING:
+    from rayflow.runtime.task.core import TaskCore
+
+log = logging.getLogger("rayflow.task")
+
+_RESULTS_KEPT = 16
+UNTOLD = object()  # the final snapshot's folder, before the coordinator names it
+
+__all__ = ["FINAL", "UNTOLD", "Snapshots", "rewindable", "unrewindable"]
+
+
+def rewindable(cls: type) -> bool:
+    """True when a spout class can go back to a snapshot: it defines snapshot and restore."""
+    from rayflow.api.components import Component
+
+    return cls.snapshot is not Component.snapshot and cls.restore is not Component.restore
+
+
+def unrewindable(component: str, path: str) -> str:
+    return (
+        f"spout '{component}' ({path}) cannot rewind, and reliability exactly_once needs every "
+        "spout to: define snapshot() (its position) and restore(snapshot), use a source that can "
+        "replay (Kafka, files), or run with reliability at_least_once"
+    )
+
+
+class Snapshots:
+    """Snapshots taken and their results, the final checkpoint, restore (see module docstring).
+
+    It reads the task's user object, keyed state and timers; it owns only what is below.
+    """
+
+    def __init__(self, task: TaskCore) -> None:
+        self.task = task
+        self.results: dict[int, dict[str, Any] | None] = {}
+        self.waiters: dict[int, list[asyncio.Future]] = {}
+        self.final_committed = False
+        self.final_where: Any = UNTOLD  # None: keep no file (one process, nothing to recover)
+        self.finished_on_restore = False
+        # (plan, states read from it): applied once the user object is open
+        self.restore_from: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
+        self._storage: CheckpointStorage | None = None
+
+    @property
+    def storage(self) -> CheckpointStorage:
+        if self._storage is None:
+            self._storage = CheckpointStorage(self.task.settings.checkpoint_storage)
+        return self._storage
+
+    # -------------------------------------------------------------- snapshots
+    def _task_state(self, checkpoint_id: int) -> dict[str, Any]:
+        task = self.task
+        obj = task.user.obj
+        keyed = obj.__dict__.get("_rayflow_state")  # type: ignore[union-attr]
+        return {
+            "format": FORMAT_VERSION,
+            "component": task.key[0],
+            "task": task.key[1],
+            "parallelism": task.component.parallelism,
+            "checkpoint": checkpoint_id,
+            "final": checkpoint_id == FINAL,
+            "operator": obj._snapshot_for(checkpoint_id),  # type: ignore[union-attr]
+            "keyed": keyed.snapshot() if keyed is not None and keyed.groups else {},
+            "timers": task.event_time.timers.entries(),
+        }
+
+    def take(self, checkpoint_id: int, where: str, align_seconds: float) -> None:
+        """Snapshot now (pickled here), written to ``where`` in a thread."""
+        task = self.task
+        started = time.perf_counter()
+        try:
+            data = pickle.dumps(self._task_state(checkpoint_id), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            task.report.user_error("snapshot", exc, count=0)
+            self.record(checkpoint_id, {"error": f"{task.name}: snapshot failed: {exc}"})
+            return
+        sync_seconds = time.perf_counter() - started
+        assert task.loop is not None
+        write = task.loop.run_in_executor(None, self.storage.write_task, where, task.key, data)
+
+        def written(fut: asyncio.Future) -> None:
+            if fut.exception() is not None:
+                error = f"{task.name}: writing the snapshot to {where} failed: {fut.exception()}"
+                log.error("%s", error)
+                self.record(checkpoint_id, {"error": error})
+                return
+            info = fut.result()
+            info.update(
+                sync_ms=round(sync_seconds * 1000, 3),
+                align_ms=round(align_seconds * 1000, 3),
+                async_ms=round((time.perf_counter() - started - sync_seconds) * 1000, 3),
+            )
+            self.record(checkpoint_id, info)
+
+        write.add_done_callback(written)
+
+    def record(self, checkpoint_id: int, result: dict[str, Any] | None) -> None:
+        """What this task answers for checkpoint N (None: it gave N up)."""
+        self.results[checkpoint_id] = result
+        for fut in self.waiters.pop(checkpoint_id, []):
+            if not fut.done():
+                fut.set_result(result)
+        while len(self.results) > _RESULTS_KEPT:
+            del self.results[min(self.results)]
+
+    async def result(self, checkpoint_id: int) -> dict[str, Any] | None:
+        """What this task recorded for checkpoint N (file, size, timings), once it has; None
+        when it gave N up (aborted, or the task was reset)."""
+        if checkpoint_id in self.results:
+            return self.results[checkpoint_id]
+        loop = self.task.loop
+        assert loop is not None
+        fut = loop.create_future()
+        self.waiters.setdefault(checkpoint_id, []).append(fut)
+        return await fut
+
+    def complete(self, checkpoint_id: int) -> None:
+        """Every task has checkpoint N: sinks commit, sources commit their positions."""
+        if checkpoint_id == FINAL:
+            self.final_committed = True
+        task = self.task
+        task.report.call_user(
+            task.user.obj.notify_checkpoint_complete,  # type: ignore[union-attr]
+            "notify_checkpoint_complete",
+            checkpoint_id,
+        )
+
+    def expect_final(self, where: Any) -> None:
+        """The coordinator names the final snapshot's folder (None: keep no file)."""
+        self.final_where = where
+
+    def take_final(self) -> None:
+        """The end of a bounded stream under exactly-once: this task's part of the final
+        checkpoint (sinks pre-commit); then it waits for the others."""
+        if self.final_where is None:  # hosted in one process: nothing to restore it into
+            try:
+                self.task.user.obj._snapshot_for(FINAL)  # type: ignore[union-attr]
+            except Exception as exc:
+                self.task.report.user_error("snapshot", exc, count=0)
+            self.record(FINAL, {"final": True})
+            return
+        self.take(FINAL, self.final_where, 0.0)
+
+    # ---------------------------------------------------------------- restore
+    def read_plan(self, plan: dict[str, Any]) -> list[dict[str, Any]]:
+        """Read (and check) the task files ``plan`` names: ``path``, ``files``."""
+        where, states = plan["path"], []
+        for info in plan["files"]:
+            data = self.storage.read_task(where, info)
+            try:
+                states.append(pickle.loads(data))
+            except Exception as exc:
+                raise CheckpointError(
+                    f"checkpoint file {where}/{info['file']} cannot be read: {exc}"
+                ) from None
+        return states
+
+    def restore(self, plan: dict[str, Any], states: list[dict[str, Any]] | None = None) -> None:
+        """Take back this task's state from a checkpoint (``plan`` from the coordinator): keyed
+        state of the key groups this task owns now, timers, and the user object's own state."""
+        if states is None:
+            states = self.read_plan(plan)
+        task = self.task
+        mine = set(
+            key_groups_of_task(
+                task.key[1], task.settings.max_parallelism, task.component.parallelism
+            )
+        )
+        keyed: dict[int, bytes] = {}
+        timers: list[tuple[int, bool, Any]] = []
+        for state in states:
+            keyed.update({g: v for g, v in state["keyed"].items() if g in mine})
+            if len(states) == 1 or state["task"] == 0:
+                timers.extend(state["timers"])  # after a rescale, task 0 takes the timers
+        obj = task.user.obj
+        if keyed:
+            obj.__dict__["_rayflow_state"].restore(keyed)  # type: ignore[union-attr]
+        for timestamp, event_time, payload in timers:
+            task.event_time.timers.register(timestamp, event_time, payload)
+        self.finished_on_restore = any(state.get("final") for state in states)
+        operators = [state["operator"] for state in states]
+        if len(states) == 1:
+            self._call_restore(obj._restore_for, operators[0])  # type: ignore[union-attr]
+        elif states:
+            self._call_restore(obj._restore_rescaled_for, operators)  # type: ignore[union-attr]
+
+    def _call_restore(self, fn: Any, snapshot: Any) -> None:
+        try:
+            fn(snapshot)
+        except Exception as exc:
+            task = self.task
+            raise TaskError(
+                task.key[0],
+                task.key[1],
+                f"{task.component.class_ref.path}.{_user_name(fn)}() raised "
+                f"{type(exc).__name__}: {exc}",
+            ) from exc
+
+    def reset(self) -> None:
+        """Forget every checkpoint in flight (their waiters get None) and the final one."""
+        for checkpoint_id in list(self.waiters):
+            self.record(checkpoint_id, None)
+        self.results.clear()  # a final snapshot from before counts no more
+        self.final_committed = False
+        self.final_where = UNTOLD
+        self.finished_on_restore = False
+
+
+def _user_name(fn: Any) -> str:
+    """``_restore_for`` -> ``restore``: the user's method that the runtime hook calls."""
+    return fn.__name__.strip("_").removesuffix("_for")
