@@ -271,7 +271,7 @@ class TaskActor:
 
     def restore(self, plan: dict[str, Any]) -> None:
         """Start from a checkpoint (call after ``connect``, before ``run``): see
-        :meth:`TaskCore._restore` for ``plan``."""
+        :meth:`rayflow.runtime.task.snapshots.Snapshots.restore` for ``plan``."""
         assert self.core is not None, "connect() must be called before restore()"
         self.core.restore_from = (plan, self.core.read_plan(plan))  # a bad file fails here
 

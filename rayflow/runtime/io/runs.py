@@ -82,7 +82,7 @@ class RunBuffers:
 
     def seal(self, i: int) -> None:
         """The roots of buffer ``i``'s runs added since the last seal get their edges (see
-        ``runtime.acking``); the batch carries them when it is sent."""
+        ``runtime.acking.tracker``); the batch carries them when it is sent."""
         marks = self.run_marks[i]
         if len(marks) > self.sealed[i]:
             self.edges[i] = self.tracker.register(marks, self.sealed[i], self.edges[i])

@@ -94,10 +94,11 @@ def make_acking_executor(
     bolt: Bolt, acking: Any, user_error: UserError, process: Callable[[Tuple], None] | None = None
 ) -> Execute:
     """At-least-once: a batch comes with its runs of rows that share a mark and its roots'
-    edges (see ``runtime.acking``). With ``auto_ack`` the batch's edges are acked once its rows
-    are processed, and a row whose ``process`` raises fails its tuple; a ``process_batch`` takes
-    the batch as one unit (what it emits is anchored to all its tuples, and if it raises they
-    all fail). Without ``auto_ack`` the bolt acks and fails each tuple itself, in ``process``."""
+    edges (see ``runtime.acking.tracker``). With ``auto_ack`` the batch's edges are acked once its
+    rows are processed, and a row whose ``process`` raises fails its tuple; a ``process_batch``
+    takes the batch as one unit (what it emits is anchored to all its tuples, and if it raises
+    they all fail). Without ``auto_ack`` the bolt acks and fails each tuple itself, in
+    ``process``."""
 
     if not bolt.auto_ack:
         return _rich_executor(process or bolt.process, acking, user_error)
