@@ -98,7 +98,8 @@ def grouping_topology(
     """keys -> tag (grouped as asked) -> sink: the sink sees which task got which row."""
     items = [(f"k{i % 7}", i) for i in range(rows)]
     t = Topology(f"grouping-{grouping.lower()}", config={"batch.size": 8, **(config or {})})
-    t.spout("keys", KeyedSpout, args=(items,))
+    spouts = parallelism if grouping == "FORWARD" else 1  # task i to task i: as many
+    t.spout("keys", KeyedSpout, args=(items,), parallelism=spouts)
     declare = t.bolt("tag", TaggingBolt, parallelism=parallelism)
     if grouping == "DIRECT":
         t.bolt("direct", DirectEmitter).shuffle("keys")
@@ -116,6 +117,7 @@ def grouping_topology(
             "GLOBAL": "global_",
             "NONE": "none",
             "LOCAL_OR_SHUFFLE": "local_or_shuffle",
+            "FORWARD": "forward",
         }[grouping]
         getattr(declare, method)("keys")
     t.bolt("sink", ListSink).global_("tag")
@@ -144,6 +146,9 @@ def check_grouping(
         assert tasks == {0}
     elif grouping == "DIRECT":
         assert all(task == n % 3 for _k, n, task in rows)
+    elif grouping == "FORWARD":  # spout task j emitted rows n = j mod parallelism
+        assert all(task == n % parallelism for _k, n, task in rows)
+        assert tasks == set(range(parallelism))
     elif grouping == "PARTIAL_KEY":
         assert all(len(t) <= 2 for t in tasks_of_key.values()), tasks_of_key
     elif grouping == "CUSTOM":

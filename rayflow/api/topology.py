@@ -85,6 +85,11 @@ class BoltDeclarer:
         ref = ClassRef.of(type(grouping))
         return self._subscribe(source, Grouping("CUSTOM", (), ref, (), grouping), stream)
 
+    def forward(self, source: str, stream: str = DEFAULT_STREAM) -> BoltDeclarer:
+        """Task i of ``source`` to task i of this bolt (Flink's forward edge; both need the same
+        parallelism): no shuffle, and the order of each task's tuples is kept."""
+        return self._subscribe(source, Grouping("FORWARD"), stream)
+
     def none(self, source: str, stream: str = DEFAULT_STREAM) -> BoltDeclarer:
         """No preference (Storm's NONE): shuffled."""
         return self._subscribe(source, Grouping("NONE"), stream)

@@ -38,6 +38,7 @@ GROUPING_TYPES = (
     "PARTIAL_KEY",
     "NONE",
     "CUSTOM",
+    "FORWARD",
 )
 _KEYED = ("FIELDS", "PARTIAL_KEY")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -479,6 +480,14 @@ class TopologySpec:
                     f"{at}{grouping.type} grouping on {missing} but stream '{stream.stream}' of "
                     f"'{stream.source}' has fields {list(fields)}"
                 )
+        target = comps[stream.target]
+        if grouping.type == "FORWARD" and source.parallelism != target.parallelism:
+            raise TopologyError(
+                f"{of('grouping.type').prefix()}a FORWARD grouping sends task i of "
+                f"'{source.id}' to task i of '{target.id}', so both need the same parallelism "
+                f"('{source.id}' has {source.parallelism}, '{target.id}' has "
+                f"{target.parallelism}); make them equal or use SHUFFLE"
+            )
         at = of("grouping.customClass").prefix()
         if grouping.type == "CUSTOM" and grouping.custom is None and grouping.custom_object is None:
             raise TopologyError(f"{at}CUSTOM grouping needs a customClass")

@@ -72,7 +72,17 @@ def test_the_same_topology_gives_the_same_result_in_process_and_on_ray(ray_sessi
 
 @pytest.mark.parametrize(
     "grouping",
-    ["SHUFFLE", "FIELDS", "ALL", "GLOBAL", "DIRECT", "LOCAL_OR_SHUFFLE", "PARTIAL_KEY", "CUSTOM"],
+    [
+        "SHUFFLE",
+        "FIELDS",
+        "ALL",
+        "GLOBAL",
+        "DIRECT",
+        "LOCAL_OR_SHUFFLE",
+        "PARTIAL_KEY",
+        "CUSTOM",
+        "FORWARD",
+    ],
 )
 def test_grouping_on_ray_delivers_like_storm(ray_session: str, grouping: str) -> None:
     check_grouping(grouping, grouping_topology(grouping).run().outputs["sink"])

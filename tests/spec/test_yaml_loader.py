@@ -777,3 +777,16 @@ def test_properties_feed_variables(tmp_path: Path) -> None:
     )
     spec = load_topology(path, variables=load_properties(props), environ={})
     assert spec.component("s").parallelism == 4
+
+
+def test_a_forward_grouping_needs_the_same_parallelism_on_both_ends(tmp_path: Path) -> None:
+    text = BASE + "    parallelism: 2\n" + STREAM + "    grouping:\n      type: forward\n"
+    path = write(tmp_path, "t.yaml", text)
+    message = load_error(path)
+    assert_at(message, path, 13, "streams[0].grouping.type")
+    assert "'s' has 1, 'b' has 2" in message and "use SHUFFLE" in message, message
+    same = write(tmp_path, "same.yaml", BASE + STREAM + "    grouping: {type: FORWARD}\n")
+    from rayflow.spec.yaml_loader import load_topology
+
+    (stream,) = load_topology(str(same)).streams
+    assert stream.grouping.type == "FORWARD"

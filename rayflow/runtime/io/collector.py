@@ -34,6 +34,7 @@ class Collector:
         component_id: str,
         channels: Mapping[tuple[str, int], OutputChannel],
         local_tasks: Iterable[tuple[str, int]] = (),
+        task_index: int = 0,
     ) -> None:
         self.component_id = component_id
         self.channels = dict(channels)
@@ -60,6 +61,7 @@ class Collector:
                     max_parallelism=settings.max_parallelism,
                     custom=sub.grouping.make_custom() if sub.grouping.type == "CUSTOM" else None,
                     local_targets=[i for i in range(n) if (sub.target, i) in local],
+                    own_task=task_index,
                 )
                 route.counts_emits = not routes
                 routes.append(route)

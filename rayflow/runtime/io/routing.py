@@ -314,10 +314,14 @@ def make_route(
     max_parallelism: int = 128,
     custom: Any = None,
     local_targets: Sequence[int] = (),
+    own_task: int = 0,
 ) -> Route:
-    """The route for one subscription, specialised for speed where the grouping allows."""
+    """The route for one subscription, specialised for speed where the grouping allows
+    (``own_task``: the emitting task's index, which a FORWARD grouping sends to)."""
     args = (stream, channels, batch_size, stats)
     n = len(channels)
+    if grouping_type == "FORWARD":
+        return SingleRoute(*args, target=own_task)
     if grouping_type == "DIRECT":
         return DirectRoute(*args)
     if grouping_type == "CUSTOM":

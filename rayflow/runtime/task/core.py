@@ -153,7 +153,7 @@ class TaskCore:
             supervised,
         )
         self.outputs = self.downstream.channels
-        self.collector = Collector(spec, component_id, self.outputs, local_tasks)
+        self.collector = Collector(spec, component_id, self.outputs, local_tasks, task_index)
         self.report = Report(self)
         self.event_time = EventTime(self, self.config)
         self.user = UserObject(self)
