@@ -246,3 +246,15 @@ class NeverAcks(Bolt):
         if tup[0] != self.stuck:
             self.emit(tup.values, anchors=[tup])
             self.ack(tup)
+
+
+class TaggingValues(Bolt):
+    """Forwards each value with the index of the task that got it: (value, task)."""
+
+    outputs = ["n", "task"]
+
+    def prepare(self, context: Context) -> None:
+        self.task = context.task_index
+
+    def process(self, tup: Tuple) -> None:
+        self.emit([tup[0], self.task])

@@ -13,6 +13,7 @@ from tests.reliability import (
     NeverAcks,
     Numbers,
     PairUp,
+    TaggingValues,
     pipeline,
     timeout_topology,
 )
@@ -131,3 +132,25 @@ def test_a_tuple_that_keeps_timing_out_fails_alone_after_its_first_round() -> No
     # 5's round timed out as a whole (up to 20 failures: all 20 are emitted in one round unless
     # the machine stalls); then 5 alone, twice more. No other message failed twice.
     assert 3 <= result.counter("numbers", "failed") <= 20 + 2
+
+
+def test_a_batch_bolts_emit_many_into_a_fields_grouping_keeps_every_tree() -> None:
+    """``emit_many`` under at-least-once into a fields grouping (the keyed route's own loop,
+    runs kept per target task): every tree completes, the failed batch is replayed, each row
+    reaches the task of its key, with deliveries reordered and duplicated."""
+    n = 300
+    t = Topology("batches-keyed", config={"reliability": "at_least_once", "batch.size": 32})
+    t.spout("numbers", Numbers, kwargs={"items": list(range(n)), "collect_acks": True})
+    t.bolt("double", DoubleBatch, kwargs={"poison_once": 7}).shuffle("numbers")
+    t.bolt("tag", TaggingValues, parallelism=3).fields("double", "n")
+    t.bolt("sink", ListSink).shuffle("tag")
+    result = testing.run(t, chaos=5)
+    assert sorted(msg for (msg,) in result.outputs["numbers"]) == list(range(n))
+    seen = Counter(x for (x, _task) in result.outputs["sink"])
+    assert set(seen) == {2 * i for i in range(n)}
+    tasks_of: dict[int, set[int]] = {}
+    for x, task in result.outputs["sink"]:
+        tasks_of.setdefault(x, set()).add(task)
+    assert all(len(tasks) == 1 for tasks in tasks_of.values())
+    assert len({task for tasks in tasks_of.values() for task in tasks}) == 3
+    assert 1 < result.counter("numbers", "failed") <= 32

@@ -259,9 +259,7 @@ class Acking:
         if len(routes) > 1 and not isinstance(rows, list):
             rows = list(rows)
         for route in routes:
-            add = route.add_marked
-            for row in rows:
-                add(row, mark)
+            route.add_many_marked(rows, mark)
 
     def emit_direct(
         self,

@@ -83,6 +83,29 @@ class FieldsRoute(Route):
             if len(buf) >= size:
                 flush(task)
 
+    def add_many_marked(self, rows: Iterable[list[Any]], mark: Any) -> None:
+        if len(self.indexes) > 1 or type(self) is not FieldsRoute:
+            return super().add_many_marked(rows, mark)
+        # add_many() with append_marked() inlined: a batch bolt's emit_many under at-least-once.
+        index, cache, bufs, size, flush = self.index, self.cache, self.bufs, self.size, self.flush
+        starts, marks, last = self.run_starts, self.run_marks, self.last_mark
+        for values in rows:
+            key = values[index]
+            if key.__class__ is str:
+                task = cache.get(key)
+                if task is None:
+                    task = self._task_of_str(key)
+            else:
+                task = self.task_of_key(key)
+            buf = bufs[task]
+            if last[task] is not mark:
+                last[task] = mark
+                starts[task].append(len(buf))
+                marks[task].append(mark)
+            buf.append(values)
+            if len(buf) >= size:
+                flush(task)
+
     def make_emit(self, fast_stream: str, fallback: EmitFallback) -> Emit:
         if len(self.indexes) > 1 or type(self) is not FieldsRoute:
             return super().make_emit(fast_stream, fallback)

@@ -17,7 +17,7 @@ the routes' specialised ``make_marked_emit`` closures inline :meth:`RunBuffers.a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rayflow.runtime.acking.tracker import mark_of
@@ -63,6 +63,12 @@ class RunBuffers:
     def add_marked(self, values: list[Any], mark: Any) -> None:
         for task in self.targets_of(values):
             self.append_marked(task, values, mark)
+
+    def add_many_marked(self, rows: Iterable[list[Any]], mark: Any) -> None:
+        """Rows that all belong to the tree(s) ``mark`` names (``emit_many`` of a bolt)."""
+        add_marked = self.add_marked
+        for values in rows:
+            add_marked(values, mark)
 
     def add_direct_marked(self, task: int, values: list[Any], mark: Any) -> None:
         self.add_direct(task, values)  # raises but on DIRECT routes
