@@ -201,3 +201,14 @@ def test_the_contexts_reliability_is_the_topologys_whatever_a_components_config_
     context = core.user.obj.context  # type: ignore[union-attr]
     assert context.reliability == Reliability.NONE
     assert context.config["reliability"] == "at_least_once"
+
+
+def test_a_watermark_field_the_spout_lacks_is_a_topology_error_naming_it() -> None:
+    """Binding the spout fails before the task runs: the error is the topology's, as it is."""
+    from rayflow.errors import TopologyError
+
+    t = Topology("t")
+    t.spout("src", TestingSpout, args=([1],), config={"watermark.timestamp_field": "ts"})
+    t.bolt("sink", ListSink).shuffle("src")
+    with pytest.raises(TopologyError, match=r"watermark\.timestamp_field 'ts' is not a field"):
+        testing.run(t)

@@ -92,7 +92,7 @@ def _stop(task: TaskCore, _arg: Any) -> None:
 TABLE: dict[str, Callable[[TaskCore, Any], None]] = {
     "finish": lambda task, _arg: task.finish(),
     "stop": _stop,
-    "checkpoint": lambda task, arg: task.checkpoint(*arg),
+    "checkpoint": lambda task, arg: task.checkpoint(*arg) if task.is_spout else None,
     "checkpoint_complete": lambda task, checkpoint_id: task.snapshots.complete(checkpoint_id),
     "abort_checkpoint": lambda task, checkpoint_id: task.abort_checkpoint(checkpoint_id),
     "resume": lambda task, _arg: task.resume(),

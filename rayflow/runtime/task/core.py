@@ -172,7 +172,7 @@ class TaskCore:
     # ============================================================ for the hosts
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
-        return self._loop
+        return self._loop or self.inputs.loop  # a delivery before run() learnt it too
 
     @loop.setter
     def loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
@@ -272,8 +272,8 @@ class TaskCore:
         """Open the user object, run until the end, close it; returns :meth:`stats`."""
         self.loop = asyncio.get_running_loop()
         self.state = "opening"
+        self.user.open()  # its errors leave as they are (a TaskError names the user's call)
         try:
-            self.user.open()
             if self.exactly_once and self.is_spout and not rewindable(type(self.user.obj)):
                 raise TaskError(
                     self.key[0],
