@@ -133,12 +133,20 @@ def timeout_topology() -> Topology:
 
 @contextmanager
 def killing_tasks(
-    components: set[str], max_kills: int, seed: int = 5, every: float = 0.8
+    components: set[str],
+    max_kills: int,
+    seed: int = 5,
+    every: float = 0.8,
+    apart: float | None = None,
 ) -> Iterator[list[tuple[str, int]]]:
     """Chaos for the next embedded run started inside the block: a second after its tasks
     start, kill a random task actor of ``components`` (``ray.kill``, no Ray restart: rayflow's
     own supervision restarts it) every ``every`` seconds, ``max_kills`` times at most, while the
-    run lasts. Yields the list of ``(component, index)`` killed."""
+    run lasts. With ``apart``, a kill also waits until the deployment has counted the previous
+    death and replaced the task, and ``apart`` seconds have passed since the death was counted
+    (a loaded machine notices a death and restarts late; two deaths counted close together are
+    a crash loop, and a kill of an actor being replaced is no new death). Yields the
+    ``(component, index)`` killed."""
     import ray
 
     from rayflow.runtime.driver.deploy import RayDeployment
@@ -168,9 +176,21 @@ def killing_tasks(
                 return
             victims = sorted(k for k in deployment.actors if k[0] in components)
             victim = rng.choice(victims)
-            ray.kill(deployment.actors[victim], no_restart=True)
+            counted, handle = len(deployment.failures), deployment.actors[victim]
+            ray.kill(handle, no_restart=True)
             kills.append(victim)
             done.wait(every)
+            if apart is not None:  # counted, replaced, and then apart seconds without a death
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and (
+                    len(deployment.failures) <= counted
+                    or deployment.due
+                    or deployment.actors.get(victim) is handle
+                ):
+                    if done.wait(0.05):
+                        return
+                if deployment.failures:
+                    done.wait(max(0.0, deployment.failures[-1]["time"] + apart - time.time()))
 
     RayDeployment.__init__ = remember  # type: ignore[method-assign]
     killer = threading.Thread(target=chaos, daemon=True)

@@ -28,16 +28,50 @@ def test_ten_deaths_spread_over_time_are_survived(ray_session: str) -> None:
         "message.timeout": "3s",
         "task.restarts": 1,
         "restart.delay": "50ms",
-        "restart.reset-after": "800ms",  # a kill every 2.5 s: each failure comes alone
+        "restart.reset-after": "800ms",  # each kill 1.2 s after the last death was counted
     }
     topology = pipeline(n, config, fail_rate=0, raise_rate=0, items=items)
-    with killing_tasks({"fail", "raise", "sink"}, max_kills=10, every=2.5) as kills:
+    with killing_tasks({"fail", "raise", "sink"}, max_kills=10, every=1.0, apart=1.2) as kills:
         result = embedded.run_topology(topology.build())
     assert len(kills) == 10, f"only {len(kills)} kills happened before the run ended"
     assert result.ended == "finished"
     acked = Counter(msg for (msg,) in result.outputs["numbers"])
     messages = [i for i, item in enumerate(items) if not isinstance(item, Pause)]
     assert acked == Counter(messages), "every message acked exactly once despite the kills"
+
+
+def test_a_task_that_dies_while_it_is_restarted_is_restarted_again(ray_session: str) -> None:
+    """The new actor of a restarted task is killed before it is wired: that is one more
+    failure of the task (restarted again after the strategy's delay), not the job's end."""
+    import ray
+
+    from rayflow.launchers import embedded
+    from rayflow.runtime.driver.deploy import RayDeployment
+
+    n = 2_000
+    items = [x for i in range(n) for x in ((i, Pause(0.05)) if i % 50 == 49 else (i,))]
+    config = {"message.timeout": "3s", "restart.delay": "50ms"}
+    topology = pipeline(n, config, fail_rate=0, raise_rate=0, items=items)
+    original = RayDeployment._connect_task
+    killed_new: list[tuple[str, int]] = []
+
+    def connect_after_a_death(self: RayDeployment, key: tuple[str, int]) -> object:
+        if self.restarts.get(key) == 1 and not killed_new:  # the first replacement of a task
+            killed_new.append(key)
+            ray.kill(self.actors[key], no_restart=True)
+        return original(self, key)
+
+    RayDeployment._connect_task = connect_after_a_death  # type: ignore[method-assign]
+    try:
+        with killing_tasks({"raise"}, max_kills=1) as kills:
+            result = embedded.run_topology(topology.build())
+    finally:
+        RayDeployment._connect_task = original  # type: ignore[method-assign]
+    assert kills and killed_new == kills, "the killed task's first replacement was killed too"
+    assert result.ended == "finished"
+    acked = Counter(msg for (msg,) in result.outputs["numbers"])
+    messages = [i for i, item in enumerate(items) if not isinstance(item, Pause)]
+    assert acked == Counter(messages), "every message acked exactly once"
 
 
 def test_a_crash_loop_fails_the_job_with_a_clear_error(ray_session: str, tmp_path: Path) -> None:

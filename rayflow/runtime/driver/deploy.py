@@ -469,7 +469,11 @@ class RayDeployment:
         for key, when in list(self.due.items()):
             if when <= now:
                 del self.due[key]
-                self.restart(key)
+                try:
+                    self.restart(key)
+                except ray.exceptions.RayActorError as exc:  # the new actor died meanwhile
+                    error = TaskError(key[0], key[1], f"the actor died while restarting: {exc}")
+                    self._schedule_restart(key, error)
 
     def stats(self, timeout: float = 2.0) -> list[dict[str, Any]]:
         """The latest stats of every task still running (and the results of finished ones),
