@@ -95,8 +95,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """What stops a ``run`` mode: Ctrl-C, ``kill`` (a supervisor, a CI's timeout), a closed terminal."""
 
 
-class Stopped(Exception):
-    """Raised in the main thread by a stop signal while a ``run`` mode starts or serves."""
+class Stopped(BaseException):
+    """Raised in the main thread by a stop signal while a ``run`` mode starts or serves. A
+    ``BaseException``, like ``KeyboardInterrupt``: a start-up loop's ``except Exception`` (the
+    broker retrying its client while it boots) must not swallow it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)

@@ -272,7 +272,12 @@ class TaskCore:
         """Open the user object, run until the end, close it; returns :meth:`stats`."""
         self.loop = asyncio.get_running_loop()
         self.state = "opening"
-        self.user.open()  # its errors leave as they are (a TaskError names the user's call)
+        try:
+            self.user.open()
+        except BaseException:  # leaves as it is (a TaskError names the user's call), answered
+            self.state = "failed"
+            self.commands.answer_pending()
+            raise
         try:
             if self.exactly_once and self.is_spout and not rewindable(type(self.user.obj)):
                 raise TaskError(
