@@ -5,6 +5,7 @@ lines. Imports under ``if TYPE_CHECKING:`` do not count; the one upward edge all
 from __future__ import annotations
 
 import ast
+import functools
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,6 +14,7 @@ MAX_LINES = 600
 ALLOWED_UPWARD = {("rayflow.api.topology", "rayflow.launchers")}
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     found = {}
     for path in sorted(ROOT.rglob("*.py")):
@@ -55,6 +57,7 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return found
 
 
+@functools.cache
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
     return {name: _imports(name, path, modules) for name, path in modules.items()}

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from rayflow.runtime.io.channels import DATA
 from rayflow.runtime.io.handshake import HandshakeError
+from rayflow.runtime.io.messages import DATA
 from rayflow.runtime.io.sockets import DataServer, SocketChannel
 
 

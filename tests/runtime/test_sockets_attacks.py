@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from rayflow.runtime.io import handshake
-from rayflow.runtime.io.channels import DATA
 from rayflow.runtime.io.handshake import HandshakeError
+from rayflow.runtime.io.messages import DATA
 from rayflow.runtime.io.sockets import DataServer, SocketChannel
 
 SECRET = b"the deployment's secret"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rayflow.errors import ConfigError
-from rayflow.runtime.io.channels import DATA
+from rayflow.runtime.io.messages import DATA
 from rayflow.runtime.io.sockets import DataServer, SocketChannel
 from rayflow.runtime.io.tls import TlsFiles
 from tests.tls import make_ca_and_cert

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from rayflow import TaskError, Topology, testing
-from rayflow.runtime.io.channels import DATA, END, OutputChannel
+from rayflow.runtime.io.channels import OutputChannel
+from rayflow.runtime.io.messages import DATA, END
 from rayflow.runtime.task.core import TaskCore
 from rayflow.testing import ListSink, TestingSpout
 from tests.helpers import BrokenPrepare, EndlessSpout, FailingBolt, SlowBolt

@@ -17,7 +17,7 @@ from typing import Any
 
 import ray
 
-from rayflow.runtime.io.channels import Transmit
+from rayflow.runtime.io.messages import Transmit
 from rayflow.runtime.io.sockets import DataServer, SocketChannel
 from rayflow.runtime.io.tls import TlsFiles
 from rayflow.runtime.task.core import TaskCore, TaskKey

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from rayflow.api.result import RunResult, merge_task_stats
-from rayflow.runtime.io.channels import Transmit
+from rayflow.runtime.io.messages import Transmit
 from rayflow.runtime.plan import prepare_spec
 from rayflow.runtime.task.core import TaskCore, TaskKey
 from rayflow.runtime.task.snapshots import FINAL

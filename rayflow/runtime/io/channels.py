@@ -9,6 +9,7 @@ credit comes back when the receiver *dequeues* the batch, not when it arrives.
 A *transmit* function is the host's part: it delivers one message and calls ``on_done(error)``
 once the receiver has dequeued it (or it could not be delivered).
 
+>>> from rayflow.runtime.io.messages import DATA
 >>> sent = []
 >>> out = OutputChannel(("sink", 0), 2, lambda *msg, on_done: sent.append((msg, on_done)))
 >>> for i in range(3):
@@ -27,15 +28,7 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
-from rayflow.runtime.io.messages import (  # noqa: F401 (the kinds, where channels are used)
-    BARRIER,
-    DATA,
-    END,
-    KIND_NAMES,
-    WATERMARK,
-    OnDone,
-    Transmit,
-)
+from rayflow.runtime.io.messages import OnDone, Transmit
 
 
 class OutputChannel:

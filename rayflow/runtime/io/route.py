@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rayflow.errors import TopologyError
-from rayflow.runtime.io.channels import DATA, OutputChannel
+from rayflow.runtime.io.channels import OutputChannel
+from rayflow.runtime.io.messages import DATA
 from rayflow.runtime.io.runs import RunBuffers
 
 INLINE_BYTES = 64 * 1024  # Ray passes call arguments under ~100 KiB inline, bigger ones via the

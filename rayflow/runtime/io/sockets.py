@@ -33,8 +33,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rayflow.runtime.io import handshake
-from rayflow.runtime.io.channels import OnDone
 from rayflow.runtime.io.handshake import HandshakeError
+from rayflow.runtime.io.messages import OnDone
 from rayflow.runtime.io.tls import TlsFiles
 
 log = logging.getLogger("rayflow.sockets")

@@ -6,6 +6,7 @@ of a newer generation restarts the channel at sequence 0. Each queued message ho
 credit until the loop dequeues it (or the task gives everything back: :meth:`Inputs.release`).
 
 >>> import asyncio
+>>> from rayflow.runtime.io.messages import DATA
 >>> async def demo():
 ...     inputs = Inputs("count[0]", [("split", 0)], generation=0, wake=lambda: None)
 ...     inputs.loop = asyncio.get_running_loop()
@@ -28,7 +29,7 @@ from typing import Any
 from rayflow.api.tuple import TupleSource
 from rayflow.errors import TopologyError
 from rayflow.runtime.io.channels import InputChannel
-from rayflow.runtime.io.messages import DATA, Message, TaskKey  # noqa: F401 (DATA: doctest)
+from rayflow.runtime.io.messages import Message, TaskKey
 
 log = logging.getLogger("rayflow.task")
 

@@ -134,6 +134,7 @@ class Report:
         obj = task.user.obj
         executed = self.executed
         outputs = list(task.outputs.values())
+        histograms = self.histograms()
         return {
             "component": task.key[0],
             "task": task.key[1],
@@ -163,8 +164,8 @@ class Report:
             "process_cpu_seconds": time.process_time(),
             "errors": list(self.errors),
             "metrics": obj.metrics.snapshot() if obj is not None else {},
-            "histograms": self.histograms(),
-            **(acking_stats(acking, self.histograms()) if acking is not None else {}),
+            "histograms": histograms,
+            **(acking_stats(acking, histograms) if acking is not None else {}),
         }
 
     def histograms(self) -> dict[str, Any]:

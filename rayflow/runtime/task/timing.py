@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from rayflow.api.components import Timer
 from rayflow.api.tuple import TICK_STREAM, Tuple, TupleSource
 from rayflow.errors import TopologyError
-from rayflow.runtime.io.channels import WATERMARK, InputChannel
+from rayflow.runtime.io.channels import InputChannel
+from rayflow.runtime.io.messages import WATERMARK
 from rayflow.runtime.task.eventtime import MAX_TIME, MIN_TIME, InputWatermarks, Timers
 from rayflow.spec.durations import parse_duration
 
