@@ -86,7 +86,7 @@ def _millis(value: Any) -> float:
     return parse_duration(value, "ms")
 
 
-def _flag(value: Any) -> bool:
+def parse_flag(value: Any) -> bool:
     text = str(value).strip().lower()
     if text in ("true", "yes", "on", "1"):
         return True
@@ -106,7 +106,7 @@ def _tls_mode(value: Any) -> str:
     text = str(value).strip().lower()
     if text in ("auto", ""):
         return "auto"
-    return "true" if _flag(text) else "false"
+    return "true" if parse_flag(text) else "false"
 
 
 def _text(value: Any) -> str:
@@ -161,8 +161,14 @@ class Settings:
     tuple_reuse: bool = _knob(
         "tuple.reuse",
         False,
-        _flag,
+        parse_flag,
         "per-tuple process() gets one reused Tuple object per batch (faster; don't keep tup)",
+    )
+    chaining: bool = _knob(
+        "chaining",
+        True,
+        parse_flag,
+        "run a bolt fed only by a FORWARD edge in its producer's task actor (false: never)",
     )
     channel_transport: str = _knob(
         "channel.transport",
