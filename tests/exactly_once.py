@@ -70,8 +70,10 @@ def counting(
     count_parallelism: int = 2,
     config: dict[str, Any] | None = None,
     count: tuple[type, dict[str, Any]] = (RunningCount, {}),
+    chained_sink: bool = False,
 ) -> Topology:
-    """Two spouts (one slower: barriers must align) -> keyed running count -> FileSink."""
+    """Two spouts (one slower: barriers must align) -> keyed running count -> FileSink;
+    ``chained_sink``: a sink task per count task, over a FORWARD edge (they chain)."""
     t = Topology(
         "exactly",
         config={
@@ -87,7 +89,13 @@ def counting(
     t.bolt("count", count[0], kwargs=count[1], parallelism=count_parallelism).fields(
         "fast", "word"
     ).fields("slow", "word")
-    t.bolt("sink", FileSink, kwargs={"path": os.path.join(out, "files")}).shuffle("count")
+    sink = t.bolt(
+        "sink",
+        FileSink,
+        kwargs={"path": os.path.join(out, "files")},
+        parallelism=count_parallelism if chained_sink else 1,
+    )
+    sink.forward("count") if chained_sink else sink.shuffle("count")
     return t
 
 

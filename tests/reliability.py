@@ -92,8 +92,10 @@ def pipeline(
     spout: type = Numbers,
     items: list[Any] | None = None,
     spout_tasks: int = 2,
+    chained: bool = False,
 ) -> Topology:
-    """numbers -> maybe-fail -> maybe-raise -> sink (3 stages, parallelism 2-3)."""
+    """numbers -> maybe-fail -> maybe-raise -> sink (3 stages, parallelism 2-3); ``chained``:
+    maybe-fail takes a FORWARD edge, so each of its tasks runs in a spout task's actor."""
     t = Topology(
         "reliable", config={"reliability": "at_least_once", "batch.size": 64, **(config or {})}
     )
@@ -103,9 +105,8 @@ def pipeline(
         parallelism=spout_tasks,
         kwargs={"items": items or list(range(n)), "collect_acks": True},
     )
-    t.bolt("fail", RandomFail, parallelism=parallelism, kwargs={"rate": fail_rate}).shuffle(
-        "numbers"
-    )
+    fail = t.bolt("fail", RandomFail, parallelism=parallelism, kwargs={"rate": fail_rate})
+    fail.forward("numbers") if chained else fail.shuffle("numbers")
     t.bolt(
         "raise", RaiseSometimes, parallelism=3, kwargs={"rate": raise_rate, "poison": poison}
     ).fields("fail", "n")

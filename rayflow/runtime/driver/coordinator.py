@@ -139,10 +139,10 @@ class CheckpointCoordinator:
         self.next_id += 1
         where = savepoint_path or self.storage.checkpoint_path(self.folder, checkpoint_id)
         running = [key for key in d.tasks if key not in d.results]
-        refs = {d.actors[key].checkpoint_result.remote(checkpoint_id): key for key in running}
+        refs = {d.actors[key].checkpoint_result.remote(key, checkpoint_id): key for key in running}
         for key in running:
             if d.spec.component(key[0]).kind == "spout":
-                d.actors[key].control.remote("checkpoint", (checkpoint_id, where))
+                d.actors[key].control.remote(key, "checkpoint", (checkpoint_id, where))
         self.pending = PendingCheckpoint(
             checkpoint_id,
             where,
@@ -252,7 +252,7 @@ class CheckpointCoordinator:
         d = self.deployment
         for key, actor in d.actors.items():
             if key not in d.results:
-                actor.control.remote(command, checkpoint_id)  # fire and forget
+                actor.control.remote(key, command, checkpoint_id)  # fire and forget
 
     # ------------------------------------------------ the end of a bounded run
     def watch_final(self, keys: list[TaskKey]) -> None:
@@ -269,8 +269,8 @@ class CheckpointCoordinator:
         for key in keys:
             self.final_from.pop(key, None)
             self.final_refs = {r: k for r, k in self.final_refs.items() if k != key}
-            d.actors[key].control.remote("final_where", self.final.where)
-            self.final_refs[d.actors[key].checkpoint_result.remote(FINAL)] = key
+            d.actors[key].control.remote(key, "final_where", self.final.where)
+            self.final_refs[d.actors[key].checkpoint_result.remote(key, FINAL)] = key
 
     def _poll_final(self) -> None:
         if self.final_sent or not self.final_refs:
@@ -283,7 +283,8 @@ class CheckpointCoordinator:
             except ray.exceptions.RayError:
                 continue  # died: recovery asks its replacement
             if info is None:  # reset before its end: ask again
-                self.final_refs[self.deployment.actors[key].checkpoint_result.remote(FINAL)] = key
+                actor = self.deployment.actors[key]
+                self.final_refs[actor.checkpoint_result.remote(key, FINAL)] = key
             elif "error" in info:
                 log.error("%s: the final snapshot failed: %s", key, info["error"])
             else:

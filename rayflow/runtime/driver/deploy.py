@@ -1,9 +1,11 @@
 """Place a topology's tasks on Ray as actors, wire them, run them, watch them.
 
 :class:`RayDeployment` is what the embedded launcher (and later the job master) drives: it creates
-one :class:`TaskActor` per task (``num_cpus=0`` unless the component asks), reports tasks Ray
-cannot place instead of waiting forever, connects every task to its downstream tasks, and starts
-the bolts before the spouts.
+one :class:`TaskActor` per task, or per chain of tasks (:mod:`rayflow.runtime.chaining`), with
+``num_cpus=0`` unless the component asks; reports tasks Ray cannot place instead of waiting
+forever, connects every task to its downstream tasks, and starts the bolts before the spouts.
+``actors[key]`` is the actor hosting task ``key`` (the same one for every task of a chain); every
+call to it names the task. The tasks of a chain die, restart and recover together.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import ray
 from rayflow.errors import ClusterError, TaskError, TopologyError
 from rayflow.runtime.acking.acker import ACKER
 from rayflow.runtime.acking.tracker import spout_tasks
+from rayflow.runtime.chaining import Chains
 from rayflow.runtime.driver.carried import CarriedCounters
 from rayflow.runtime.driver.coordinator import CheckpointCoordinator
 from rayflow.runtime.driver.restart import RestartsExhausted, RestartStrategy
@@ -124,33 +127,39 @@ class RayDeployment:
         if spec.settings.reliability == Reliability.EXACTLY_ONCE:
             self.spec = with_lineage(spec, self.secret, restore_from)
             self.checkpoints = CheckpointCoordinator(self, restore_from)
+        self.chains = Chains(self.spec)
 
     def generation(self, key: TaskKey) -> int:
         return self.first_generation + self.restarts.get(key, 0)
 
-    def _new_actor(self, key: TaskKey) -> Any:
-        generation = self.generation(key)
+    def _new_actor(self, unit: list[TaskKey]) -> Any:
+        """A new actor for the tasks of ``unit`` (a chain, head first, or one task)."""
+        head = unit[0]
+        generation = self.generation(head)
         options = {
-            **actor_options(self.spec.component(key[0])),
-            **self.lifetime.options(self.spec.name, key, generation),
+            **actor_options(self.spec.component(head[0])),  # a chain's members ask alike
+            **self.lifetime.options(self.spec.name, head, generation),
         }
-        return TaskActor.options(**options).remote(
-            self.spec, key[0], key[1], generation, self.secret
-        )
+        actor = TaskActor.options(**options).remote(self.spec, unit, generation, self.secret)
+        for key in unit:
+            self.actors[key] = actor
+        return actor
 
     def attach(self) -> list[TaskKey]:
         """Find the detached actors of a running deployment again (after the job master that
-        made them restarted); returns the tasks whose actor is gone, for :meth:`restart`."""
+        made them restarted); returns the tasks whose actor is gone, for :meth:`restart` (one
+        per chain: a restart replaces every task of its chain)."""
         assert self.lifetime.namespace is not None, "only detached actors can be found again"
         missing = []
-        for key in self.tasks:
-            actor = self._find(key)
+        for unit in self.chains.units(self.tasks):
+            actor = self._find(unit[0])
             if actor is None:
-                missing.append(key)
+                missing.append(unit[0])
                 continue
-            self.actors[key] = actor
-            self.runs[actor.outcome.remote()] = key
-        wheres = {key: self.actors[key].where.remote() for key in self.actors}
+            for key in unit:
+                self.actors[key] = actor
+                self.runs[actor.outcome.remote(key)] = key
+        wheres = {key: self.actors[key].where.remote(key) for key in self.actors}
         for key, ref in wheres.items():
             try:
                 info = ray.get(ref, timeout=30)
@@ -182,27 +191,28 @@ class RayDeployment:
     def start(self, on_wait: Callable[[str], None] | None = None) -> None:
         """Create, place, connect and start every task."""
         spec = self.spec
-        for key in self.tasks:
-            self.actors[key] = self._new_actor(key)
+        for unit in self.chains.units(self.tasks):
+            self._new_actor(unit)
         self._connect(on_wait)
         if self.checkpoints is not None and self.checkpoints.latest is not None:
             self._gather(
                 [
-                    self.actors[k].restore.remote(self.checkpoints.restore_plan(k))
+                    self.actors[k].restore.remote(k, self.checkpoints.restore_plan(k))
                     for k in self.tasks
                 ]
             )
         order = [c for c in reversed(spec.topological_order())]
         for component_id in order:  # bolts first, so no spout emits into an unstarted task
             for i in range(spec.component(component_id).parallelism):
-                self.runs[self.actors[(component_id, i)].run.remote()] = (component_id, i)
+                key = (component_id, i)
+                self.runs[self.actors[key].run.remote(key)] = key
         if self.checkpoints is not None:
             self.checkpoints.watch_final(self.tasks)
 
     def _connect(self, on_wait: Callable[[str], None] | None) -> None:
         spec = self.spec
         # Ask each actor for its node first: routing to local tasks needs every placement.
-        node_refs = {self.actors[key].prepare.remote(): key for key in self.tasks}
+        node_refs = {self.actors[key].prepare.remote(key): key for key in self.tasks}
         deadline = time.monotonic() + spec.settings.startup_timeout
         waiting = list(node_refs)
         while waiting:
@@ -238,45 +248,61 @@ class RayDeployment:
         }
         local = [k for k, node in self.nodes.items() if node == self.nodes[key]]
         spouts = {k: self.actors[k] for k in spout_tasks(spec)} if key[0] == ACKER else None
-        return self.actors[key].connect.remote(targets, local, spouts)
+        return self.actors[key].connect.remote(key, targets, local, spouts)
 
     def _ackers(self) -> list[TaskKey]:
         return [k for k in self.actors if k[0] == ACKER]
 
     def restart(self, key: TaskKey) -> None:
-        """Replace a dead task with a new actor (a new generation) and rewire its neighbours.
+        """Replace a dead task with a new actor (a new generation) and rewire its neighbours;
+        the other tasks of its chain are replaced with it.
 
-        What was in flight to or inside the dead task is lost; under at-least-once its tuple
+        What was in flight to or inside the dead tasks is lost; under at-least-once its tuple
         trees time out and their spouts replay them.
         """
         spec = self.spec
+        unit = self.chains.unit(key)
         old = self.actors.get(key)
         if old is not None:  # its loop may have ended in error while the actor lives on
             with contextlib.suppress(Exception):
                 ray.kill(old)
-        self.counters.retire(key)
-        self.restarts[key] = self.restarts.get(key, 0) + 1
-        actor = self._new_actor(key)
-        info = ray.get(actor.prepare.remote(), timeout=spec.settings.startup_timeout)
-        self.actors[key] = actor
-        self.nodes[key], self.addresses[key] = info["node"], info["address"]
-        ray.get(self._connect_task(key))
-        upstream = [
-            (c, i)
-            for c in sorted({s.source for s in spec.upstream(key[0])})
-            for i in range(spec.component(c).parallelism)
-        ]
-        # Finished upstream tasks too: their actors live on and send the new task end-of-stream.
-        refs = [self.actors[u].reconnect.remote(key, actor, info["address"]) for u in upstream]
-        if spec.component(key[0]).kind == "spout":  # its ackers answer the new actor
-            refs += [self.actors[k].rewire_spout.remote(key, actor) for k in self._ackers()]
+        for member in unit:
+            self.counters.retire(member)
+            self.restarts[member] = self.restarts.get(member, 0) + 1
+            self.due.pop(member, None)  # restarted now, with the rest of its chain
+            self.results.pop(member, None)
+        self.runs = {ref: k for ref, k in self.runs.items() if k not in unit}
+        actor = self._new_actor(unit)
+        for member in unit:
+            info = ray.get(actor.prepare.remote(member), timeout=spec.settings.startup_timeout)
+            self.nodes[member], self.addresses[member] = info["node"], info["address"]
+        ray.get([self._connect_task(member) for member in unit])
+        refs = []
+        for member in unit:
+            upstream = [
+                (c, i)
+                for c in sorted({s.source for s in spec.upstream(member[0])})
+                for i in range(spec.component(c).parallelism)
+                if (c, i) not in unit
+            ]
+            # Finished upstream tasks too: their actors live on and send end-of-stream.
+            refs += [
+                self.actors[u].reconnect.remote(u, member, actor, self.addresses[member])
+                for u in upstream
+            ]
+            if spec.component(member[0]).kind == "spout":  # its ackers answer the new actor
+                refs += [
+                    self.actors[k].rewire_spout.remote(k, member, actor) for k in self._ackers()
+                ]
         for ref in refs:
             try:
                 ray.get(ref, timeout=30)
             except ray.exceptions.RayError as exc:  # that one died too: its own restart follows
                 log.warning("could not rewire to the restarted %s[%s]: %s", *key, exc)
-        self.runs[actor.run.remote()] = key
-        log.warning("restarted task %s[%s] (restart %d)", key[0], key[1], self.restarts[key])
+        for member in reversed(unit):  # consumers first, as at the start
+            self.runs[actor.run.remote(member)] = member
+        names = ", ".join(f"{c}[{i}]" for c, i in unit)
+        log.warning("restarted task %s (restart %d)", names, self.restarts[key])
 
     # ---------------------------------------------------------- exactly-once
     def recover(self, dead: set[TaskKey]) -> None:
@@ -291,6 +317,7 @@ class RayDeployment:
         started = time.monotonic()
         spec_name = self.spec.name
         dead = set(dead) | set(self.results)
+        dead = {member for key in dead for member in self.chains.unit(key)}
         while True:
             for key in self.tasks:
                 self.restarts[key] = self.restarts.get(key, 0) + 1
@@ -302,7 +329,7 @@ class RayDeployment:
             except _Gone as gone:
                 names = ", ".join(f"{c}[{i}]" for c, i in sorted(gone.keys))
                 log.warning("%s: %s gone during recovery (%s); again", spec_name, names, gone.why)
-                dead |= gone.keys
+                dead |= {member for key in gone.keys for member in self.chains.unit(key)}
             if time.monotonic() - started > self.spec.settings.startup_timeout:
                 raise TaskError(
                     *sorted(dead)[0],
@@ -329,9 +356,10 @@ class RayDeployment:
                     ray.kill(old)
             self.counters.retire(key)
             self.results.pop(key, None)
-            self.runs = {ref: k for ref, k in self.runs.items() if k != key}
-            self.actors[key] = self._new_actor(key)
-        prepared = self._gather({key: self.actors[key].prepare.remote() for key in dead})
+        self.runs = {ref: k for ref, k in self.runs.items() if k not in dead}
+        for unit in self.chains.units(sorted(dead)):  # dead holds whole chains
+            self._new_actor(unit)
+        prepared = self._gather({key: self.actors[key].prepare.remote(key) for key in dead})
         for key, info in prepared.items():
             self.nodes[key], self.addresses[key] = info["node"], info["address"]
         moved = {key: (self.actors[key], self.addresses[key]) for key in dead}
@@ -339,6 +367,7 @@ class RayDeployment:
         answers = self._gather(
             {
                 key: self.actors[key].reset.remote(
+                    key,
                     self.generation(key),
                     coordinator.restore_plan(key),
                     {
@@ -356,13 +385,13 @@ class RayDeployment:
         self._gather({key: self._connect_task(key) for key in dead})
         plans = {key: coordinator.restore_plan(key) for key in dead}
         self._gather(
-            {key: self.actors[key].restore.remote(plans[key]) for key in dead if plans[key]}
+            {key: self.actors[key].restore.remote(key, plans[key]) for key in dead if plans[key]}
         )
         order = {c: n for n, c in enumerate(reversed(spec.topological_order()))}
         for key in sorted(dead, key=lambda k: order[k[0]]):
-            self.runs[self.actors[key].run.remote()] = key
+            self.runs[self.actors[key].run.remote(key)] = key
         for key in survivors:
-            self.actors[key].control.remote("resume")
+            self.actors[key].control.remote(key, "resume")
 
     def _gather(self, refs: Any) -> Any:
         """``ray.get`` for a list or a dict of refs; a task lost meanwhile raises ``_Gone``, a
@@ -426,7 +455,11 @@ class RayDeployment:
         Tasks failing while a recovery is already due join it without counting again: one
         incident, one failure."""
         now = time.time()
-        joins = self.checkpoints is not None and bool(self.due)
+        # One incident, one failure: a chain's tasks die together; under exactly-once every
+        # failure while a recovery is due joins it.
+        joins = any(k in self.due for k in self.chains.unit(key)) or (
+            self.checkpoints is not None and bool(self.due)
+        )
         try:
             delay = 0.0 if joins else self.strategy.on_failure(now)
         except RestartsExhausted as exc:
@@ -467,7 +500,7 @@ class RayDeployment:
                 self.recover(ready)
             return
         for key, when in list(self.due.items()):
-            if when <= now:
+            if when <= now and key in self.due:  # not restarted with its chain meanwhile
                 del self.due[key]
                 try:
                     self.restart(key)
@@ -479,7 +512,7 @@ class RayDeployment:
         """The latest stats of every task still running (and the results of finished ones),
         counters summed over each task's actors (see :mod:`rayflow.runtime.driver.carried`)."""
         live = {
-            key: actor.stats.remote()
+            key: actor.stats.remote(key)
             for key, actor in self.actors.items()
             if key not in self.results
         }
@@ -505,7 +538,7 @@ class RayDeployment:
     def command(self, name: str, kind: str | None = None) -> None:
         """Send a command (``finish``, ``stop``, ...) to the spouts (kind="spout") or to all."""
         refs = [
-            actor.control.remote(name)
+            actor.control.remote(key, name)
             for key, actor in self.actors.items()
             if key not in self.results
             and (kind is None or self.spec.component(key[0]).kind == kind)
@@ -517,7 +550,7 @@ class RayDeployment:
 
     def kill(self) -> None:
         """End every actor now (no draining)."""
-        for actor in self.actors.values():
+        for actor in {id(actor): actor for actor in self.actors.values()}.values():
             with contextlib.suppress(Exception):  # already gone
                 ray.kill(actor)
 

@@ -1,6 +1,12 @@
-"""``TaskActor``: the thin Ray shell around a :class:`TaskCore`.
+"""``TaskActor``: the thin Ray shell around the :class:`TaskCore` of one task, or of every task
+of a chain (:mod:`rayflow.runtime.chaining`).
 
-Data deliveries (``push``) and the task loop (``run``) share the actor's default event loop;
+Every method that concerns one task takes its key first: the actor hosts several when a chain
+formed, each a :class:`HostedTask` with its own core, data server and outgoing channels. A
+chained task's input comes from a task in the same actor by a direct call (:func:`in_process`),
+not a socket; everything else is as for a task alone.
+
+Data deliveries (``push``) and the task loops (``run``) share the actor's default event loop;
 ``stats`` and ``control`` run in their own concurrency group (Ray gives it its own thread and
 loop), so they answer even while deliveries are parked waiting for the loop to dequeue them.
 """
@@ -13,11 +19,12 @@ import gc
 import glob
 import logging
 import os
+import pickle
 from typing import Any
 
 import ray
 
-from rayflow.runtime.io.messages import Transmit
+from rayflow.runtime.io.messages import DATA, Transmit
 from rayflow.runtime.io.sockets import DataServer, SocketChannel
 from rayflow.runtime.io.tls import TlsFiles
 from rayflow.runtime.task.core import TaskCore, TaskKey
@@ -42,15 +49,62 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
+def in_process(target: HostedTask, source: HostedTask, copy: bool) -> Transmit:
+    """A chained task's channel: a direct call into ``target``'s inputs in this process.
+
+    What a task emitted reaches the next as a copy (a pickled round trip, as across a process),
+    so a member never sees what its successor does to the values, unless ``copy`` is off
+    (``tuple.reuse``, where the user promised not to keep or change them).
+    """
+
+    def transmit(seq: int, kind: int, stream: str, rows: Any, meta: Any, *, on_done: Any) -> None:
+        if copy and kind == DATA:
+            rows = pickle.loads(pickle.dumps(rows, protocol=5))
+        # Looked up now: the members of a chain are connected in any order.
+        core, sender = target.core, source.core
+        fut = core.deliver(source.key, sender.generation, seq, kind, stream, rows, meta)  # type: ignore[union-attr]
+        if fut is None:
+            core.loop.call_soon(on_done, None)  # type: ignore[union-attr]
+        else:
+            fut.add_done_callback(lambda _fut: on_done(None))
+
+    return transmit
+
+
+class HostedTask:
+    """One task in a :class:`TaskActor`: its core, its data server, its outgoing channels."""
+
+    def __init__(self, key: TaskKey, generation: int, server: DataServer | None) -> None:
+        self.key = key
+        self.generation = generation
+        self.core: TaskCore | None = None
+        self.server = server
+        self.address: tuple[str, int] | None = None
+        self.handles: dict[TaskKey, Any] = {}
+        self.addresses: dict[TaskKey, tuple[str, int] | None] = {}
+        self.sockets: dict[TaskKey, SocketChannel] = {}
+        self.spouts: dict[TaskKey, Any] = {}  # an acker's spout tasks
+        self.ended: asyncio.Future | None = None
+
+    def outcome(self) -> asyncio.Future:
+        if self.ended is None:
+            self.ended = asyncio.get_running_loop().create_future()
+        return self.ended
+
+    def running_core(self) -> TaskCore:
+        core = self.core
+        assert core is not None and core.loop is not None, "connect() must come first"
+        return core
+
+
 @ray.remote(concurrency_groups={"control": 4})
 class TaskActor:
-    """One spout or bolt task in a Ray actor (see module docstring)."""
+    """The tasks of one chain (often one task) in a Ray actor (see module docstring)."""
 
     def __init__(
         self,
         spec: TopologySpec,
-        component_id: str,
-        task_index: int,
+        members: list[TaskKey],
         generation: int = 0,
         secret: bytes = b"",
     ) -> None:
@@ -58,10 +112,7 @@ class TaskActor:
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         self.spec = spec
-        self.key: TaskKey = (component_id, task_index)
-        self.generation = generation
-        self.core: TaskCore | None = None
-        self.handles: dict[TaskKey, Any] = {}
+        self.members = members
         self.transport = spec.settings.channel_transport
         settings = spec.settings
         self.tls = TlsFiles.from_settings(
@@ -71,91 +122,113 @@ class TaskActor:
             settings.channel_tls_key,
             settings.channel_tls_ca,
         )
-        self.server = (
-            DataServer(secret, deliver=None, tls=self.tls) if self.transport == "socket" else None
-        )
         self.secret = secret
-        self.sockets: dict[TaskKey, SocketChannel] = {}
-        self.addresses: dict[TaskKey, tuple[str, int] | None] = {}
-        self.ended: asyncio.Future | None = None
-        self.address: tuple[str, int] | None = None
-        self.spouts: dict[TaskKey, Any] = {}  # an acker's spout tasks
+        self.tasks: dict[TaskKey, HostedTask] = {
+            key: HostedTask(
+                key,
+                generation,
+                DataServer(secret, deliver=None, tls=self.tls)
+                if self.transport == "socket"
+                else None,
+            )
+            for key in members
+        }
+        self.gc_tuned = False
 
     def __repr__(self) -> str:  # Ray prefixes the actor's log lines with this
-        return f"{self.spec.name}:{self.key[0]}[{self.key[1]}]"
+        names = "+".join(f"{c}[{i}]" for c, i in self.members)
+        return f"{self.spec.name}:{names}"
 
-    async def prepare(self) -> dict[str, Any]:
-        """Answers once the actor is up: its Ray node and, for socket channels, where it listens."""
-        if self.server is not None and self.address is None:
-            self.address = await self.server.start(ray.util.get_node_ip_address())
-        return await self.where()
+    async def prepare(self, key: TaskKey) -> dict[str, Any]:
+        """Answers once the actor is up: its Ray node and, for socket channels, where ``key``
+        listens."""
+        task = self.tasks[key]
+        if task.server is not None and task.address is None:
+            task.address = await task.server.start(ray.util.get_node_ip_address())
+        return await self.where(key)
 
     @ray.method(concurrency_group="control")
-    async def where(self) -> dict[str, Any]:
-        """This task's Ray node and the address its data server listens on (None: Ray calls)."""
-        return {"node": ray.get_runtime_context().get_node_id(), "address": self.address}
+    async def where(self, key: TaskKey) -> dict[str, Any]:
+        """This actor's Ray node and the address ``key``'s data server listens on (None: Ray
+        calls)."""
+        task = self.tasks[key]
+        return {"node": ray.get_runtime_context().get_node_id(), "address": task.address}
 
     async def connect(
         self,
+        key: TaskKey,
         targets: dict[TaskKey, tuple[Any, tuple[str, int] | None]],
         local_tasks: list[TaskKey],
         spouts: dict[TaskKey, Any] | None = None,
     ) -> None:
-        """Wire the outputs to the downstream tasks: ``targets[key] = (actor, data address)``;
-        ``local_tasks`` are the tasks on this task's node."""
-        self.handles = {key: handle for key, (handle, _address) in targets.items()}
-        self.addresses = {key: address for key, (_handle, address) in targets.items()}
+        """Wire ``key``'s outputs to its downstream tasks: ``targets[key] = (actor, data
+        address)``; ``local_tasks`` are the tasks on this actor's node."""
+        task = self.tasks[key]
+        task.handles = {target: handle for target, (handle, _address) in targets.items()}
+        task.addresses = {target: address for target, (_handle, address) in targets.items()}
         if self.transport == "socket":
-            channels = {key: SocketChannel(key) for key in targets}
+            remote = {t: a for t, (_h, a) in targets.items() if t not in self.tasks}
+            channels = {target: SocketChannel(target) for target in remote}
             opened = await asyncio.gather(
                 *(
-                    channels[key].open(address, self.secret, self.key, self.generation, self.tls)  # type: ignore[arg-type]
-                    for key, (_handle, address) in targets.items()
+                    channels[target].open(
+                        address,  # type: ignore[arg-type]
+                        self.secret,
+                        task.key,
+                        task.generation,
+                        self.tls,
+                    )
+                    for target, address in remote.items()
                 ),
                 return_exceptions=True,
             )
-            for key, outcome in zip(targets, opened, strict=True):
+            for target, outcome in zip(remote, opened, strict=True):
                 if isinstance(outcome, BaseException):
-                    if self.generation == 0:
+                    if task.generation == 0:
                         raise outcome  # at the start every task must be reachable
                     # Restarted while that neighbour is down too: its own restart rewires us.
-                    channels[key].error = ConnectionError(f"{key} unreachable: {outcome}")
-            self.sockets = channels
-        connect = self._connect_socket if self.transport == "socket" else self._connect_ray
+                    channels[target].error = ConnectionError(f"{target} unreachable: {outcome}")
+            task.sockets = channels
         feedback = None
         if spouts:  # an acker: completed trees go to the spout tasks, batched, fire and forget
-            self.spouts = dict(spouts)  # rewire_spout replaces a restarted one
+            task.spouts = dict(spouts)  # rewire_spout replaces a restarted one
 
             def feedback(spout: TaskKey, items: tuple) -> None:
-                self.spouts[spout].receive_acks.remote(items)
+                task.spouts[spout].receive_acks.remote(spout, items)
 
-        self.core = TaskCore(
+        task.core = core = TaskCore(
             self.spec,
-            self.key[0],
-            self.key[1],
-            connect,
-            self.generation,
+            task.key[0],
+            task.key[1],
+            lambda target: self._transmit(task, target),
+            task.generation,
             local_tasks,
             feedback=feedback,
             supervised=True,
         )
-        self.core.loop = asyncio.get_running_loop()
-        if self.server is not None:
-            self.server.deliver = self.core.deliver
-            self.server.ready.set()
+        core.loop = asyncio.get_running_loop()
+        if task.server is not None:
+            task.server.deliver = core.deliver
+            task.server.ready.set()
 
-    def _connect_socket(self, target: TaskKey) -> Transmit:
-        return self.sockets[target].transmit
+    def _transmit(self, task: HostedTask, target: TaskKey) -> Transmit:
+        """How ``task`` sends to ``target``: in process within the chain, else by socket or
+        Ray call."""
+        chained = self.tasks.get(target)
+        if chained is not None:
+            return in_process(chained, task, copy=not self.spec.settings.tuple_reuse)
+        if self.transport == "socket":
+            return task.sockets[target].transmit
+        return self._connect_ray(task, target)
 
-    def _connect_ray(self, target: TaskKey) -> Transmit:
-        push = self.handles[target].push.remote
-        source, generation = self.key, self.generation
+    def _connect_ray(self, task: HostedTask, target: TaskKey) -> Transmit:
+        push = task.handles[target].push.remote
 
         def transmit(
             seq: int, kind: int, stream: str, rows: Any, meta: Any, *, on_done: Any
         ) -> None:
-            ref = push(source, generation, seq, kind, stream, rows, meta)
-            loop = self.core.loop  # type: ignore[union-attr]
+            ref = push(target, task.key, task.generation, seq, kind, stream, rows, meta)
+            loop = task.core.loop  # type: ignore[union-attr]
 
             def returned(fut: concurrent.futures.Future) -> None:
                 loop.call_soon_threadsafe(on_done, fut.exception())
@@ -166,6 +239,7 @@ class TaskActor:
 
     async def push(
         self,
+        target: TaskKey,
         source: TaskKey,
         generation: int,
         seq: int,
@@ -174,42 +248,43 @@ class TaskActor:
         rows: Any,
         meta: Any,
     ) -> None:
-        """One message from an upstream task; returns once the loop has dequeued it."""
-        fut = self.core.deliver(source, generation, seq, kind, stream, rows, meta)  # type: ignore[union-attr]
+        """One message for ``target`` from an upstream task; returns once the loop has dequeued
+        it."""
+        core = self.tasks[target].core
+        fut = core.deliver(source, generation, seq, kind, stream, rows, meta)  # type: ignore[union-attr]
         if fut is not None:
             await fut
 
-    async def run(self) -> dict[str, Any]:
-        """Run the task to its end; raises ``TaskError`` with the user's traceback on failure."""
-        assert self.core is not None, "connect() must be called before run()"
-        tune_garbage_collector()
-        ended = self._ended()
+    async def run(self, key: TaskKey) -> dict[str, Any]:
+        """Run ``key`` to its end; raises ``TaskError`` with the user's traceback on failure."""
+        task = self.tasks[key]
+        assert task.core is not None, "connect() must be called before run()"
+        if not self.gc_tuned:
+            tune_garbage_collector()
+            self.gc_tuned = True
+        ended = task.outcome()
         try:
-            result = await self.core.run()
+            result = await task.core.run()
         except BaseException as exc:
             ended.set_exception(exc)
             raise
         else:
+            result["pid"] = os.getpid()  # the process: a chain's tasks share one
             ended.set_result(result)
             return result
         finally:
-            for channel in self.sockets.values():
+            for channel in task.sockets.values():
                 channel.close()
 
-    def _ended(self) -> asyncio.Future:
-        if self.ended is None:
-            self.ended = asyncio.get_running_loop().create_future()
-        return self.ended
-
-    async def outcome(self) -> dict[str, Any]:
+    async def outcome(self, key: TaskKey) -> dict[str, Any]:
         """What ``run`` returns (or raises), for a caller that did not start it: a job master
         that restarted finds its running tasks again and waits on this instead."""
-        return await asyncio.shield(self._ended())
+        return await asyncio.shield(self.tasks[key].outcome())
 
     @ray.method(concurrency_group="control")
     def read_log(self, offsets: dict[str, int] | None = None) -> dict[str, Any]:
-        """This task's own log lines (what it printed to stdout and logged to stderr), read from
-        Ray's worker log files on its node. Pass the returned ``offsets`` back to follow."""
+        """This actor's log lines (what its tasks printed to stdout and logged to stderr), read
+        from Ray's worker log files on its node. Pass the returned ``offsets`` back to follow."""
         worker = ray.get_runtime_context().get_worker_id()
         folder = ray._private.worker.global_worker.node.get_logs_dir_path()
         offsets = dict(offsets or {})
@@ -225,81 +300,84 @@ class TaskActor:
         return {"text": "".join(text), "offsets": offsets}
 
     @ray.method(concurrency_group="control")
-    async def stats(self) -> dict[str, Any]:
-        stats = self.core.stats() if self.core is not None else {"state": "created"}
+    async def stats(self, key: TaskKey) -> dict[str, Any]:
+        core = self.tasks[key].core  # type: ignore[index]
+        stats = core.stats() if core is not None else {"state": "created"}
         return {**stats, "pid": os.getpid()}
 
     @ray.method(concurrency_group="control")
-    def rewire_spout(self, spout: TaskKey, handle: Any) -> None:
-        """An acker: the spout task ``spout`` was restarted as ``handle``; its completed trees
-        go there from now on."""
-        self.spouts[spout] = handle
+    def rewire_spout(self, key: TaskKey, spout: TaskKey, handle: Any) -> None:
+        """An acker ``key``: the spout task ``spout`` was restarted as ``handle``; its completed
+        trees go there from now on."""
+        self.tasks[key].spouts[spout] = handle
 
     @ray.method(concurrency_group="control")
     async def reconnect(
-        self, target: TaskKey, handle: Any, address: tuple[str, int] | None
+        self, key: TaskKey, target: TaskKey, handle: Any, address: tuple[str, int] | None
     ) -> None:
-        """``target`` was restarted as ``handle`` (listening on ``address``): send there now."""
-        core = self.core
-        assert core is not None and core.loop is not None
-        done = asyncio.run_coroutine_threadsafe(self._reconnect(target, handle, address), core.loop)
+        """``target`` was restarted as ``handle`` (listening on ``address``): ``key`` sends
+        there now."""
+        task = self.tasks[key]
+        core = task.running_core()
+        done = asyncio.run_coroutine_threadsafe(
+            self._reconnect(task, target, handle, address),
+            core.loop,  # type: ignore[arg-type]
+        )
         await asyncio.wrap_future(done)
 
     async def _reconnect(
-        self, target: TaskKey, handle: Any, address: tuple[str, int] | None
+        self, task: HostedTask, target: TaskKey, handle: Any, address: tuple[str, int] | None
     ) -> None:
-        self.handles[target] = handle
-        self.addresses[target] = address
-        if self.transport == "socket":
+        task.handles[target] = handle
+        task.addresses[target] = address
+        if self.transport == "socket" and target not in self.tasks:
             channel = SocketChannel(target)
-            await channel.open(address, self.secret, self.key, self.generation, self.tls)  # type: ignore[arg-type]
-            old = self.sockets.get(target)
-            self.sockets[target] = channel
+            await channel.open(address, self.secret, task.key, task.generation, self.tls)  # type: ignore[arg-type]
+            old = task.sockets.get(target)
+            task.sockets[target] = channel
             if old is not None:
                 old.close()
-            transmit = channel.transmit
-        else:
-            transmit = self._connect_ray(target)
-        self.core.reconnect_output(target, transmit)  # type: ignore[union-attr]
+        task.core.reconnect_output(target, self._transmit(task, target))  # type: ignore[union-attr]
 
     @ray.method(concurrency_group="control")
-    async def receive_acks(self, items: list) -> None:
-        """Completed trees from an acker (at-least-once), handed to the task loop."""
-        core = self.core
-        assert core is not None and core.loop is not None
-        core.loop.call_soon_threadsafe(core.receive_acks, items)
+    async def receive_acks(self, key: TaskKey, items: list) -> None:
+        """Completed trees from an acker (at-least-once), handed to ``key``'s loop."""
+        core = self.tasks[key].running_core()  # type: ignore[index]
+        core.loop.call_soon_threadsafe(core.receive_acks, items)  # type: ignore[union-attr]
 
-    def restore(self, plan: dict[str, Any]) -> None:
-        """Start from a checkpoint (call after ``connect``, before ``run``): see
+    def restore(self, key: TaskKey, plan: dict[str, Any]) -> None:
+        """Start ``key`` from a checkpoint (call after ``connect``, before ``run``): see
         :meth:`rayflow.runtime.task.snapshots.Snapshots.restore` for ``plan``."""
-        assert self.core is not None, "connect() must be called before restore()"
-        self.core.restore_from = (plan, self.core.read_plan(plan))  # a bad file fails here
+        core = self.tasks[key].core  # type: ignore[index]
+        assert core is not None, "connect() must be called before restore()"
+        core.restore_from = (plan, core.read_plan(plan))  # a bad file fails here
 
     @ray.method(concurrency_group="control")
     async def reset(
         self,
+        key: TaskKey,
         generation: int,
         plan: dict[str, Any] | None,
         moved: dict[TaskKey, tuple[Any, tuple[str, int] | None]],
     ) -> str:
-        """Exactly-once recovery in place: back to ``plan``'s checkpoint as ``generation``,
-        sending to the recreated tasks in ``moved`` (key -> (actor, data address)); the task
-        stays paused until ``control("resume")``. Answers "reset", or the state of a task whose
-        loop has ended (the caller recreates that one)."""
-        core = self.core
-        assert core is not None
+        """Exactly-once recovery in place: ``key`` back to ``plan``'s checkpoint as
+        ``generation``, sending to the recreated tasks in ``moved`` (key -> (actor, data
+        address)); the task stays paused until ``control("resume")``. Answers "reset", or the
+        state of a task whose loop has ended (the caller recreates that one)."""
+        task = self.tasks[key]
+        core = task.running_core()
         # Read (and check) the checkpoint first: a bad file fails this call, not the task.
         states = None if plan is None else await asyncio.to_thread(core.read_plan, plan)
-        answer = await self.control("reset", (generation, plan, states))
+        answer = await self.control(key, "reset", (generation, plan, states))
         if answer != "reset":
             return answer
-        self.generation = generation
-        assert core.loop is not None
-        targets = {key: (self.handles[key], self.addresses.get(key)) for key in core.outputs}
+        task.generation = generation
+        targets = {t: (task.handles[t], task.addresses.get(t)) for t in core.outputs}
         targets.update(moved)
         for target, (handle, address) in targets.items():
             done = asyncio.run_coroutine_threadsafe(
-                self._reconnect(target, handle, address), core.loop
+                self._reconnect(task, target, handle, address),
+                core.loop,  # type: ignore[arg-type]
             )
             try:
                 await asyncio.wrap_future(done)
@@ -310,18 +388,16 @@ class TaskActor:
         return answer
 
     @ray.method(concurrency_group="control")
-    async def checkpoint_result(self, checkpoint_id: int) -> dict[str, Any] | None:
-        """This task's record of checkpoint N once it has one (see TaskCore)."""
-        core = self.core
-        assert core is not None and core.loop is not None
-        done = asyncio.run_coroutine_threadsafe(core.checkpoint_result(checkpoint_id), core.loop)
+    async def checkpoint_result(self, key: TaskKey, checkpoint_id: int) -> dict[str, Any] | None:
+        """``key``'s record of checkpoint N once it has one (see TaskCore)."""
+        core = self.tasks[key].running_core()  # type: ignore[index]
+        done = asyncio.run_coroutine_threadsafe(core.checkpoint_result(checkpoint_id), core.loop)  # type: ignore[arg-type]
         return await asyncio.wrap_future(done)
 
     @ray.method(concurrency_group="control")
-    async def control(self, name: str, arg: Any = None) -> Any:
-        """Queue a command (finish, stop, activate, deactivate) for the task loop."""
-        core = self.core
-        assert core is not None and core.loop is not None
+    async def control(self, key: TaskKey, name: str, arg: Any = None) -> Any:
+        """Queue a command (finish, stop, activate, deactivate, ...) for ``key``'s loop."""
+        core = self.tasks[key].running_core()  # type: ignore[index]
         done: concurrent.futures.Future = concurrent.futures.Future()
-        core.loop.call_soon_threadsafe(core.submit_control, name, arg, done)
+        core.loop.call_soon_threadsafe(core.submit_control, name, arg, done)  # type: ignore[union-attr]
         return await asyncio.wrap_future(done)
