@@ -170,7 +170,7 @@ spouts:
 bolts:
   - {id: sink, className: ticking.Sink}
 streams:
-  - {from: ticks, to: sink, grouping: {type: SHUFFLE}}
+  - {from: ticks, to: sink, grouping: {type: FORWARD}}  # they chain: one actor
 """
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from rayflow.cli.common import EXIT_OK, add_topology_args, add_ui_access_args, load_spec
 from rayflow.errors import UsageError
+from rayflow.runtime.chaining import Chains
 from rayflow.spec.settings import settings_help
 
 
@@ -51,13 +52,15 @@ def add_parser(sub: Any) -> None:
 
 
 def describe(spec: Any) -> str:
+    chains = Chains(spec)
     lines = [f"topology '{spec.name}' (reliability {spec.settings.reliability})"]
     for comp in spec.components:
         lines.append(f"  {comp.kind:<5} {comp.id} x{comp.parallelism}  {comp.class_ref.path}")
     for s in spec.streams:
         args = f"({', '.join(s.grouping.fields_)})" if s.grouping.fields_ else ""
         stream = "" if s.stream == "default" else f" [{s.stream}]"
-        lines.append(f"  {s.source} -> {s.target}{stream}  {s.grouping.type}{args}")
+        chained = " (chained)" if chains.head_of(s.source) == chains.head_of(s.target) else ""
+        lines.append(f"  {s.source} -> {s.target}{stream}  {s.grouping.type}{args}{chained}")
     return "\n".join(lines)
 
 

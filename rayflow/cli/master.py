@@ -264,6 +264,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         )
     print(_table(table))
+    chains: dict[str, list[str]] = {}
+    for c in detail["components"]:
+        chains.setdefault(c.get("chain", c["id"]), []).append(c["id"])
+    for members in chains.values():
+        if len(members) > 1:
+            print(f"chain: {' + '.join(members)} (one actor per task index)")
     for c in detail["components"]:
         for name, m in sorted((c.get("metrics") or {}).items()):
             value = f"count {m['count']:,}, sum {m['sum']:,.3f}" if "count" in m else m["value"]

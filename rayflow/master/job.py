@@ -286,6 +286,7 @@ class Job:
         """``rayflow status NAME`` and ``GET /api/v1/topologies/NAME``."""
         spec = self.deployment.spec
         checkpoints = self.deployment.checkpoints
+        chains = self.deployment.chains
         components = []
         for comp in spec.components:
             figures = self.components.get(comp.id, {})
@@ -295,6 +296,7 @@ class Job:
                     "kind": comp.kind,
                     "class": comp.class_ref.path,
                     "parallelism": comp.parallelism,
+                    "chain": chains.head_of(comp.id),  # the component whose actors host it
                     **{k: v for k, v in figures.items() if k not in ("kind", "tasks")},
                 }
             )
@@ -305,6 +307,7 @@ class Job:
                 "stream": s.stream,
                 "grouping": s.grouping.type,
                 "fields": list(s.grouping.fields_),
+                "chained": chains.head_of(s.target) == chains.head_of(s.source),
             }
             for s in spec.streams
         ]

@@ -108,6 +108,9 @@ def test_the_ui_shows_checkpoints_and_takes_a_savepoint(cluster: Cluster, browse
     page.set_default_timeout(30_000)
     page.goto(f"http://127.0.0.1:{cluster.port}/#/topology/ticking-eo")
     page.wait_for_selector('#checkpoints tr.checkpoint[data-status="COMPLETED"]')
+    # ticks -FORWARD-> sink chain: one box around both, the edge between them marked
+    assert page.is_visible('svg.graph g.chain[data-head="ticks"]')
+    assert page.is_visible('svg.graph g.edge.chained[data-from="ticks"][data-to="sink"]')
     assert "completed" in page.inner_text("#checkpoint-summary")
     page.fill("#token", TOKEN)
     page.click("#savepoint")

@@ -60,9 +60,18 @@ function graph(components, streams) {
     const a = pos[s.from], b = pos[s.to];
     const label = s.grouping.toLowerCase() + (s.fields.length ? `(${s.fields.join(",")})` : "") +
       (s.stream !== "default" ? ` [${s.stream}]` : "");
-    return `<g class="edge" data-from="${esc(s.from)}" data-to="${esc(s.to)}">
+    return `<g class="edge${s.chained ? " chained" : ""}" data-from="${esc(s.from)}" data-to="${esc(s.to)}">
       <line x1="${a.x + 70}" y1="${a.y}" x2="${b.x - 72}" y2="${b.y}"></line>
-      <text class="edge" x="${(a.x + b.x) / 2}" y="${(a.y + b.y) / 2 - 8}">${esc(label)}</text></g>`;
+      <text class="edge" x="${(a.x + b.x) / 2}" y="${(a.y + b.y) / 2 - 8}">${esc(label)}${s.chained ? " · chained" : ""}</text></g>`;
+  });
+  // A chain (tasks sharing one actor per index) is drawn as a box around its members.
+  const chains = {};
+  components.forEach((c) => { (chains[c.chain || c.id] ||= []).push(pos[c.id]); });
+  const boxes = Object.entries(chains).filter(([, ps]) => ps.length > 1).map(([head, ps]) => {
+    const x0 = Math.min(...ps.map((p) => p.x)) - 82, x1 = Math.max(...ps.map((p) => p.x)) + 82;
+    const y0 = Math.min(...ps.map((p) => p.y)) - 40, y1 = Math.max(...ps.map((p) => p.y)) + 34;
+    return `<g class="chain" data-head="${esc(head)}"><rect x="${x0}" y="${y0}" width="${x1 - x0}"
+      height="${y1 - y0}"></rect><text x="${x0 + 8}" y="${y0 + 9}">chain</text></g>`;
   });
   const nodes = components.map((c) => {
     const p = pos[c.id];
@@ -74,7 +83,7 @@ function graph(components, streams) {
   return `<svg class="graph" width="${width}" height="${height}">
     <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7"
     orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#8c959f"/></marker></defs>
-    ${edges.join("")}${nodes.join("")}</svg>`;
+    ${boxes.join("")}${edges.join("")}${nodes.join("")}</svg>`;
 }
 
 function checkpointsPart(c) {
