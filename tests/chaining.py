@@ -7,6 +7,7 @@ from typing import Any
 from examples.wordcount import SENTENCES, SplitSentence, WordCount
 from rayflow import Bolt, Topology, Tuple
 from rayflow.testing import ListSink, TestingSpout
+from tests.helpers import EndlessSpout
 
 
 class Sentences(TestingSpout):
@@ -71,4 +72,32 @@ def mutating_chain(n: int, config: dict[str, Any] | None = None) -> Topology:
     t.bolt("mutator", Mutator, parallelism=2).forward("keeper")
     t.bolt("sink", ListSink).global_("mutator")
     t.bolt("kept", ListSink).global_("keeper", stream="kept")
+    return t
+
+
+class RewindableNumbers(EndlessSpout):
+    """Endless numbers that exactly-once can rewind."""
+
+    def snapshot(self) -> int:
+        return self.n
+
+    def restore(self, snapshot: int) -> None:
+        self.n = snapshot
+
+
+class Forward(Bolt):
+    outputs = ["n"]
+
+    def process(self, tup: Tuple) -> None:
+        self.emit([tup[0]])
+
+
+def long_chain(members: int, config: dict[str, Any]) -> Topology:
+    """numbers -FORWARD-> step1 -FORWARD-> ... stepN: one chain, one actor."""
+    t = Topology("long-chain", config=config)
+    t.spout("numbers", RewindableNumbers)
+    previous = "numbers"
+    for i in range(1, members):
+        t.bolt(f"step{i}", Forward).forward(previous)
+        previous = f"step{i}"
     return t

@@ -11,7 +11,7 @@ import pytest
 from examples.wordcount import SENTENCES
 from rayflow import RunResult, Topology
 from rayflow.testing import ListSink
-from tests.chaining import chained_wordcount, mutating_chain
+from tests.chaining import chained_wordcount, long_chain, mutating_chain
 from tests.helpers import EndlessSpout, SlowBolt
 
 pytestmark = pytest.mark.ray
@@ -45,6 +45,22 @@ def test_a_chain_counts_words_as_the_unchained_topology_does(
         executed = chained.components[component]["executed"]
         assert executed == unchained.components[component]["executed"]
     assert chained.components["split"]["executed"] == n
+
+
+def test_checkpoints_complete_while_a_long_chain_runs(ray_session: str, tmp_path: Any) -> None:
+    # Each member has a checkpoint's record and the final one awaited at once: with five members
+    # in one actor those waits once took every slot the checkpoint command needed.
+    storage = tmp_path / "checkpoints"
+    config = {
+        "reliability": "exactly_once",
+        "checkpoint.interval": "200ms",
+        "checkpoint.storage": str(storage),
+    }
+    result = long_chain(5, config).run(duration=4)
+    assert result.ended == "duration"
+    assert len({pid for c in result.tasks for pid in pids(result, c)}) == 1, "one actor"
+    completed = list(storage.glob("*/*/chk-*/_metadata"))
+    assert len(completed) >= 3, f"only {len(completed)} checkpoints completed in 4 s"
 
 
 def test_a_member_never_sees_what_its_successor_does_to_what_it_emitted(

@@ -8,7 +8,9 @@ not a socket; everything else is as for a task alone.
 
 Data deliveries (``push``) and the task loops (``run``) share the actor's default event loop;
 ``stats`` and ``control`` run in their own concurrency group (Ray gives it its own thread and
-loop), so they answer even while deliveries are parked waiting for the loop to dequeue them.
+loop), so they answer even while deliveries are parked waiting for the loop to dequeue them;
+``checkpoint_result``, which waits until a task has checkpoint N, has a group of its own, so that
+however many tasks a chain hosts, those waits never take the slots the commands need.
 """
 
 from __future__ import annotations
@@ -97,7 +99,9 @@ class HostedTask:
         return core
 
 
-@ray.remote(concurrency_groups={"control": 4})
+# "waits" holds the calls that wait on a task for long (a checkpoint's record, the final one): two
+# of them per hosted task at once, so they must not take the slots commands need.
+@ray.remote(concurrency_groups={"control": 4, "waits": 1000})
 class TaskActor:
     """The tasks of one chain (often one task) in a Ray actor (see module docstring)."""
 
@@ -387,7 +391,7 @@ class TaskActor:
                 )
         return answer
 
-    @ray.method(concurrency_group="control")
+    @ray.method(concurrency_group="waits")
     async def checkpoint_result(self, key: TaskKey, checkpoint_id: int) -> dict[str, Any] | None:
         """``key``'s record of checkpoint N once it has one (see TaskCore)."""
         core = self.tasks[key].running_core()  # type: ignore[index]
