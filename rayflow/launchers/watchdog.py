@@ -12,6 +12,13 @@ True
 >>> message = w.check(busy, now=11.0)
 >>> message.startswith("no progress for 11s: count[0] holds 4 input batches")
 True
+>>> held = dict(busy[0], inbox=0, aligning={"checkpoint": 7, "missing": ["split[1] (gen 0)"]})
+>>> w = StallWatch(timeout=10); w.check([held], 0.0); w.check([held], 11.0) is None
+True
+>>> w = StallWatch(timeout=10); sender = dict(busy[0], component="split", inbox=0,
+...     pending_batches=2, blocked_on=["count[0]"])
+>>> w.check([sender, held], 0.0); print(w.check([sender, held], 11.0))  # doctest: +ELLIPSIS
+no progress for 11s: ... count[0] aligns checkpoint 7, waiting for the barrier of split[1]...)
 """
 
 from __future__ import annotations
@@ -63,6 +70,18 @@ class StallWatch:
                 parts.append(f"{name} holds {task['inbox']} input batches and executes nothing")
             else:
                 parts.append(f"{name} waits to send {task['pending_batches']} batches downstream")
+        # Exactly-once: an input held for barrier alignment shows as a sender that waits.
+        for name, task in names.items():
+            aligning = task.get("aligning")
+            if aligning and aligning.get("missing"):
+                parts.append(
+                    f"{name} aligns checkpoint {aligning['checkpoint']}, waiting for the barrier"
+                    f" of {', '.join(aligning['missing'][:3])}"
+                )
+            if task.get("dropping_to"):
+                parts.append(f"{name} drops what goes to {', '.join(task['dropping_to'][:3])}")
+            if task.get("paused") and task.get("state") == "running":
+                parts.append(f"{name} is paused (reset, never resumed)")
         return (
             f"no progress for {stalled:.0f}s: "
             + "; ".join(parts)

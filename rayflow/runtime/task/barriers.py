@@ -15,6 +15,13 @@ aborted: alignment gives it up.
 (True, [])
 >>> aligner.on_barrier(b, (1, "/chk-1")); aligned, aligner.last_barrier
 ([(1, '/chk-1')], 1)
+
+A late barrier of an aborted checkpoint does not count for the one being aligned:
+
+>>> aligner.on_barrier(a, (3, "/chk-3")); aligner.on_barrier(b, (2, "/chk-2")); aligned[1:]
+[]
+>>> aligner.on_barrier(b, (3, "/chk-3")); aligned[1:]
+[(3, '/chk-3')]
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from rayflow.runtime.io.channels import InputChannel
 from rayflow.runtime.io.messages import Message, TaskKey
@@ -67,6 +75,8 @@ class Aligner:
             return  # of a checkpoint this task already took (or gave up)
         if self.aligning is not None and checkpoint_id > self.aligning:
             self.give_up()  # a newer barrier overtakes one still aligning: that one was aborted
+        elif self.aligning is not None and checkpoint_id < self.aligning:
+            return  # of an aborted checkpoint, late on a slow input: it says nothing about this one
         if self.aligning is None:
             self.aligning, self.where = checkpoint_id, where
             self.started = time.perf_counter()
@@ -88,6 +98,20 @@ class Aligner:
         self.aligning = None
         self.on_aligned(checkpoint_id, where, time.perf_counter() - self.started)
         self._release_held()
+
+    def waiting_for(self) -> dict[str, Any] | None:
+        """The checkpoint being aligned and the inputs whose barrier has not come (None: not
+        aligning), for the stats and the no-progress warning."""
+        aligning = self.aligning
+        if aligning is None:
+            return None
+        missing = [
+            f"{key[0]}[{key[1]}] (generation {channel.generation}, next seq {channel.next_seq},"
+            f" {len(channel.held)} out of order)"
+            for key, channel in list(self.channels.items())
+            if not channel.ended and key not in self.barriers_from
+        ]
+        return {"checkpoint": aligning, "missing": missing}
 
     def hold(self, message: Message) -> bool:
         """Keep ``message`` back if its input is held (aligning); its credit stays taken."""

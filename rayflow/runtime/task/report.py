@@ -156,8 +156,13 @@ class Report:
             "inbox_capacity": task.settings.channel_credits * len(inputs.channels),
             "pending_batches": sum(len(ch.pending) for ch in outputs),
             "blocked_on": [f"{ch.key[0]}[{ch.key[1]}]" for ch in outputs if ch.pending],
+            # Receivers lost (being restarted): what goes to them is dropped meanwhile.
+            "dropping_to": [f"{ch.key[0]}[{ch.key[1]}]" for ch in outputs if ch.broken],
+            "dropped_batches": sum(ch.dropped for ch in outputs),
             "round_trip_ms": _mean_round_trip_ms(outputs),
             "active": task.active,
+            "paused": task.paused,
+            "aligning": task.aligner.waiting_for(),
             "uptime": time.time() - self.started_at,
             # CPU time of the task's whole process (all threads; shared with other tasks when they
             # live in one process): what a task costs, where wall-clock latencies hide contention.
