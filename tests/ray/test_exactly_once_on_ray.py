@@ -6,6 +6,7 @@ import glob
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,26 +89,49 @@ def test_savepoint_then_resume_with_other_parallelism(
 ) -> None:
     """Take a savepoint mid-run, stop, resume from it with the count's parallelism changed:
     the keyed state moves with its key groups and the output equals an uninterrupted run."""
-    from rayflow.runtime.driver.coordinator import validate_restore
-    from rayflow.state.storage import CheckpointStorage
-
     fast, slow = events(1500, 50, 0.1), events(300, 10, 0.1)
     config = {"checkpoint.interval": "1h"}  # only the savepoint: nothing commits after it
-    first = _deployment(counting(str(tmp_path), fast, slow, before, config).build())
-    deadline_rows = 300
+    metadata = _savepoint_and_stop(
+        counting(str(tmp_path), fast, slow, before, config), str(tmp_path)
+    )
+    assert metadata["parallelism"]["count"] == before
+    _resume(counting(str(tmp_path), fast, slow, after, config), metadata)
+    assert committed_rows(str(tmp_path)) == expected_rows(fast, slow)
+
+
+@pytest.mark.parametrize("chained_before", [True, False])
+def test_a_savepoint_restores_after_chaining_is_switched(
+    ray_session: str, tmp_path: Path, chained_before: bool
+) -> None:
+    """A chain's members keep their state under their own ids: a savepoint taken with the
+    count -> sink chain restores with chaining off, and the other way round, to exact output."""
+    fast, slow = events(1500, 50, 0.1), events(300, 10, 0.1)
+
+    def topology(chained: bool) -> Any:
+        config = {"checkpoint.interval": "1h", "chaining": chained}
+        return counting(str(tmp_path), fast, slow, 2, config, chained_sink=True)
+
+    metadata = _savepoint_and_stop(topology(chained_before), str(tmp_path))
+    _resume(topology(not chained_before), metadata)
+    assert committed_rows(str(tmp_path)) == expected_rows(fast, slow)
+
+
+def _savepoint_and_stop(topology: Any, out: str, progress_rows: int = 300) -> dict[str, Any]:
+    """Run until the count executed ``progress_rows`` (or output was committed), take a
+    savepoint, kill the run; returns the savepoint's metadata."""
+    import time
+
+    from rayflow.state.storage import CheckpointStorage
+
+    first = _deployment(topology.build())
 
     def progressed() -> bool:
-        return (
-            sum(committed_rows(str(tmp_path)).values()) > 0
-            or sum(
-                s["counters"]["executed"]
-                for s in first.stats()
-                if s["component"] == "count"  # type: ignore[attr-defined]
-            )
-            >= deadline_rows
+        executed = sum(
+            s["counters"]["executed"]
+            for s in first.stats()  # type: ignore[attr-defined]
+            if s["component"] == "count"
         )
-
-    import time
+        return executed >= progress_rows or sum(committed_rows(out).values()) > 0
 
     deadline = time.monotonic() + 60
     while not progressed():
@@ -116,12 +140,16 @@ def test_savepoint_then_resume_with_other_parallelism(
     url = first.checkpoints.savepoint(timeout=60)  # type: ignore[attr-defined]
     first.kill()  # type: ignore[attr-defined]
     metadata = CheckpointStorage("").read_metadata(url)
-    assert metadata["savepoint"] and metadata["parallelism"]["count"] == before
-    spec = counting(str(tmp_path), fast, slow, after, config).build()
+    assert metadata["savepoint"]
+    return metadata
+
+
+def _resume(topology: Any, metadata: dict[str, Any]) -> None:
+    from rayflow.runtime.driver.coordinator import validate_restore
+
+    spec = topology.build()
     validate_restore(metadata, [c.id for c in spec.components], allow_non_restored=False)
-    second = _deployment(spec, restore_from=metadata)
-    run_deployment(second)
-    assert committed_rows(str(tmp_path)) == expected_rows(fast, slow)
+    run_deployment(_deployment(spec, restore_from=metadata))
 
 
 def test_corrupted_checkpoint_falls_back_to_the_previous_one(
