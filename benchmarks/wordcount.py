@@ -326,13 +326,21 @@ def run_baseline(n: int, repeat: int = 3) -> tuple[dict[str, int], Measured]:
 
 
 def build_topology(
-    batch: bool, sentences: int, parallelism: int, per_call: int, reliable: bool = False
+    batch: bool,
+    sentences: int,
+    parallelism: int,
+    per_call: int,
+    reliable: bool = False,
+    chained: bool = False,
 ) -> Topology:
+    """spout x1 -> split xP (shuffle) -> count xP (fields) -> sink; ``chained``: spout xP ->
+    split xP over FORWARD edges, so each split task runs in a spout task's actor."""
     split, count = (SplitBatch, CountBatch) if batch else (SplitSentence, TimedWordCount)
     t = Topology("bench-wordcount-" + ("batch" if batch else "tuple"))
     kwargs = {"limit": sentences, "per_call": per_call, "reliable": reliable}
-    t.spout("sentences", SentenceSpout, kwargs=kwargs)
-    t.bolt("split", split, parallelism=parallelism).shuffle("sentences")
+    t.spout("sentences", SentenceSpout, kwargs=kwargs, parallelism=parallelism if chained else 1)
+    splitter = t.bolt("split", split, parallelism=parallelism)
+    splitter.forward("sentences") if chained else splitter.shuffle("sentences")
     t.bolt("count", count, parallelism=parallelism).fields("split", "word")
     (
         t.bolt("sink", CountsSink)
@@ -352,8 +360,9 @@ def run_rayflow(
     per_call: int,
     expected: dict[str, int],
     reliable: bool = False,
+    chained: bool = False,
 ) -> Measured:
-    topology = build_topology(batch, sentences, parallelism, per_call, reliable)
+    topology = build_topology(batch, sentences, parallelism, per_call, reliable, chained)
     began = time.time()
     result = topology.run(overrides=overrides)
     wall = time.time() - began
@@ -376,9 +385,10 @@ def run_rayflow(
                 raise BenchError(f"{variant}: two count tasks reported {word!r}")
             counts[word] = count
     check_counts(variant, counts, expected)
-    if len(starts) != 1 or len(ends) != parallelism:
+    spouts = parallelism if chained else 1
+    if len(starts) != spouts or len(ends) != parallelism:
         raise BenchError(
-            f"{variant}: expected timing reports from 1 spout and {parallelism} "
+            f"{variant}: expected timing reports from {spouts} spout(s) and {parallelism} "
             f"count tasks, got {len(starts)} and {len(ends)}"
         )
     seconds = max(ends) - min(starts)
@@ -640,6 +650,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-bytewax", action="store_true", help="leave Bytewax out")
     parser.add_argument("--skip-latency", action="store_true", help="leave the latency run out")
     parser.add_argument(
+        "--skip-chained",
+        action="store_true",
+        help="leave out the chained variants (spout xP -FORWARD-> split xP, one actor each)",
+    )
+    parser.add_argument(
         "--skip-acking", action="store_true", help="leave the at-least-once run out"
     )
     parser.add_argument(
@@ -681,7 +696,10 @@ def main(argv: list[str] | None = None) -> int:
     ensure_ray()
     print(f"ray: started in {time.time() - began:.1f}s (not counted)", flush=True)
     try:
-        for variant, batch in (("rayflow per-tuple", False), ("rayflow batch", True)):
+        plain = [("rayflow per-tuple", False, False), ("rayflow batch", True, False)]
+        if not args.skip_chained:  # spout xP -FORWARD-> split xP: one actor per index
+            plain += [("per-tuple chained", False, True), ("batch chained", True, True)]
+        for variant, batch, chained in plain:
             measured = run_rayflow(
                 variant,
                 batch,
@@ -690,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
                 overrides,
                 args.spout_per_call,
                 expected,
+                chained=chained,
             )
             announce(measured)
             report.variants.append(measured)
@@ -714,7 +733,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"acking: {variant} runs at {acked.words_per_s / unacked.words_per_s:.2f}x "
                     f"of the same topology without acking" + (" (target 0.6x)" if not batch else "")
                 )
-
         if args.skip_bytewax:
             report.skipped.append("bytewax: skipped (--skip-bytewax)")
         elif importlib.util.find_spec("bytewax") is None:
