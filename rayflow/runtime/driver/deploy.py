@@ -247,7 +247,11 @@ class RayDeployment:
             for i in range(spec.component(t).parallelism)
         }
         local = [k for k, node in self.nodes.items() if node == self.nodes[key]]
-        spouts = {k: self.actors[k] for k in spout_tasks(spec)} if key[0] == ACKER else None
+        spouts = (
+            {k: (self.actors[k], self.addresses[k]) for k in spout_tasks(spec)}
+            if key[0] == ACKER
+            else None
+        )
         return self.actors[key].connect.remote(key, targets, local, spouts)
 
     def _ackers(self) -> list[TaskKey]:
@@ -292,7 +296,8 @@ class RayDeployment:
             ]
             if spec.component(member[0]).kind == "spout":  # its ackers answer the new actor
                 refs += [
-                    self.actors[k].rewire_spout.remote(k, member, actor) for k in self._ackers()
+                    self.actors[k].rewire_spout.remote(k, member, actor, self.addresses[member])
+                    for k in self._ackers()
                 ]
         for ref in refs:
             try:

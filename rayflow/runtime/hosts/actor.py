@@ -21,12 +21,13 @@ import gc
 import glob
 import logging
 import os
-import pickle
 from typing import Any
 
 import ray
 
-from rayflow.runtime.io.messages import DATA, Transmit
+from rayflow.runtime.io.codec import copy_rows
+from rayflow.runtime.io.handshake import HandshakeError
+from rayflow.runtime.io.messages import DATA, FEEDBACK, Transmit
 from rayflow.runtime.io.sockets import DataServer, SocketChannel
 from rayflow.runtime.io.tls import TlsFiles
 from rayflow.runtime.task.core import TaskCore, TaskKey
@@ -51,6 +52,10 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
+def _ignore(_error: BaseException | None) -> None:
+    """Feedback is fire and forget: a lost one times its trees out, which replay."""
+
+
 def in_process(target: HostedTask, source: HostedTask, copy: bool) -> Transmit:
     """A chained task's channel: a direct call into ``target``'s inputs in this process.
 
@@ -61,7 +66,7 @@ def in_process(target: HostedTask, source: HostedTask, copy: bool) -> Transmit:
 
     def transmit(seq: int, kind: int, stream: str, rows: Any, meta: Any, *, on_done: Any) -> None:
         if copy and kind == DATA:
-            rows = pickle.loads(pickle.dumps(rows, protocol=5))
+            rows = copy_rows(rows)
         # Looked up now: the members of a chain are connected in any order.
         core, sender = target.core, source.core
         fut = core.deliver(source.key, sender.generation, seq, kind, stream, rows, meta)  # type: ignore[union-attr]
@@ -86,6 +91,7 @@ class HostedTask:
         self.addresses: dict[TaskKey, tuple[str, int] | None] = {}
         self.sockets: dict[TaskKey, SocketChannel] = {}
         self.spouts: dict[TaskKey, Any] = {}  # an acker's spout tasks
+        self.feedback: dict[TaskKey, SocketChannel] = {}  # ... and its channels to them
         self.ended: asyncio.Future | None = None
 
     def outcome(self) -> asyncio.Future:
@@ -163,10 +169,11 @@ class TaskActor:
         key: TaskKey,
         targets: dict[TaskKey, tuple[Any, tuple[str, int] | None]],
         local_tasks: list[TaskKey],
-        spouts: dict[TaskKey, Any] | None = None,
+        spouts: dict[TaskKey, tuple[Any, tuple[str, int] | None]] | None = None,
     ) -> None:
         """Wire ``key``'s outputs to its downstream tasks: ``targets[key] = (actor, data
-        address)``; ``local_tasks`` are the tasks on this actor's node."""
+        address)``; ``local_tasks`` are the tasks on this actor's node; an acker's ``spouts``
+        (actor, data address) get its completed trees."""
         task = self.tasks[key]
         task.handles = {target: handle for target, (handle, _address) in targets.items()}
         task.addresses = {target: address for target, (_handle, address) in targets.items()}
@@ -195,10 +202,12 @@ class TaskActor:
             task.sockets = channels
         feedback = None
         if spouts:  # an acker: completed trees go to the spout tasks, batched, fire and forget
-            task.spouts = dict(spouts)  # rewire_spout replaces a restarted one
+            task.spouts = {spout: handle for spout, (handle, _address) in spouts.items()}
+            for spout, (_handle, address) in spouts.items():
+                await self._open_feedback(task, spout, address)
 
             def feedback(spout: TaskKey, items: tuple) -> None:
-                task.spouts[spout].receive_acks.remote(spout, items)
+                self._feedback(task, spout, items)
 
         task.core = core = TaskCore(
             self.spec,
@@ -213,6 +222,7 @@ class TaskActor:
         core.loop = asyncio.get_running_loop()
         if task.server is not None:
             task.server.deliver = core.deliver
+            task.server.on_feedback = core.receive_acks
             task.server.ready.set()
 
     def _transmit(self, task: HostedTask, target: TaskKey) -> Transmit:
@@ -277,7 +287,7 @@ class TaskActor:
             ended.set_result(result)
             return result
         finally:
-            for channel in task.sockets.values():
+            for channel in [*task.sockets.values(), *task.feedback.values()]:
                 channel.close()
 
     async def outcome(self, key: TaskKey) -> dict[str, Any]:
@@ -310,10 +320,51 @@ class TaskActor:
         return {**stats, "pid": os.getpid()}
 
     @ray.method(concurrency_group="control")
-    def rewire_spout(self, key: TaskKey, spout: TaskKey, handle: Any) -> None:
-        """An acker ``key``: the spout task ``spout`` was restarted as ``handle``; its completed
-        trees go there from now on."""
-        self.tasks[key].spouts[spout] = handle
+    async def rewire_spout(
+        self, key: TaskKey, spout: TaskKey, handle: Any, address: tuple[str, int] | None = None
+    ) -> None:
+        """An acker ``key``: the spout task ``spout`` was restarted as ``handle`` (listening on
+        ``address``); its completed trees go there from now on."""
+        task = self.tasks[key]
+        task.spouts[spout] = handle
+        core = task.running_core()
+        done = asyncio.run_coroutine_threadsafe(
+            self._open_feedback(task, spout, address),
+            core.loop,  # type: ignore[arg-type]
+        )
+        await asyncio.wrap_future(done)
+
+    async def _open_feedback(
+        self, task: HostedTask, spout: TaskKey, address: tuple[str, int] | None
+    ) -> None:
+        """An acker's way to a spout task's loop: its data server, by a FEEDBACK frame (a Ray
+        call per feedback cost about a millisecond of CPU, and an acker sends one every few
+        ms); a spout in this actor gets a direct call. Without either, a Ray call."""
+        old = task.feedback.pop(spout, None)
+        if old is not None:
+            old.close()
+        if spout in self.tasks or self.transport != "socket" or address is None:
+            return
+        channel = SocketChannel(spout)
+        try:
+            await channel.open(address, self.secret, task.key, task.generation, self.tls)
+        except (OSError, HandshakeError) as exc:  # restarted meanwhile: rewire_spout comes
+            logging.getLogger("rayflow.task").warning(
+                "%r: no feedback channel to %s[%s] (%s): using Ray calls", self, *spout, exc
+            )
+            return
+        task.feedback[spout] = channel
+
+    def _feedback(self, task: HostedTask, spout: TaskKey, items: tuple) -> None:
+        local = self.tasks.get(spout)
+        if local is not None and local.core is not None:
+            local.core.receive_acks(items)
+            return
+        channel = task.feedback.get(spout)
+        if channel is not None and channel.error is None:
+            channel.transmit(0, FEEDBACK, "", items, None, on_done=_ignore)
+            return
+        task.spouts[spout].receive_acks.remote(spout, items)
 
     @ray.method(concurrency_group="control")
     async def reconnect(

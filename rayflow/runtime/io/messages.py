@@ -17,7 +17,14 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 DATA, END, BARRIER, WATERMARK = 0, 1, 2, 3
-KIND_NAMES = {DATA: "data", END: "end-of-stream", BARRIER: "barrier", WATERMARK: "watermark"}
+FEEDBACK = 4  # an acker's completed trees for a spout task: not a channel's, never in an inbox
+KIND_NAMES = {
+    DATA: "data",
+    END: "end-of-stream",
+    BARRIER: "barrier",
+    WATERMARK: "watermark",
+    FEEDBACK: "feedback",
+}
 
 TaskKey = tuple[str, int]
 """A task: (component id, task index)."""

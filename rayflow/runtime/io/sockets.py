@@ -25,16 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import pickle
 import struct
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from rayflow.runtime.io import handshake
+from rayflow.runtime.io import codec, handshake
 from rayflow.runtime.io.handshake import HandshakeError
-from rayflow.runtime.io.messages import OnDone
+from rayflow.runtime.io.messages import FEEDBACK, OnDone
 from rayflow.runtime.io.tls import TlsFiles
 
 log = logging.getLogger("rayflow.sockets")
@@ -56,8 +55,8 @@ class FrameTooLarge(ConnectionError):
 
 
 def encode_frame(message: Any) -> bytes:
-    """One length-prefixed pickled message."""
-    data = pickle.dumps(message, protocol=5)
+    """One length-prefixed pickled message (pickled without the memo: see ``io.codec``)."""
+    data = codec.dumps(message)
     return _HEADER.pack(len(data)) + data
 
 
@@ -66,7 +65,7 @@ async def read_frame(reader: asyncio.StreamReader, limit: int = FRAME_LIMIT) -> 
     (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
     if size > limit:
         raise FrameTooLarge(f"a frame of {size} bytes announced, over the limit of {limit}")
-    return pickle.loads(await reader.readexactly(size))
+    return codec.loads(await reader.readexactly(size))
 
 
 class DataServer:
@@ -83,6 +82,8 @@ class DataServer:
     ) -> None:
         self.secret = secret
         self.deliver = deliver  # TaskCore.deliver, set before any data can arrive
+        # A spout's: an acker's completed trees (FEEDBACK frames), handed to its loop
+        self.on_feedback: Callable[[Any], None] | None = None
         self.tls = tls
         self.handshake_timeout = handshake_timeout
         self.frame_limit = frame_limit
@@ -162,6 +163,11 @@ class DataServer:
                 seq, kind, stream, rows, meta = await read_frame(reader, limit)
             except asyncio.IncompleteReadError:
                 return  # the sender closed the channel
+            if kind == FEEDBACK:  # an acker's, outside any input channel (a spout has none)
+                if self.on_feedback is not None:
+                    self.on_feedback(rows)
+                write(_CREDIT)
+                continue
             fut = deliver(source, generation, seq, kind, stream, rows, meta)
             if fut is None:
                 write(_CREDIT)
