@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from rayflow import Topology, testing
+from rayflow import Bolt, Topology, Tuple, testing
 from rayflow.runtime.acking.acker import FAILED, TAG_BITS, AckerCore
+from rayflow.runtime.acking.tracker import pieces_of, tags_of
 from rayflow.testing import ListSink
 from tests.reliability import (
     DoubleBatch,
@@ -154,3 +155,30 @@ def test_a_batch_bolts_emit_many_into_a_fields_grouping_keeps_every_tree() -> No
     assert all(len(tasks) == 1 for tasks in tasks_of.values())
     assert len({task for tasks in tasks_of.values() for task in tasks}) == 3
     assert 1 < result.counter("numbers", "failed") <= 32
+
+
+class MarkSizes(Bolt):
+    """Forwards each number with how many pieces (tags or ranges of tags) its mark holds."""
+
+    outputs = ["n", "pieces", "tags"]
+
+    def process(self, tup: Tuple) -> None:
+        self.emit([tup[0], len(pieces_of(tup.meta)), len(tags_of(tup.meta))])
+
+
+def test_what_a_batch_bolt_emits_carries_a_range_of_tags_not_one_tag_per_input() -> None:
+    """A ``process_batch`` anchors its rows to every tuple of its batch: the mark that travels
+    with them is a range of consecutive tags, whatever the batch's size, and every message of
+    the batch is still acked on its own."""
+    n, size = 256, 64
+    t = Topology("ranges", config={"reliability": "at_least_once", "batch.size": size})
+    t.spout("numbers", Numbers, kwargs={"items": list(range(n)), "collect_acks": True})
+    t.bolt("double", DoubleBatch).shuffle("numbers")
+    t.bolt("sizes", MarkSizes).shuffle("double")
+    t.bolt("sink", ListSink).shuffle("sizes")
+    result = testing.run(t)
+    assert sorted(msg for (msg,) in result.outputs["numbers"]) == list(range(n))
+    rows = result.outputs["sink"]
+    assert sorted(x for x, _p, _t in rows) == [2 * i for i in range(n)]
+    assert max(tags for _x, _p, tags in rows) > 1, "rows are anchored to whole batches"
+    assert max(pieces for _x, pieces, _t in rows) <= 2, "a batch of one round is one range"

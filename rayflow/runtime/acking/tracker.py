@@ -4,9 +4,11 @@ Storm tracks each spout tuple emitted with a ``msg_id`` as the root of a tree; r
 the tuples a spout task emits in one round (up to ``TAG_LIMIT``) under one random 64-bit root,
 and tells them apart by a *tag*: the root plus the tuple's index in the round. Every tuple of a
 tree belongs to its spout tuple's tag (a tuple anchored to several tuples, to all their tags);
-what a row belongs to is its *mark*: ``None`` (untracked), a tag, or a tuple of tags. Rows do
-not carry it: a route keeps each outgoing batch's rows in *runs* that share a mark, and the batch
-travels with its runs.
+what a row belongs to is its *mark*: ``None`` (untracked), a tag, a ``range`` of consecutive tags
+of one root, or a tuple of tags and ranges. A ``process_batch`` of a thousand spout tuples anchors
+what it emits to all of them: one ``range`` of tags, not a thousand, travels with its rows, and a
+failure still fails each ``msg_id`` on its own. Rows do not carry their mark: a route keeps each
+outgoing batch's rows in *runs* that share a mark, and the batch travels with its runs.
 
 Storm gives every tuple copy a random edge id; rayflow gives one to every (root, batch) pair:
 when a batch is sealed, each root in it gets a random 64-bit edge, XORed into what the sending
@@ -52,8 +54,9 @@ ALONE_LIMIT = 100_000  # msg_ids remembered for a replay on their own root, at m
 _random = random.Random(os.urandom(16))
 new_id = _random.getrandbits
 
-Mark = None | int | tuple[int, ...]
-"""What a run of rows belongs to: no tree, one spout tuple's tag, or several."""
+Mark = None | int | range | tuple[int | range, ...]
+"""What a run of rows belongs to: no tree, one spout tuple's tag, consecutive tags of one root,
+or several of those."""
 
 
 def new_root() -> int:
@@ -61,17 +64,37 @@ def new_root() -> int:
     return new_id(64 - TAG_BITS) << TAG_BITS
 
 
-def tags_of(mark: Mark) -> tuple[int, ...]:
-    """The tags a mark names.
+def pieces_of(mark: Mark) -> tuple[int | range, ...]:
+    """A mark's pieces: tags and ranges of tags, each within one root.
 
-    >>> tags_of(None), tags_of(5), tags_of((5, 6))
-    ((), (5,), (5, 6))
+    >>> pieces_of(None), pieces_of(5), pieces_of(range(5, 9)), pieces_of((2, range(5, 9)))
+    ((), (5,), (range(5, 9),), (2, range(5, 9)))
     """
     if mark is None:
         return ()
-    if mark.__class__ is int:
-        return (mark,)  # type: ignore[return-value]
-    return mark  # type: ignore[return-value]
+    if mark.__class__ is tuple:
+        return mark  # type: ignore[return-value]
+    return (mark,)  # type: ignore[return-value]
+
+
+def root_of(piece: int | range) -> int:
+    """The root of a tag or of a range of tags (ranges never span two roots)."""
+    return (piece if piece.__class__ is int else piece.start) & ROOT_MASK  # type: ignore[union-attr,operator]
+
+
+def tags_of(mark: Mark) -> list[int]:
+    """Every tag a mark names.
+
+    >>> tags_of(None), tags_of(5), tags_of((2, range(5, 8)))
+    ([], [5], [2, 5, 6, 7])
+    """
+    tags: list[int] = []
+    for piece in pieces_of(mark):
+        if piece.__class__ is int:
+            tags.append(piece)  # type: ignore[arg-type]
+        else:
+            tags.extend(piece)  # type: ignore[arg-type]
+    return tags
 
 
 def mark_of(anchors: Iterable[Tuple]) -> Mark:
@@ -80,27 +103,45 @@ def mark_of(anchors: Iterable[Tuple]) -> Mark:
     >>> from rayflow.api.tuple import TupleSource
     >>> src = TupleSource("default", "a", 0, ("x",))
     >>> mark_of([Tuple([1], src, 5), Tuple([2], src, (5, 6)), Tuple([3], src, None)])
-    (5, 6)
+    range(5, 7)
     """
     # A rich bolt's input has [mark, batch, done] as its meta.
     return union_mark(a.meta[0] if a.meta.__class__ is list else a.meta for a in anchors)
 
 
 def union_mark(marks: Iterable[Mark]) -> Mark:
-    """The mark naming every tag of ``marks`` once.
+    """The smallest mark naming every tag of ``marks``: consecutive tags of one root become one
+    range (a batch of a spout round's tuples is one range however many tuples it holds).
 
     >>> union_mark([5, None, (5, 6)]), union_mark([None]), union_mark([5, 5])
-    ((5, 6), None, 5)
+    (range(5, 7), None, 5)
+    >>> union_mark([9, range(5, 8), 2, 8]), union_mark([4095, 4096])  # two roots: two pieces
+    ((2, range(5, 10)), (4095, 4096))
     """
-    tags: dict[int, None] = {}
+    spans: list[tuple[int, int]] = []
     for mark in marks:
-        for tag in tags_of(mark):
-            tags[tag] = None
-    if not tags:
+        if mark is None:
+            continue
+        for piece in pieces_of(mark):
+            if piece.__class__ is int:
+                spans.append((piece, piece + 1))  # type: ignore[operator]
+            else:
+                spans.append((piece.start, piece.stop))  # type: ignore[union-attr]
+    if not spans:
         return None
-    if len(tags) == 1:
-        return next(iter(tags))
-    return tuple(tags)
+    spans.sort()
+    merged: list[int | range] = []
+    start, stop = spans[0]
+    root = start & ROOT_MASK
+    for first, end in spans:
+        if first <= stop and first & ROOT_MASK == root:  # overlaps or follows, same root
+            if end > stop:
+                stop = end
+            continue
+        merged.append(start if stop == start + 1 else range(start, stop))
+        start, stop, root = first, end, first & ROOT_MASK
+    merged.append(start if stop == start + 1 else range(start, stop))
+    return merged[0] if len(merged) == 1 else tuple(merged)
 
 
 class Received:
@@ -113,8 +154,8 @@ class Received:
         self.edges = edges
         self.left: dict[int, int] = {}
         for mark, start, end in runs:
-            for tag in tags_of(mark):
-                root = tag & ROOT_MASK
+            for piece in pieces_of(mark):  # counted per piece, as _done takes them back
+                root = root_of(piece)
                 self.left[root] = self.left.get(root, 0) + end - start
 
 
@@ -181,8 +222,8 @@ class Acking:
             edges = {}
         acks, last = self.acks, None
         for mark in marks[start:] if start else marks:
-            for tag in (mark,) if mark.__class__ is int else tags_of(mark):
-                root = tag & ROOT_MASK
+            for piece in (mark,) if mark.__class__ is int else pieces_of(mark):
+                root = root_of(piece)
                 if root != last and root not in edges:
                     edge = edges[root] = new_id(64)
                     acks[root] = acks.get(root, 0) ^ edge
@@ -339,8 +380,8 @@ class Acking:
         """A rich bolt's input is acked or failed: its roots' edges once their last row is."""
         received: Received = meta[1]
         left = received.left
-        for tag in tags_of(meta[0]):
-            root = tag & ROOT_MASK
+        for piece in pieces_of(meta[0]):
+            root = root_of(piece)
             count = left[root] - 1
             if count:
                 left[root] = count
