@@ -25,6 +25,7 @@ from rayflow.api import (
     WindowedBolt,
 )
 from rayflow.errors import ClusterError, ConfigError, RayflowError, TaskError, TopologyError
+from rayflow.streams import Flow, KeyedStream, Stream, TimeWindow, WindowedStream
 
 __version__ = "0.1.0"
 
@@ -35,11 +36,15 @@ __all__ = [
     "ClusterError",
     "ConfigError",
     "Context",
+    "Flow",
+    "KeyedStream",
     "RayflowError",
     "ReliableSpout",
     "RunResult",
     "Spout",
+    "Stream",
     "TaskError",
+    "TimeWindow",
     "Timer",
     "Topology",
     "TopologyError",
@@ -47,4 +52,5 @@ __all__ = [
     "TwoPhaseCommitBolt",
     "Window",
     "WindowedBolt",
+    "WindowedStream",
 ]

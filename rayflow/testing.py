@@ -30,6 +30,7 @@ from rayflow.api.result import RunResult
 from rayflow.api.topology import Topology
 from rayflow.api.tuple import Tuple
 from rayflow.spec.model import TopologySpec
+from rayflow.streams.flow import Flow
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,11 @@ class ManualClock:
         return AdvanceClock(self, ms)
 
     def quiescent(self) -> bool:
-        """Nothing queued, buffered or in flight anywhere in the topology."""
+        """Nothing queued, buffered or in flight anywhere in the topology (a fused flow source
+        holding items it has not sent yet counts too)."""
         return all(
             not core.inbox
+            and not getattr(core.user.obj, "_rayflow_holding", 0)
             and all(channel.idle for channel in core.outputs.values())
             and not any(rows for route in core.collector.all_routes for rows in route.bufs)
             for core in self.cores
@@ -185,18 +188,21 @@ class ListSink(Bolt):
 
 
 def run(
-    topology: Topology | TopologySpec,
+    topology: Topology | TopologySpec | Flow,
     duration: float | str | None = None,
     overrides: Mapping[str, Any] | None = None,
     chaos: int | None = None,
     clock: ManualClock | None = None,
 ) -> RunResult:
-    """Run ``topology`` in this process without Ray, until it ends (or for ``duration``).
+    """Run ``topology`` (or a :class:`~rayflow.Flow`) in this process without Ray, until it
+    ends (or for ``duration``).
 
     ``chaos`` (a random seed) delays and duplicates deliveries to test ordering and dedup;
     ``clock`` (a :class:`ManualClock`) replaces the wall clock of every task.
     """
     from rayflow.runtime.hosts.local import run_local
 
+    if isinstance(topology, Flow):
+        topology = topology.topology()
     spec = topology if isinstance(topology, TopologySpec) else topology.build(overrides)
     return asyncio.run(run_local(spec, duration, chaos, clock))

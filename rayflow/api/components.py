@@ -278,3 +278,18 @@ class Bolt(Component):
     def fail(self, tup: Tuple) -> None:
         """Mark ``tup`` as failed; under at-least-once its spout replays it."""
         _not_running()
+
+
+def rewindable(cls: type) -> bool:
+    """True when a spout class can go back to a snapshot: it defines snapshot and restore (what
+    exactly-once asks of every spout)."""
+    return cls.snapshot is not Component.snapshot and cls.restore is not Component.restore
+
+
+def unrewindable(component: str, path: str) -> str:
+    """Why a spout that cannot rewind is refused under exactly-once, and what to do."""
+    return (
+        f"spout '{component}' ({path}) cannot rewind, and reliability exactly_once needs every "
+        "spout to: define snapshot() (its position) and restore(snapshot), use a source that can "
+        "replay (Kafka, files), or run with reliability at_least_once"
+    )

@@ -133,9 +133,11 @@ class Topology:
         kwargs: Mapping[str, Any] | None = None,
         resources: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
+        outputs: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
     ) -> Topology:
-        """Add a spout; returns the topology."""
-        self._add("spout", component_id, cls, parallelism, args, kwargs, resources, config)
+        """Add a spout; returns the topology. ``outputs`` declares this instance's streams
+        instead of the class's ``outputs`` (Storm's ``declareOutputFields`` per instance)."""
+        self._add("spout", component_id, cls, parallelism, args, kwargs, resources, config, outputs)
         return self
 
     def bolt(
@@ -147,9 +149,11 @@ class Topology:
         kwargs: Mapping[str, Any] | None = None,
         resources: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
+        outputs: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
     ) -> BoltDeclarer:
-        """Add a bolt; subscribe it with the returned declarer (``.shuffle("src")``...)."""
-        self._add("bolt", component_id, cls, parallelism, args, kwargs, resources, config)
+        """Add a bolt; subscribe it with the returned declarer (``.shuffle("src")``...);
+        ``outputs`` as for :meth:`spout`."""
+        self._add("bolt", component_id, cls, parallelism, args, kwargs, resources, config, outputs)
         return BoltDeclarer(self, component_id)
 
     def _add(
@@ -162,6 +166,7 @@ class Topology:
         kwargs: Mapping[str, Any] | None,
         resources: Mapping[str, Any] | None,
         config: Mapping[str, Any] | None,
+        declared: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if self._spec is not None:
             raise TopologyError(f"topology '{self.name}' was loaded from a spec; it is frozen")
@@ -175,7 +180,10 @@ class Topology:
                 raise TopologyError(
                     f"two components are named '{component_id}'; ids must be unique"
                 )
-        outputs = normalize_outputs(cls.outputs, f"{kind} '{component_id}' ({cls.__qualname__})")
+        outputs = normalize_outputs(
+            cls.outputs if declared is None else declared,
+            f"{kind} '{component_id}' ({cls.__qualname__})",
+        )
         self._components.append(
             ComponentSpec(
                 component_id,

@@ -25,12 +25,24 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rayflow.errors import RayflowError
-from rayflow.keys import encode_fields, key_group_of
+from rayflow.keys import encode_fields, encode_key, key_group_of
 from rayflow.spec.durations import parse_duration
 
 _MISSING = object()
 Entries = dict[bytes, tuple[Any, Any, "int | None"]]
 """Encoded key -> (key, value, expiry in ms or None) for one state name in one key group."""
+
+
+def table_key(key: Any) -> Any:
+    """What a table is indexed by: a str or int key itself (never equal to a key of another
+    type), the canonical bytes of any other (so ``1``, ``1.0`` and ``True`` stay three keys, as
+    in routing).
+
+    >>> table_key("a"), table_key(7), table_key(True), table_key(1.0)[:1]
+    ('a', 7, b'T', b'f')
+    """
+    cls = key.__class__
+    return key if cls is str or cls is int else encode_key(key)
 
 
 class StateError(RayflowError, RuntimeError):
@@ -57,6 +69,8 @@ class KeyedState:
         self.groups: dict[int, dict[str, Entries]] = {}  # key group -> state name -> entries
         self._key: tuple[Any, bytes, int] | None = None  # (key, encoded, key group)
         self._ttls: dict[str, int | None] = {}
+        self.tables: dict[str, dict[Any, Any]] = {}
+        self.originals: dict[bytes, Any] = {}  # a table's bytes-indexed keys, as they were
 
     # ---------------------------------------------------------------- the runtime's side
     def set_key(self, values: tuple[Any, ...] | None) -> None:
@@ -68,10 +82,23 @@ class KeyedState:
         key = values[0] if len(values) == 1 else tuple(values)
         self._key = (key, encoded, key_group_of(encoded, self.max_parallelism))
 
+    @property
+    def empty(self) -> bool:
+        return not self.groups and not any(self.tables.values())
+
     def snapshot(self) -> dict[int, bytes]:
-        """Each key group's state, pickled (a value that cannot be pickled is named)."""
+        """Each key group's state, pickled (a value that cannot be pickled is named). Tables
+        are written in the same form as the rest, so either restores the other."""
+        groups: dict[int, dict[str, Entries]] = {g: dict(s) for g, s in self.groups.items()}
+        originals, max_parallelism = self.originals, self.max_parallelism
+        for name, table in self.tables.items():
+            for index, value in table.items():
+                encoded = index if index.__class__ is bytes else encode_key(index)
+                group = groups.setdefault(key_group_of(encoded, max_parallelism), {})
+                entries = group.setdefault(name, {})
+                entries[encoded] = (originals.get(index, index), value, None)
         out = {}
-        for group, states in self.groups.items():
+        for group, states in groups.items():
             try:
                 out[group] = pickle.dumps(states, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:
@@ -80,9 +107,46 @@ class KeyedState:
 
     def restore(self, groups: dict[int, bytes]) -> None:
         """Take back key groups from :meth:`snapshot` (of this task or of others, after a
-        change of parallelism)."""
+        change of parallelism); entries of a table made before come back into it."""
         for group, data in groups.items():
-            self.groups[group] = pickle.loads(data)
+            states = pickle.loads(data)
+            for name in [n for n in states if n in self.tables]:
+                table = self.tables[name]
+                for key, value, _expires in states.pop(name).values():
+                    index = table_key(key)
+                    if index.__class__ is bytes:
+                        self.originals[index] = key
+                    table[index] = value
+            if states:
+                self.groups.setdefault(group, {}).update(states)
+
+    def table(self, name: str) -> dict[Any, Any]:
+        """A plain dict of one value per key, for code that handles many keys per call (the
+        Streams API's keyed operators: a dict operation per item, no key to set first). It is
+        indexed by :func:`table_key` of the key; :meth:`keep_original` keeps a key that is not
+        its own index (not a str or int). Saved and moved by key group like the rest, after
+        ``table`` was called again in the new task (before its restore).
+
+        >>> state = KeyedState("count", ("key",), 128)
+        >>> counts = state.table("count"); counts["cow"] = 2
+        >>> again = KeyedState("count", ("key",), 128); again.table("count") is not None
+        True
+        >>> again.restore(state.snapshot()); again.tables["count"]
+        {'cow': 2}
+        """
+        table = self.tables.get(name)
+        if table is None:
+            table = self.tables[name] = {}
+        return table
+
+    def keep_original(self, index: Any, key: Any) -> None:
+        """``key`` is in a table under ``index`` (:func:`table_key`), which is not the key."""
+        if index.__class__ is bytes:
+            self.originals[index] = key
+
+    def original(self, index: Any) -> Any:
+        """The key a table's ``index`` stands for."""
+        return self.originals.get(index, index) if index.__class__ is bytes else index
 
     # ---------------------------------------------------------------- the user's side
     def value(self, name: str, default: Any = None, ttl: float | str | None = None) -> ValueState:

@@ -34,6 +34,7 @@ import os
 import random
 import time
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -191,6 +192,7 @@ class Acking:
         self.on_fail = on_fail
         self.on_error = on_error  # a spout's ack or fail raised: (which, exception)
         self.current: Mark = None  # the mark of the input being processed (emits anchor to it)
+        self.runs: tuple[list[int], list[Mark]] = ([], [])  # ... and its runs (a batch bolt's)
         # Spouts: the open root (None: the next tracked emit opens one) and its msg_ids; every
         # pending root's msg_ids and when it opened; roots opened since the last flush_acks.
         self.root: int | None = None
@@ -338,6 +340,35 @@ class Acking:
             send(values, stream)
 
         return spout_emit
+
+    def spout_emit_group(self, rows: dict[str, list[Any]], msg_id: Any) -> None:
+        """One tracked spout tuple that became several rows (or none) before it left the task
+        (a fused source, :mod:`rayflow.streams`): they all belong to ``msg_id``'s tag, so its
+        ``ack`` or ``fail`` comes once, when all of them are done."""
+        self.collector.spout_emits += 1
+        self.pending_messages += 1
+        tag = self._alone_tag(msg_id) if self.alone else None
+        if tag is None:
+            msgs = self.root_msgs
+            if self.root is None or len(msgs) == TAG_LIMIT:
+                msgs = self._open_root()
+            tag = self.root | len(msgs)  # type: ignore[operator]
+            msgs.append(msg_id)
+        self.current = tag
+        for stream, stream_rows in rows.items():
+            for route in self.collector._routes_of(stream):
+                route.add_many_marked(stream_rows, tag)
+        self.current = None
+
+    def fail_rows(self, indexes: Iterable[int]) -> None:
+        """Fail rows of the batch being processed (``runs`` of its marks), each on its own: a
+        fused operator's item that raised, while the rest of the batch goes on."""
+        starts, marks = self.runs
+        for i in indexes:
+            mark = marks[bisect_right(starts, i) - 1] if marks else None
+            if mark is not None:
+                self.failures.extend(tags_of(mark))
+                self.failed += 1
 
     def _alone_tag(self, msg_id: Any) -> int | None:
         """A replay of a tuple whose round timed out gets a root of its own: should it time out

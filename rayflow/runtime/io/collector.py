@@ -125,6 +125,11 @@ class Collector:
 
         return spout_emit
 
+    def progress(self, items: int) -> None:
+        """A spout did work that emitted nothing (a fused source whose items were all filtered
+        out): its loop goes on at once instead of backing off as from an idle source."""
+        self.spout_emits += items
+
     def spout_emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
         """``Spout.emit_many`` (untracked): counted like as many ``emit`` calls."""
         if not isinstance(rows, list):

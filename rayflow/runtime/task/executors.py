@@ -186,17 +186,20 @@ def _batch_executor(
     process_batch: Callable[[Batch], None], acking: Any, user_error: UserError
 ) -> Execute:
     def execute_batch_acked(rows: list, source: TupleSource, meta: Any) -> None:
-        edges, _starts, marks = meta
+        edges, starts, marks = meta
         mark = acking.current = union_mark(marks)
+        acking.runs = (starts, marks)  # a fused operator fails single rows (fail_rows)
+        failed_before = acking.failed
         try:
             process_batch(Batch(rows, source))
         except Exception as exc:
             user_error("process_batch", exc, 0)
             acking.failures.extend(tags_of(mark))  # every tuple of the batch fails
-            acking.failed += len(rows)
+            acking.failed = failed_before + len(rows)
         else:
-            acking.acked += len(rows)
+            acking.acked += len(rows) - (acking.failed - failed_before)
         acking.current = None
+        acking.runs = ([], [])
         acking.ack_batch(edges)
         acking.flush_acks()
 

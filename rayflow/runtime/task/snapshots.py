@@ -26,6 +26,7 @@ import pickle
 import time
 from typing import TYPE_CHECKING, Any
 
+from rayflow.api.components import rewindable, unrewindable
 from rayflow.api.transactional import FINAL  # the final checkpoint of a bounded run
 from rayflow.errors import TaskError
 from rayflow.keys import key_groups_of_task
@@ -40,21 +41,6 @@ _RESULTS_KEPT = 16
 UNTOLD = object()  # the final snapshot's folder, before the coordinator names it
 
 __all__ = ["FINAL", "UNTOLD", "Snapshots", "rewindable", "unrewindable"]
-
-
-def rewindable(cls: type) -> bool:
-    """True when a spout class can go back to a snapshot: it defines snapshot and restore."""
-    from rayflow.api.components import Component
-
-    return cls.snapshot is not Component.snapshot and cls.restore is not Component.restore
-
-
-def unrewindable(component: str, path: str) -> str:
-    return (
-        f"spout '{component}' ({path}) cannot rewind, and reliability exactly_once needs every "
-        "spout to: define snapshot() (its position) and restore(snapshot), use a source that can "
-        "replay (Kafka, files), or run with reliability at_least_once"
-    )
 
 
 class Snapshots:
@@ -93,7 +79,7 @@ class Snapshots:
             "checkpoint": checkpoint_id,
             "final": checkpoint_id == FINAL,
             "operator": obj._snapshot_for(checkpoint_id),  # type: ignore[union-attr]
-            "keyed": keyed.snapshot() if keyed is not None and keyed.groups else {},
+            "keyed": keyed.snapshot() if keyed is not None and not keyed.empty else {},
             "timers": task.event_time.timers.entries(),
         }
 

@@ -113,6 +113,34 @@ class UserObject:
         if not reliable:
             obj.emit_direct = c.emit_direct
         obj.current_processing_time = task.clock
+        if getattr(obj, "_rayflow_fused", False):
+            self._bind_fused(obj)
+
+    def _bind_fused(self, obj: Any) -> None:
+        """What a fused operator (:mod:`rayflow.streams`) needs beyond a spout's or bolt's API: a
+        source that did work though it emitted nothing (all filtered out), a tracked spout tuple
+        that became several rows, a bolt's single row that failed while its batch goes on."""
+        task = self.task
+        acking, report = self.acking, task.report
+        if task.is_spout:
+            obj._rayflow_progress = task.collector.progress
+            if acking is not None:
+                obj._rayflow_emit_tracked = acking.spout_emit_group
+
+            def fail_items(indexes: list[int], exc: BaseException) -> None:
+                # Its msg_ids fail through the spout itself; under exactly-once this raises.
+                report.user_error("next_tuple", exc, count=max(1, len(indexes)))
+
+            obj._rayflow_fail_rows = fail_items
+            return
+
+        def fail_rows(indexes: list[int], exc: BaseException) -> None:
+            # Under exactly-once this raises: the task fails and the job recovers.
+            report.user_error("process", exc, count=0 if acking is not None else len(indexes))
+            if acking is not None:
+                acking.fail_rows(indexes)
+
+        obj._rayflow_fail_rows = fail_rows
 
     def _context(self, obj: Any) -> Context:
         task = self.task

@@ -1,0 +1,110 @@
+"""``left.interval_join(right, lower, upper, fn)``: ``fn(l, r)`` for every right item of equal key
+whose timestamp lies in ``[l.ts + lower, l.ts + upper]`` (Flink's ``between``, both ends
+included), emitted as soon as both are there, at the later of the two timestamps. Each side keeps
+its items (in keyed state) only as long as an item of the other side could still match: a left
+until event time passes ``ts + upper``, a right until it passes ``ts - lower``. Items behind the
+watermark (at or before it) are dropped and counted (``late_dropped``).
+
+>>> from rayflow import Flow, testing
+>>> flow = Flow("joins")
+>>> clicks = flow.source([("u1", 1_000), ("u2", 5_000)]).with_timestamps(lambda c: c[1])
+>>> views = flow.source([("u1", 1_500), ("u1", 9_000)]).with_timestamps(lambda v: v[1])
+>>> joined = clicks.key_by(lambda c: c[0]).interval_join(
+...     views.key_by(lambda v: v[0]), 0, "2s", lambda c, v: (c[0], v[1] - c[1]))
+>>> _ = joined.collect("joined")
+>>> testing.run(flow).outputs["joined"]
+[('u1', 500)]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rayflow.api.components import Context, Timer
+from rayflow.streams.keyed import KeyedHead
+from rayflow.streams.pipeline import Step
+
+if TYPE_CHECKING:
+    from rayflow.streams.operators import FlowBolt
+
+
+class IntervalJoinHead(KeyedHead):
+    """See the module docstring. Input 0 is the left stream, input 1 the right one."""
+
+    def __init__(self, step: Step, bolt: FlowBolt, context: Context) -> None:
+        super().__init__(step, bolt, context)
+        self.lower, self.upper = step.params["lower"], step.params["upper"]
+        self.table = self.state.table("interval_join")  # key index -> [lefts, rights] of (ts, item)
+        self.expiring: dict[int, set[Any]] = {}  # when -> key indexes with items expiring then
+        self.side = 0
+
+    def on_rows(self, index: int, wire: str, rows: list[Any]) -> None:
+        self.side = index
+        super().on_rows(index, wire, rows)
+
+    def take(self, items: list, tss: list | None, keys: list, wire: str) -> None:
+        watermark = self.bolt.current_watermark()
+        left = self.side == 0
+        lower, upper, fn, put = self.lower, self.upper, self.fn, self.put
+        dropped = 0
+        for i, (key, item) in enumerate(zip(keys, items, strict=True)):
+            ts = tss[i]  # type: ignore[index]
+            if ts <= watermark:  # no item at or before the watermark follows it
+                dropped += 1
+                continue
+            at = self.index(key)
+            sides = self.table.get(at)
+            if sides is None:
+                sides = self.table[at] = [[], []]
+            if left:
+                low, high, others = ts + lower, ts + upper, sides[1]
+            else:
+                low, high, others = ts - upper, ts - lower, sides[0]
+            for other_ts, other in others:
+                if low <= other_ts <= high:
+                    try:
+                        joined = fn(item, other) if left else fn(other, item)
+                    except Exception as exc:
+                        self.failed(i, exc)
+                        continue
+                    put(joined, max(ts, other_ts), i)
+            sides[0 if left else 1].append((ts, item))
+            self.expire_at(at, ts + upper if left else ts - lower)
+        if dropped:
+            self.bolt.metrics.counter("late_dropped").inc(dropped)
+
+    def expire_at(self, at: Any, when: int) -> None:
+        keys = self.expiring.get(when)
+        if keys is None:
+            keys = self.expiring[when] = set()
+            self.bolt.register_timer(when, True, ("interval_join", when))
+        keys.add(at)
+
+    def on_timer(self, timer: Timer) -> None:
+        payload = timer.payload
+        if not (isinstance(payload, tuple) and payload and payload[0] == "interval_join"):
+            return
+        when = payload[1]
+        lower, upper = self.lower, self.upper
+        for at in self.expiring.pop(when, ()):
+            sides = self.table.get(at)
+            if sides is None:
+                continue
+            sides[0] = [(ts, x) for ts, x in sides[0] if ts + upper > when]
+            sides[1] = [(ts, x) for ts, x in sides[1] if ts - lower > when]
+            if not sides[0] and not sides[1]:
+                del self.table[at]
+
+    def restore(self, snapshot: Any) -> None:
+        self._expire_all()
+
+    def restore_rescaled(self, snapshots: list[Any]) -> None:
+        self._expire_all()
+
+    def _expire_all(self) -> None:
+        self.expiring = {}
+        for at, (lefts, rights) in self.table.items():
+            for ts, _item in lefts:
+                self.expire_at(at, ts + self.upper)
+            for ts, _item in rights:
+                self.expire_at(at, ts - self.lower)
