@@ -11,6 +11,9 @@ which is the per-core limit everything else is compared to. One run prints, in o
 * ``per-tuple at_least_once``, ``batch at_least_once``: the same two under
   ``reliability: at_least_once``, the spout emitting each sentence with a ``msg_id``; printed as
   a ratio to their unacked runs too (``--skip-acking`` leaves them out);
+* ``streams (Flow)``: the Streams API word count (``benchmarks.streams``), fused and combined,
+  and a line for a fused ``map``/``filter`` flow against its one-process loop
+  (``--skip-streams`` leaves them out);
 * ``bytewax``: Bytewax's ``flat_map`` + ``count_final`` over the same sentences, in one and in
   ``--parallelism`` processes (``python -m bytewax.run`` subprocesses), when it is installed;
 * ``latency``: p50/p99 end-to-end latency of the per-tuple topology fed at ``--latency-load``
@@ -437,6 +440,37 @@ def run_latency(
     )
 
 
+# ================================================================ streams
+def run_streams(
+    sentences: int, parallelism: int, overrides: dict[str, Any], expected: dict[str, int]
+) -> Measured:
+    """The Streams API word count (``benchmarks.streams``): source xP -> flat_map -> key_by
+    -> count_final, fused and combined."""
+    from benchmarks import streams
+
+    counts, seconds, wall = streams.run_wordcount(sentences, parallelism, dict(overrides))
+    check_counts("streams", counts, expected)
+    return Measured(
+        "streams (Flow)",
+        sum(counts.values()),
+        seconds,
+        overhead=wall - seconds,
+        note=f"run() took {wall:.2f}s",
+    )
+
+
+def streams_map_filter(items: int, parallelism: int, overrides: dict[str, Any]) -> str:
+    """A line comparing the fused source -> map -> filter -> sink flow with the loop."""
+    from benchmarks import streams
+
+    seconds, _wall = streams.run_map_filter(items, parallelism, dict(overrides))
+    loop = streams.map_filter_loop(items)
+    return (
+        f"streams map/filter: {human(items / seconds)} items/s fused in {parallelism} tasks "
+        f"against {human(items / loop)} items/s for the one-process loop: {loop / seconds:.2f}x"
+    )
+
+
 # ================================================================ bytewax
 def bytewax_flow(sentences: int, outdir: str, batch_size: int = 1000) -> Dataflow:
     """The Bytewax word count; ``python -m bytewax.run 'benchmarks.wordcount:bytewax_flow(...)'``.
@@ -658,6 +692,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skip-acking", action="store_true", help="leave the at-least-once run out"
     )
     parser.add_argument(
+        "--skip-streams", action="store_true", help="leave the Streams API (Flow) variants out"
+    )
+    parser.add_argument(
         "--latency-load",
         type=float,
         default=0.5,
@@ -733,6 +770,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"acking: {variant} runs at {acked.words_per_s / unacked.words_per_s:.2f}x "
                     f"of the same topology without acking" + (" (target 0.6x)" if not batch else "")
                 )
+        if not args.skip_streams:
+            report.variants.append(
+                run_streams(args.sentences, args.parallelism, overrides, expected)
+            )
+            announce(report.variants[-1])
+            report.skipped.append(
+                streams_map_filter(10 * args.sentences, args.parallelism, overrides)
+            )
+            print(report.skipped[-1], flush=True)
         if args.skip_bytewax:
             report.skipped.append("bytewax: skipped (--skip-bytewax)")
         elif importlib.util.find_spec("bytewax") is None:

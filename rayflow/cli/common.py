@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +38,9 @@ def overrides(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def add_topology_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("topology", help="the topology YAML file")
+    parser.add_argument(
+        "topology", help="the topology YAML file, or a Python file holding a Flow (flow.py[:name])"
+    )
     parser.add_argument(
         "-D",
         dest="define",
@@ -77,8 +80,65 @@ def add_ui_access_args(parser: argparse.ArgumentParser, whose: str) -> None:
     )
 
 
+def is_flow_file(path: str) -> bool:
+    """``flow.py`` or ``flow.py:name``: a Python module holding a :class:`rayflow.Flow`."""
+    return path.partition(":")[0].endswith(".py")
+
+
+def topology_path(path: str) -> str:
+    """The file of a topology argument (``flow.py:name`` -> ``flow.py``)."""
+    return path.partition(":")[0] if is_flow_file(path) else path
+
+
+def load_flow(target: str) -> Any:
+    """The Flow (or Topology) that ``path/to/flow.py[:name]`` holds, its module imported under
+    its package's name (so that its functions travel to the tasks by reference, with the code)."""
+    import importlib.util
+
+    from rayflow.api.topology import Topology
+    from rayflow.spec.yaml_loader import code_folders
+    from rayflow.streams.flow import Flow
+
+    path, _, name = target.partition(":")
+    name = name or "flow"
+    if not os.path.isfile(path):
+        raise UsageError(f"no such flow file: {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    folders = code_folders(folder)
+    top = folders[-1]
+    module_name = os.path.relpath(os.path.abspath(path), top)[: -len(".py")].replace(os.sep, ".")
+    for entry in reversed(folders):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    module = sys.modules.get(module_name)
+    if module is None or os.path.abspath(getattr(module, "__file__", "")) != os.path.abspath(path):
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    found = getattr(module, name, None)
+    if not isinstance(found, Flow | Topology):
+        has = sorted(k for k, v in vars(module).items() if isinstance(v, Flow | Topology))
+        raise UsageError(
+            f"{path} has no Flow named '{name}'"
+            + (f"; it has {', '.join(has)}: use {path}:{has[0]}" if has else "")
+        )
+    return found
+
+
 def load_spec(args: argparse.Namespace) -> Any:
     from rayflow.spec.yaml_loader import load_properties, load_topology
+
+    if is_flow_file(args.topology):
+        if args.filter or args.define:
+            raise UsageError("-D and --filter set ${NAME} variables of YAML files, not of flows")
+        loaded = load_flow(args.topology)
+        topology = loaded.topology() if hasattr(loaded, "topology") else loaded
+        try:
+            return topology.build(overrides(args.config))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     variables: dict[str, str] = {}
     if args.filter:

@@ -8,7 +8,15 @@ import os
 import sys
 from typing import Any
 
-from rayflow.cli.common import EXIT_OK, add_topology_args, add_ui_access_args, load_spec
+from rayflow.cli.common import (
+    EXIT_OK,
+    add_topology_args,
+    add_ui_access_args,
+    is_flow_file,
+    load_flow,
+    load_spec,
+    topology_path,
+)
 from rayflow.errors import UsageError
 from rayflow.runtime.chaining import Chains
 from rayflow.spec.settings import settings_help
@@ -109,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--duration: {exc}") from None
     from rayflow.spec.yaml_loader import code_folders
 
-    folders = code_folders(os.path.dirname(os.path.abspath(args.topology)))
+    folders = code_folders(os.path.dirname(os.path.abspath(topology_path(args.topology))))
     print(describe(spec), file=sys.stderr)
     result = run_topology(
         spec,
@@ -126,7 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    print(describe(load_spec(args)))
+    spec = load_spec(args)
+    if is_flow_file(args.topology):  # the fused plan: which operators share a component
+        print(load_flow(args.topology).explain())
+    print(describe(spec))
     return EXIT_OK
 
 

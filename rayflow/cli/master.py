@@ -18,6 +18,7 @@ from rayflow.cli.common import (
     add_ui_access_args,
     load_spec,
     pairs,
+    topology_path,
 )
 from rayflow.errors import UsageError
 
@@ -158,7 +159,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     spec = load_spec(args)
     summary = cluster.submit(
         spec,
-        args.topology,
+        topology_path(args.topology),
         args.address,
         args.py_module,
         _master_options(args),

@@ -14,6 +14,7 @@ import pickle
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from rayflow.api.components import Bolt, Context, Spout, Timer, rewindable, unrewindable
@@ -26,6 +27,7 @@ from rayflow.streams.nodes import KEYED
 from rayflow.streams.pipeline import Outputs, Run, Step, build
 
 SPOUT_ROUND = 512  # source items gathered into one fused batch at most
+_first = itemgetter(0)
 
 
 @dataclass(frozen=True)
@@ -136,9 +138,8 @@ class FlowSpout(Spout):
         interval = context.config.get("watermark.interval", "200ms")
         self.watermark_every = parse_duration(interval, "ms")
         self.next_watermark = 0.0
-        self.items: list[Any] = []
-        self.msg_ids: list[Any] = []
-        self.tracked = False
+        self.items: list[Any] = []  # taken from the source, not yet run (kept: closures hold it)
+        self.msg_ids: list[tuple[int, Any]] = []  # (place in items, msg_id) of tracked ones
         self.done = False
         if head.kind == "items":
             self.position = 0  # how many of this task's share it took
@@ -152,7 +153,7 @@ class FlowSpout(Spout):
         inner = self.inner = params["cls"](*params["args"], **params["kwargs"])
         if self.exactly_once and not rewindable(type(inner)):
             raise TopologyError(unrewindable(head.name, params["cls"].__qualname__))
-        inner.emit = self._inner_emit  # type: ignore[method-assign]
+        inner.emit = self._inner_emit()  # type: ignore[method-assign]
         inner.emit_many = self._inner_emit_many  # type: ignore[method-assign]
         inner.finish = self._inner_finish  # type: ignore[method-assign]
         inner.emit_watermark = self.emit_watermark  # type: ignore[method-assign]
@@ -183,23 +184,28 @@ class FlowSpout(Spout):
             self.inner.fail(msg_id)
 
     # ------------------------------------------------------ the inner spout's
-    def _inner_emit(self, values: list[Any], msg_id: Any = None, stream: str = "default") -> None:
-        if stream != self.stream:
-            return  # another stream of the spout: not the flow's
-        self.items.append(values[0] if self.one_field else tuple(values))
-        self.msg_ids.append(msg_id)
-        if msg_id is not None:
-            self.tracked = True
+    def _inner_emit(self) -> Any:
+        """The user spout's ``emit``: an item per row of the flow's stream (a closure: this runs
+        once per source tuple)."""
+        items, msg_ids, wanted, one_field = self.items, self.msg_ids, self.stream, self.one_field
+        append, track = items.append, msg_ids.append
+
+        def emit(values: list[Any], msg_id: Any = None, stream: str = "default") -> None:
+            if stream != wanted:
+                return  # another stream of the spout: not the flow's
+            if msg_id is not None:
+                track((len(items), msg_id))
+            append(values[0] if one_field else tuple(values))
+
+        return emit
 
     def _inner_emit_many(self, rows: Iterable[list[Any]], stream: str = "default") -> None:
         if stream != self.stream:
             return
-        before = len(self.items)
         if self.one_field:
-            self.items.extend([r[0] for r in rows])
+            self.items.extend(map(_first, rows))
         else:
             self.items.extend([tuple(r) for r in rows])
-        self.msg_ids.extend(itertools.repeat(None, len(self.items) - before))
 
     def _inner_finish(self) -> None:
         self.done = True
@@ -242,18 +248,19 @@ class FlowSpout(Spout):
         if self.previous:  # sent before a change of parallelism: not again
             chunk = [(i, x) for i, x in chunk if not _sent_before(i, self.previous)]
         self.items.extend([x for _i, x in chunk])
-        self.msg_ids.extend(itertools.repeat(None, len(chunk)))
 
     def _process(self) -> None:
-        items, msg_ids = self.items, self.msg_ids
-        self.items, self.msg_ids = [], []
-        tracked, self.tracked = self.tracked, False
+        items, msg_ids = self.items[:], dict(self.msg_ids)
+        self.items.clear()
+        self.msg_ids.clear()
         outputs = self.outputs
-        if tracked and self.tracked_mode:  # each msg_id's rows, tracked as one spout tuple
+        if msg_ids and self.tracked_mode:  # each msg_id's rows, tracked as one spout tuple
             emit_tracked = self._rayflow_emit_tracked  # type: ignore[attr-defined]
-            for item, msg_id in zip(items, msg_ids, strict=True):
+            for i, item in enumerate(items):
+                msg_id = msg_ids.get(i)
                 if self.runner.run(self.entry, [item], None, None, [0]):
-                    self.fail(msg_id)  # it never left: the spout replays it as it sees fit
+                    if msg_id is not None:
+                        self.fail(msg_id)  # it never left: the spout replays it as it sees fit
                     continue
                 if msg_id is None:
                     self._emit(outputs.take())
@@ -261,13 +268,11 @@ class FlowSpout(Spout):
                     emit_tracked(outputs.take(), msg_id)
             return
         failed = set(self.runner.run(self.entry, items, None, None, range(len(items))))
-        sent = self._emit(outputs.take())
-        if not sent:
+        if not self._emit(outputs.take()):
             self._rayflow_progress(len(items))  # type: ignore[attr-defined]
-        if tracked:  # none and exactly-once ack right after the emit, as the runtime does
-            for i, msg_id in enumerate(msg_ids):
-                if msg_id is not None:
-                    (self.fail if i in failed else self.ack)(msg_id)
+        # none and exactly-once: a msg_id is acked right after its emit, as the runtime does
+        for i, msg_id in msg_ids.items():
+            (self.fail if i in failed else self.ack)(msg_id)
 
     def _emit(self, rows: dict[str, list[Any]]) -> int:
         sent = 0

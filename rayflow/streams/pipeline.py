@@ -17,6 +17,7 @@ and their keys (None but between ``key_by`` and an exit into a keyed operator).
 from __future__ import annotations
 
 import inspect
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import compress, repeat
@@ -29,6 +30,7 @@ Run = Callable[[list, "list | None", "list | None"], None]
 """A fused operator chain's entry: ``run(items, timestamps, keys)``."""
 
 _PLAIN_KEYS = frozenset({str, int, bytes})  # encode_key takes these as they are
+_SELF_INDEXED = frozenset({str, int})  # keys that index a dict as themselves (table_key)
 
 
 @dataclass(frozen=True)
@@ -161,12 +163,11 @@ def _build(
     if kind == "filter":
 
         def run_filter(items: list, tss: list | None, keys: list | None) -> None:
+            if tss is None:
+                after([x for x in items if fn(x)], None, None)
+                return
             keep = [bool(fn(x)) for x in items]
-            after(
-                list(compress(items, keep)),
-                None if tss is None else list(compress(tss, keep)),
-                None,
-            )
+            after(list(compress(items, keep)), list(compress(tss, keep)), None)
 
         return run_filter
     if kind == "key_by":
@@ -257,12 +258,19 @@ def _branch(
     return run_branch
 
 
-def check_keys(keys: list[Any]) -> None:
+def check_keys(keys: list[Any]) -> set[type]:
     """Every key can be routed (``rayflow.keys``): the error names the bad one's type before
-    anything of the batch is sent."""
-    for key in keys:
-        if key.__class__ not in _PLAIN_KEYS:
-            encode_key(key)
+    anything of the batch is sent. Returns the keys' types (counted in C, not per key).
+
+    >>> sorted(t.__name__ for t in check_keys(["a", 1, ("b", 2)]))
+    ['int', 'str', 'tuple']
+    """
+    types = set(map(type, keys))
+    if not types <= _PLAIN_KEYS:
+        for key in keys:
+            if key.__class__ not in _PLAIN_KEYS:
+                encode_key(key)
+    return types
 
 
 def _exit(params: dict[str, Any], outputs: Outputs) -> Run:
@@ -304,9 +312,12 @@ def _combiner(stream: str, combine: str, fn: Any, add: Callable[[str, list[Any]]
     merge): the exchange then carries a row per key and batch, not per item."""
 
     def exit_combined(items: list, tss: list | None, keys: list | None) -> None:
-        check_keys(keys)  # type: ignore[arg-type]
+        types = check_keys(keys)  # type: ignore[arg-type]
         partial: dict[Any, Any] = {}
         originals: dict[Any, Any] = {}
+        if combine == "count" and types <= _SELF_INDEXED:
+            add(stream, list(Counter(keys).items()))  # counted in C; str, int never collide
+            return
         if combine == "count":
             get = partial.get
             for key in keys:  # type: ignore[union-attr]

@@ -1,0 +1,206 @@
+"""The Streams API variants of the benchmarks (:mod:`benchmarks.wordcount` runs them).
+
+* ``streams wordcount``: ``flow.source(Sentences, parallelism=P).flat_map(str.split)
+  .key_by(word).count_final()`` into a sink: the issue's flow, against the same baseline;
+* ``streams map/filter``: ``flow.source(Numbers, parallelism=P).map(f).filter(g).sink(h)``, all
+  fused into the source's task, against a one-process loop doing ``f``, ``g`` and ``h`` per item.
+
+Each source task writes when it started, the sinks when they ended (files in a temporary folder,
+as the Bytewax variants do): Ray's start-up and the deployment are left out, as for the other
+rayflow rows.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from examples.wordcount import SENTENCES
+from rayflow import Bolt, Context, Flow, Spout, Tuple
+
+
+class TimedSentences(Spout):
+    """Sentence ``i`` = ``SENTENCES[i % 5]`` for ``i < limit`` (task k of n: k, k+n, ...), one
+    per ``next_tuple`` (as the topology benchmark's spout); writes its start to ``outdir``."""
+
+    outputs = ["sentence"]
+
+    def __init__(self, limit: int, outdir: str) -> None:
+        self.limit = limit
+        self.outdir = outdir
+
+    def open(self, context: Context) -> None:
+        self.task = context.task_index
+        self.next_index = context.task_index
+        self.step = context.parallelism
+        Path(self.outdir, f"start-{self.task}").write_text(str(time.time()))
+
+    def next_tuple(self) -> None:
+        i = self.next_index
+        if i >= self.limit:
+            self.finish()
+            return
+        self.emit([SENTENCES[i % 5]])
+        self.next_index = i + self.step
+
+    def snapshot(self) -> int:
+        return self.next_index
+
+    def restore(self, snapshot: int) -> None:
+        self.next_index = snapshot
+
+
+class TimedNumbers(Spout):
+    """0, 1, ... below ``limit`` (task k of n: k, k+n, ...), a thousand per ``next_tuple``;
+    writes its start when it opens and its end when it closes (its fused sink is done then)."""
+
+    outputs = ["n"]
+
+    def __init__(self, limit: int, outdir: str) -> None:
+        self.limit = limit
+        self.outdir = outdir
+
+    def open(self, context: Context) -> None:
+        self.task = context.task_index
+        self.next_index = context.task_index
+        self.step = context.parallelism
+        Path(self.outdir, f"start-{self.task}").write_text(str(time.time()))
+
+    def next_tuple(self) -> None:
+        i = self.next_index
+        if i >= self.limit:
+            self.finish()
+            return
+        stop = min(self.limit, i + 1000 * self.step)
+        self.emit_many([[n] for n in range(i, stop, self.step)])
+        self.next_index = stop + (i - stop) % self.step
+
+    def close(self) -> None:
+        Path(self.outdir, f"end-{self.task}").write_text(str(time.time()))
+
+    def snapshot(self) -> int:
+        return self.next_index
+
+    def restore(self, snapshot: int) -> None:
+        self.next_index = snapshot
+
+
+class CountsFile(Bolt):
+    """The word counts (``(word, count)`` items), written with the end time to ``outdir``."""
+
+    outputs: list[str] = []
+
+    def __init__(self, outdir: str) -> None:
+        self.outdir = outdir
+
+    def prepare(self, context: Context) -> None:
+        self.task = context.task_index
+        self.counts: dict[str, int] = {}
+
+    def process(self, tup: Tuple) -> None:
+        word, count = tup[0]
+        self.counts[word] = count
+
+    def cleanup(self) -> None:
+        report = {"end": time.time(), "counts": self.counts}
+        Path(self.outdir, f"end-{self.task}.json").write_text(json.dumps(report))
+
+
+def word(w: str) -> str:
+    return w
+
+
+def times_three_plus_one(n: int) -> int:
+    return 3 * n + 1
+
+
+def is_even(n: int) -> bool:
+    return n % 2 == 0
+
+
+class Total:
+    """A function sink that sums what it gets (and the loop's as well)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def __call__(self, n: int) -> None:
+        self.total += n
+
+
+def wordcount_flow(sentences: int, parallelism: int, outdir: str, config: dict[str, Any]) -> Flow:
+    flow = Flow("bench-streams-wordcount", config=config)
+    (
+        flow.source(TimedSentences, parallelism=parallelism, args=(sentences, outdir))
+        .flat_map(str.split)
+        .key_by(word)
+        .count_final()
+        .sink(CountsFile, parallelism=1, args=(outdir,))
+    )
+    return flow
+
+
+def map_filter_flow(items: int, parallelism: int, outdir: str, config: dict[str, Any]) -> Flow:
+    flow = Flow("bench-streams-map-filter", config=config)
+    (
+        flow.source(TimedNumbers, parallelism=parallelism, args=(items, outdir))
+        .map(times_three_plus_one)
+        .filter(is_even)
+        .sink(Total())
+    )
+    return flow
+
+
+def _times(outdir: str) -> tuple[list[float], list[float]]:
+    starts = [float(p.read_text()) for p in Path(outdir).glob("start-*")]
+    ends = []
+    for path in Path(outdir).glob("end-*"):
+        text = path.read_text()
+        ends.append(json.loads(text)["end"] if path.suffix == ".json" else float(text))
+    return starts, ends
+
+
+def run_wordcount(
+    sentences: int, parallelism: int, config: dict[str, Any]
+) -> tuple[dict[str, int], float, float]:
+    """The flow's counts, its seconds (first source start to last sink end) and run() wall."""
+    with tempfile.TemporaryDirectory(prefix="rayflow-bench-streams-") as outdir:
+        began = time.time()
+        result = wordcount_flow(sentences, parallelism, outdir, config).run()
+        wall = time.time() - began
+        if result.ended != "finished":
+            raise RuntimeError(f"streams wordcount: the run ended {result.ended!r}")
+        starts, ends = _times(outdir)
+        counts: dict[str, int] = {}
+        for path in Path(outdir).glob("end-*.json"):
+            counts.update(json.loads(path.read_text())["counts"])
+    return counts, max(ends) - min(starts), wall
+
+
+def run_map_filter(items: int, parallelism: int, config: dict[str, Any]) -> tuple[float, float]:
+    """Seconds (first source start to last source end) and run() wall of the fused flow."""
+    with tempfile.TemporaryDirectory(prefix="rayflow-bench-streams-") as outdir:
+        began = time.time()
+        result = map_filter_flow(items, parallelism, outdir, config).run()
+        wall = time.time() - began
+        if result.ended != "finished":
+            raise RuntimeError(f"streams map/filter: the run ended {result.ended!r}")
+        starts, ends = _times(outdir)
+    return max(ends) - min(starts), wall
+
+
+def map_filter_loop(items: int, repeat: int = 3) -> float:
+    """The one-process loop doing what the fused flow does per item: seconds (median)."""
+    times = []
+    for _ in range(repeat):
+        total = Total()
+        started = time.perf_counter()
+        for n in range(items):
+            m = times_three_plus_one(n)
+            if is_even(m):
+                total(m)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]

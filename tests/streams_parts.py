@@ -1,0 +1,102 @@
+"""Flows and functions for the Streams tests on Ray (importable by task actors)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections import Counter
+from typing import Any
+
+from rayflow import Flow
+from rayflow.connectors.files import FileSink
+from rayflow.testing import TestingSpout
+from tests.exactly_once import Words, events
+
+
+class Events(TestingSpout):
+    """Scripted (word, ts) events."""
+
+    outputs = ["word", "ts"]
+
+
+def running_count(count: int | None, word: str) -> tuple[int, int]:
+    """A map_state function: the word's running count, in keyed state."""
+    count = (count or 0) + 1
+    return count, count
+
+
+def first(item: Any) -> Any:
+    return item[0]
+
+
+def second(item: Any) -> Any:
+    return item[1]
+
+
+def counting_flow(out: str, items: list[Any], parallelism: int = 2, **config: Any) -> Flow:
+    """Words -> key_by -> map_state running count -> a transactional FileSink."""
+    flow = Flow(
+        "streams-exactly",
+        config={
+            "reliability": "exactly_once",
+            "checkpoint.interval": "300ms",
+            "checkpoint.storage": os.path.join(out, "checkpoints"),
+            "batch.size": 64,
+            **config,
+        },
+    )
+    (
+        flow.source(Words, kwargs={"items": items}, name="words")
+        .key_by(str, name="by_word")
+        .map_state(running_count, name="running", parallelism=parallelism)
+        .sink(FileSink, kwargs={"path": os.path.join(out, "files")}, name="sink")
+    )
+    return flow
+
+
+def windowed_flow(out: str, items: list[Any], parallelism: int = 2, **config: Any) -> Flow:
+    """(word, ts) events -> 1 s tumbling event-time counts per word -> a transactional sink."""
+    flow = Flow(
+        "streams-windows-exactly",
+        config={
+            "reliability": "exactly_once",
+            "checkpoint.interval": "300ms",
+            "checkpoint.storage": os.path.join(out, "checkpoints"),
+            "batch.size": 16,
+            "watermark.interval": "50ms",
+            **config,
+        },
+    )
+    (
+        flow.source(Events, kwargs={"items": items}, name="events")
+        .with_timestamps(second, "500ms")
+        .key_by(first)
+        .window({"type": "tumbling", "size": "1s"}, name="per_second", parallelism=parallelism)
+        .count()
+        .map(lambda r: (r[0], r[1].start, r[2]))
+        .sink(FileSink, kwargs={"path": os.path.join(out, "files")}, name="sink")
+    )
+    return flow
+
+
+def timed_events(n: int, pause_every: int, pause: float) -> list[Any]:
+    """``events`` with a timestamp each: 20 ms apart, in order."""
+    out: list[Any] = []
+    t = 0
+    for item in events(n, pause_every, pause):
+        if isinstance(item, str):
+            out.append((item, t))
+            t += 20
+        else:
+            out.append(item)
+    return out
+
+
+def committed_items(out: str) -> Counter:
+    """The items a flow's FileSink committed (a row per item: ``[item]``)."""
+    rows: Counter = Counter()
+    for path in glob.glob(os.path.join(out, "files", "part-*")):
+        with open(path, encoding="utf-8") as f:
+            rows.update(tuple(json.loads(line)[0]) for line in f)
+    return rows
