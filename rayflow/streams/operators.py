@@ -135,6 +135,7 @@ class FlowSpout(Spout):
         self.entry = _fan_out(
             [build(list(program.steps), i, self.outputs, self._observe) for i in head.next]
         )
+        self.linger = float(context.config.get("batch.linger.ms", 0.005))  # in seconds
         interval = context.config.get("watermark.interval", "200ms")
         self.watermark_every = parse_duration(interval, "ms")
         self.next_watermark = 0.0
@@ -221,11 +222,16 @@ class FlowSpout(Spout):
         if self.inner is None:
             self._next_items()
         else:
-            inner = self.inner
-            for _ in range(SPOUT_ROUND):
+            # As the task loop does with any spout: a slow source ends the round once the
+            # linger time is up (checked every 16 calls), so commands and checkpoints wait
+            # no longer than that.
+            inner, ends = self.inner, time.monotonic() + self.linger
+            for i in range(SPOUT_ROUND):
                 before = len(items)
                 inner.next_tuple()
                 if len(items) == before or self.done or len(items) >= SPOUT_ROUND:
+                    break
+                if i & 15 == 15 and time.monotonic() > ends:
                     break
         if items:
             self._process()

@@ -310,3 +310,111 @@ def test_kill_drains_and_removes_the_topology(cluster: Cluster) -> None:
     assert gone.strip() == "gone"
     status, _body = cluster.http("POST", "/api/v1/topologies/ticking/kill")
     assert status == 404
+
+
+STREAMS_COUNTING = """
+import os
+import time
+from rayflow import Flow, Spout
+from rayflow.connectors.files import FileSink
+
+WORDS = [f"w{i}" for i in range(13)]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Words(Spout):
+    outputs = ["word", "ts"]
+
+    def open(self, context):
+        self.n = 0
+
+    def next_tuple(self):
+        if self.n >= 4000:
+            self.finish()
+            return
+        self.emit([WORDS[self.n % 13], 10 * self.n])
+        self.n += 1
+        time.sleep(0.004)
+
+    def snapshot(self):
+        return self.n
+
+    def restore(self, snapshot):
+        self.n = snapshot
+
+
+def running(count, item):
+    count = (count or 0) + 1
+    return count, count
+
+
+def build(parallelism):
+    flow = Flow("streamcount", config={"reliability": "exactly_once",
+        "checkpoint.interval": "1s", "checkpoint.storage": os.path.join(HERE, "checkpoints"),
+        "watermark.interval": "50ms"})
+    keyed = (flow.source(Words, name="words").with_timestamps(lambda w: w[1])
+             .key_by(lambda w: w[0]))
+    keyed.map_state(running, name="running", parallelism=parallelism).sink(
+        FileSink, kwargs={"path": os.path.join(HERE, "running")}, name="running_out")
+    keyed.window({"type": "tumbling", "size": "1s"}, name="per_second",
+                 parallelism=parallelism).count().map(lambda r: (r[0], r[1].start, r[2])).sink(
+        FileSink, kwargs={"path": os.path.join(HERE, "windows")}, name="windows_out")
+    return flow
+
+
+flow = build(2)
+flow3 = build(3)
+"""
+
+
+def _committed(folder: Any) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    for name in os.listdir(folder):
+        assert not name.startswith("."), f"a staged file was left: {name}"
+        with open(folder / name) as f:
+            rows.extend(tuple(json.loads(line)[0]) for line in f)
+    return rows
+
+
+def test_a_flow_file_survives_its_master_and_resumes_from_a_savepoint_at_other_parallelism(
+    cluster: Cluster,
+) -> None:
+    """A flow submitted from its Python file: the restarted master still holds it (its
+    functions travel as bytes), then stop with a savepoint and resume with the keyed operators'
+    parallelism 2 -> 3: map_state and window state move by key group, output exact."""
+    folder = cluster.cwd / "streams_project"
+    folder.mkdir()
+    (folder / "streams_counting.py").write_text(STREAMS_COUNTING)
+    done = cluster.cli("submit", "streams_project/streams_counting.py")
+    assert "submitted topology 'streamcount'" in done.stdout
+    old_pid = int(
+        cluster.ray(
+            "print(ray.get(ray.get_actor('rayflow-master', "
+            "namespace='rayflow').info.remote())['pid'])"
+        ).strip()
+    )
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(lambda: _master_pid(cluster, old_pid), "Ray to restart the master", 90)
+    wait_for(
+        lambda: (cluster.status("streamcount")["checkpoints"] or {}).get("completed", 0) >= 1,
+        "a completed checkpoint",
+    )
+    stopped = cluster.cli("kill", "streamcount", "--savepoint").stdout
+    url = stopped.rsplit(": ", 1)[1].strip()
+    wait_for(lambda: "streamcount" not in cluster.cli("list").stdout, "the stopped flow gone")
+    cluster.cli("submit", "streams_project/streams_counting.py:flow3", "--from-savepoint", url)
+    components = {c["id"]: c["parallelism"] for c in cluster.status("streamcount")["components"]}
+    assert components["running"] == 3 and components["per_second.map"] == 3, components
+    wait_for(
+        lambda: cluster.status("streamcount")["status"] == "FINISHED", "the resumed run to end", 120
+    )
+    words = [f"w{i % 13}" for i in range(4000)]
+    running = [(w, c) for w in set(words) for c in range(1, words.count(w) + 1)]
+    assert sorted(_committed(folder / "running")) == sorted(running)
+    per_second: dict[tuple[str, int], int] = {}
+    for i, w in enumerate(words):
+        start = 10 * i - (10 * i) % 1000
+        per_second[(w, start)] = per_second.get((w, start), 0) + 1
+    expected = sorted((w, start, n) for (w, start), n in per_second.items())
+    assert sorted(_committed(folder / "windows")) == expected
+    cluster.cli("kill", "streamcount", "--wait", "0")

@@ -91,6 +91,10 @@ class CheckpointCoordinator:
         self.final: PendingCheckpoint | None = None
         self.lock = threading.Lock()
 
+    def skip_past(self, checkpoint_id: int) -> None:
+        """Number the next checkpoints after ``checkpoint_id`` (one the tasks took already)."""
+        self.next_id = max(self.next_id, checkpoint_id + 1)
+
     # -------------------------------------------------------------- driving
     def tick(self) -> None:
         """Poll the checkpoint under way; start the next one when it is time."""
