@@ -100,3 +100,11 @@ def committed_items(out: str) -> Counter:
         with open(path, encoding="utf-8") as f:
             rows.update(tuple(json.loads(line)[0]) for line in f)
     return rows
+
+
+async def lookup(n: int) -> int:
+    """A map_async function: an I/O wait, then the item."""
+    import asyncio
+
+    await asyncio.sleep(0.001)
+    return n

@@ -272,6 +272,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if len(members) > 1:
             print(f"chain: {' + '.join(members)} (one actor per task index)")
     for c in detail["components"]:
+        if len(c.get("operators") or ()) > 1:
+            print(f"fused: {c['id']} runs {' -> '.join(c['operators'])} (batch at a time)")
+    for c in detail["components"]:
         for name, m in sorted((c.get("metrics") or {}).items()):
             value = f"count {m['count']:,}, sum {m['sum']:,.3f}" if "count" in m else m["value"]
             print(f"  {c['id']}.{name} ({m['type']}): {value}")

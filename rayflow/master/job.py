@@ -297,6 +297,8 @@ class Job:
                     "class": comp.class_ref.path,
                     "parallelism": comp.parallelism,
                     "chain": chains.head_of(comp.id),  # the component whose actors host it
+                    # a flow's component: the operators fused in it (rayflow.streams.plan)
+                    "operators": comp.config.get("flow.operators"),
                     **{k: v for k, v in figures.items() if k not in ("kind", "tasks")},
                 }
             )

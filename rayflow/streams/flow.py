@@ -19,7 +19,7 @@ operator takes ``name=`` (its id in the UI, metrics, logs and savepoints) and ``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rayflow.api.components import Bolt, Spout
@@ -223,6 +223,42 @@ class Stream:
         """The items for which ``fn(item)`` is true."""
         fn = check_callable(fn, "filter")
         return Stream(self.flow, self._then("filter", fn, name, parallelism))
+
+    def map_async(
+        self,
+        coro_fn: Callable[[Any], Awaitable[Any]],
+        concurrency: int = 100,
+        ordered: bool = True,
+        timeout: float | str | None = None,
+        name: str | None = None,
+        parallelism: int | None = None,
+    ) -> Stream:
+        """Flink's async I/O for coroutines: ``await coro_fn(item)`` for each item, up to
+        ``concurrency`` at once on the task's loop; results in input order (``ordered``) or as
+        they complete. A batch is done when all its items are (or fail, or pass ``timeout``),
+        before anything that followed it, so no result overtakes a barrier or a watermark, and
+        under at-least-once its inputs are acked only then."""
+        check_callable(coro_fn, "map_async", "coro_fn")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise TopologyError(
+                f"map_async: concurrency must be a positive int, got {concurrency!r}"
+            )
+        seconds = None
+        if timeout is not None:
+            try:
+                seconds = parse_duration(timeout)
+            except ValueError as exc:
+                raise TopologyError(f"map_async(timeout=...): {exc}") from None
+        node = self._then(
+            "map_async",
+            coro_fn,
+            name,
+            parallelism,
+            concurrency=concurrency,
+            ordered=bool(ordered),
+            timeout=seconds,
+        )
+        return Stream(self.flow, node)
 
     def key_by(self, fn: Callable[[Any], Any], name: str | None = None) -> KeyedStream:
         """The same items, each with the key ``fn(item)`` (str, int, float, bool, bytes, None or

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rayflow.api.components import Context
+from rayflow.streams.async_map import AsyncHead
 from rayflow.streams.joins import IntervalJoinHead
 from rayflow.streams.keyed import FinalHead, Head, MapStateHead, ProcessHead, ReduceHead
-from rayflow.streams.nodes import KEYED
+from rayflow.streams.nodes import ASYNC, KEYED
 from rayflow.streams.pipeline import Step, build
 from rayflow.streams.windows import WindowHead, WindowJoinHead
 
@@ -25,13 +26,14 @@ HEADS: dict[str, type[Head]] = {
     "window": WindowHead,
     "window_join": WindowJoinHead,
     "interval_join": IntervalJoinHead,
+    "map_async": AsyncHead,
 }
-assert set(HEADS) == KEYED
+assert set(HEADS) == KEYED | ASYNC
 
 
 def make_head(step: Step, bolt: FlowBolt, context: Context) -> Head:
     """The head for a component's first step (its ``next`` steps are fused after it)."""
-    if step.kind not in KEYED:  # it runs its own step, and what is fused after it
+    if step.kind not in HEADS:  # it runs its own step, and what is fused after it
         head = Head(step, bolt, context)
         head.downstream = build(list(bolt.program.steps), 0, bolt.outputs)
         return head

@@ -11,6 +11,7 @@ and what crosses tasks. Each node's kind says which family it belongs to:
                   a keyed exchange before them, keyed state in them
 ``EXCHANGES``     rebalance, broadcast: a shuffle or every item to every task
 ``SINKS``         a Bolt class, a function, collect
+``ASYNC``         map_async: coroutines on the task's loop, a batch at a time
 ================  ==========================================================================
 
 >>> node = Node("map", (), 0, fn=str.upper)
@@ -41,6 +42,8 @@ KEYED = frozenset(
 )
 EXCHANGES = frozenset({"rebalance", "broadcast"})
 SINKS = frozenset({"sink", "sink_fn", "collect"})
+ASYNC = frozenset({"map_async"})
+"""Operators that await: the head of a component of their own (chained to their input)."""
 COMBINABLE = frozenset({"count_final", "reduce_final"})
 """Aggregations whose partial results merge, so a batch is pre-aggregated before the exchange."""
 

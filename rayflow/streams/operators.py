@@ -23,7 +23,7 @@ from rayflow.errors import TopologyError
 from rayflow.spec.durations import parse_duration
 from rayflow.spec.settings import Reliability
 from rayflow.streams.heads import make_head
-from rayflow.streams.nodes import KEYED
+from rayflow.streams.nodes import ASYNC, KEYED
 from rayflow.streams.pipeline import Outputs, Run, Step, build
 
 SPOUT_ROUND = 512  # source items gathered into one fused batch at most
@@ -380,7 +380,7 @@ class FlowBolt(Bolt):
         exactly_once = context.reliability == Reliability.EXACTLY_ONCE
         self.runner = FusedRunner(self, self.outputs, exactly_once)
         self.head = make_head(steps[0], self, context)
-        if steps[0].kind in KEYED:  # else the head runs its own step (make_head)
+        if steps[0].kind in KEYED or steps[0].kind in ASYNC:  # else it runs its own step
             late = [i for i in steps[0].next if steps[i].params.get("which") == "late"]
             main = [i for i in steps[0].next if i not in late]
             self.head.downstream = _fan_out([build(steps, i, self.outputs) for i in main])
@@ -388,9 +388,16 @@ class FlowBolt(Bolt):
                 self.head.late = _fan_out([build(steps, i, self.outputs) for i in late])  # type: ignore[attr-defined]
         self.inputs = program.inputs
 
-    def process_batch(self, batch: Batch) -> None:
+    def process_batch(self, batch: Batch) -> Any:
         index, wire = self.inputs[(batch.component, batch.stream)]
-        self.head.on_rows(index, wire, batch.values)
+        pending = self.head.on_rows(index, wire, batch.values)
+        if pending is not None:  # map_async: the task's loop awaits the batch
+            return self._flush_after(pending)
+        self.flush()
+        return None
+
+    async def _flush_after(self, pending: Any) -> None:
+        await pending
         self.flush()
 
     def process(self, tup: Tuple) -> None:  # a batch of one (tick tuples never come here)

@@ -35,6 +35,7 @@ from rayflow.errors import TopologyError
 from rayflow.spec.model import Grouping
 from rayflow.spec.settings import Reliability, SettingError, Settings
 from rayflow.streams.nodes import (
+    ASYNC,
     COMBINABLE,
     EXCHANGES,
     KEYED,
@@ -148,7 +149,7 @@ class Plan:
                 self._join(node, inputs[0])
             else:
                 self._new(node, "bolt")
-        elif kind in KEYED or kind in EXCHANGES:
+        elif kind in KEYED or kind in EXCHANGES or kind in ASYNC:
             self._new(node, "bolt")
         elif kind == "sink":
             self._new(node, "sink")
@@ -297,14 +298,16 @@ def compile_flow(flow: Flow) -> Topology:
     for segment in plan.segments:
         head = segment.head
         outputs = {edge.stream: edge.fields for edge in segment.exits}
+        # What the UI and `rayflow status` show of a fused component: its operators, in order.
+        shown = {"flow.operators": [m.label() for m in segment.members if m.kind != "port"]}
         if segment.kind == "sink":
             p = head.params
             declarer = topology.bolt(
                 segment.id, p["cls"], segment.parallelism, p["args"], p["kwargs"],
-                p["resources"], p["config"],
+                p["resources"], {**p["config"], **shown},
             )  # fmt: skip
         elif segment.kind == "collect":
-            declarer = topology.bolt(segment.id, CollectBolt, segment.parallelism)
+            declarer = topology.bolt(segment.id, CollectBolt, segment.parallelism, config=shown)
         else:
             program = plan.program(segment)
             _check_pickles(program, segment, dumps)
@@ -319,12 +322,17 @@ def compile_flow(flow: Flow) -> Topology:
                     segment.parallelism,
                     args=(packed,),
                     resources=params.get("resources"),
-                    config=params.get("config"),
+                    config={**params.get("config", {}), **shown},
                     outputs=outputs,
                 )
                 continue
             declarer = topology.bolt(
-                segment.id, FlowBolt, segment.parallelism, args=(packed,), outputs=outputs
+                segment.id,
+                FlowBolt,
+                segment.parallelism,
+                args=(packed,),
+                config=shown,
+                outputs=outputs,
             )
         for edge in segment.inputs:
             declarer._subscribe(plan.segment_of[edge.source].id, edge.grouping, edge.stream)

@@ -85,3 +85,23 @@ def test_windows_survive_killed_tasks_under_exactly_once(ray_session: str, tmp_p
     assert result.ended == "finished"
     committed = committed_items(str(tmp_path))
     assert committed == Counter({(w, start, n): 1 for (w, start), n in expected.items()})
+
+
+def test_map_async_loses_nothing_when_its_task_dies_under_at_least_once(
+    ray_session: str,
+) -> None:
+    from rayflow.launchers import embedded
+    from rayflow.testing import Pause, TestingSpout
+    from tests.reliability import killing_tasks
+    from tests.streams_parts import lookup
+
+    n = 1500
+    items = [x for i in range(n) for x in ((i, Pause(0.05)) if i % 25 == 24 else (i,))]
+    config = {"reliability": "at_least_once", "message.timeout": "3s", "task.restarts": 1000}
+    flow = Flow("async-kills", config={**config, "batch.size": 20})
+    numbers = flow.source(TestingSpout, kwargs={"items": items}, name="numbers")
+    numbers.map_async(lookup, name="lookup").collect("out")
+    with killing_tasks({"lookup"}, max_kills=3, every=0.7) as kills:
+        result = embedded.run_topology(flow.topology().build(), duration=180)
+    assert len(kills) == 3, f"only {len(kills)} kills happened before the run ended"
+    assert set(result.outputs["out"]) == set(range(n))

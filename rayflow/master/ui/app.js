@@ -75,10 +75,13 @@ function graph(components, streams) {
   });
   const nodes = components.map((c) => {
     const p = pos[c.id];
-    return `<g class="node" data-id="${esc(c.id)}" data-kind="${c.kind}">
+    // A flow's fused component lists its operators (hover for them in order).
+    const fused = (c.operators || []).length > 1 ? ` · ${c.operators.length} fused` : "";
+    const title = c.operators ? `<title>${esc(c.operators.join(" → "))}</title>` : "";
+    return `<g class="node" data-id="${esc(c.id)}" data-kind="${c.kind}">${title}
       <rect x="${p.x - 70}" y="${p.y - 24}" width="140" height="48" fill="${heat(c)}"></rect>
       <text x="${p.x}" y="${p.y - 8}">${esc(c.id)} ×${c.parallelism}</text>
-      <text x="${p.x}" y="${p.y + 10}">${num(c.kind === "spout" ? c.rates?.emitted : c.rates?.executed)}/s</text></g>`;
+      <text x="${p.x}" y="${p.y + 10}">${num(c.kind === "spout" ? c.rates?.emitted : c.rates?.executed)}/s${fused}</text></g>`;
   });
   return `<svg class="graph" width="${width}" height="${height}">
     <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7"

@@ -59,6 +59,9 @@ class PendingCheckpoint:
     error: str = ""
 
 
+_COMMANDS_IN_FLIGHT = 100  # checkpoint commands a dead master may have left queued in a task
+
+
 class CheckpointCoordinator:
     """Triggers, collects, completes and aborts checkpoints (see module docstring)."""
 
@@ -91,9 +94,20 @@ class CheckpointCoordinator:
         self.final: PendingCheckpoint | None = None
         self.lock = threading.Lock()
 
-    def skip_past(self, checkpoint_id: int) -> None:
-        """Number the next checkpoints after ``checkpoint_id`` (one the tasks took already)."""
-        self.next_id = max(self.next_id, checkpoint_id + 1)
+    def skip_taken(self) -> None:
+        """After the job master restarted: the tasks may have taken checkpoints the dead master
+        never completed, or hold its commands for them still; new ids start well past every id
+        a task reports (a task ignores a barrier it has seen: a reused id would never
+        complete)."""
+        actors = self.deployment.actors
+        refs = [actors[key].stats.remote(key) for key in actors]
+        seen = 0
+        for ref in refs:
+            try:
+                seen = max(seen, ray.get(ref, timeout=30).get("last_checkpoint", 0))
+            except ray.exceptions.RayError:
+                continue  # died meanwhile: it restores from a completed checkpoint anyway
+        self.next_id = max(self.next_id, seen + _COMMANDS_IN_FLIGHT + 1)
 
     # -------------------------------------------------------------- driving
     def tick(self) -> None:

@@ -37,7 +37,6 @@ from rayflow.state.storage import CheckpointError
 log = logging.getLogger("rayflow.deploy")
 
 _RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
-_COMMANDS_IN_FLIGHT = 100  # checkpoint commands a dead master may have left queued in a task
 _GENERATIONS_AHEAD = 4
 
 
@@ -168,21 +167,8 @@ class RayDeployment:
                 continue  # died meanwhile: its outcome says so and the supervisor replaces it
             self.nodes[key], self.addresses[key] = info["node"], info["address"]
         if self.checkpoints is not None:
-            self._skip_checkpoints_taken()
+            self.checkpoints.skip_taken()
         return missing
-
-    def _skip_checkpoints_taken(self) -> None:
-        """The tasks may have taken checkpoints the dead master never completed, or hold its
-        commands for them still: new ids start well past every id a task reports (a task
-        ignores a barrier it has seen, so a reused id would never complete)."""
-        refs = {key: self.actors[key].stats.remote(key) for key in self.actors}
-        seen = 0
-        for ref in refs.values():
-            try:
-                seen = max(seen, ray.get(ref, timeout=30).get("last_checkpoint", 0))
-            except ray.exceptions.RayError:
-                continue  # died meanwhile; it restores from a completed checkpoint anyway
-        self.checkpoints.skip_past(seen + _COMMANDS_IN_FLIGHT)  # type: ignore[union-attr]
 
     def _find(self, key: TaskKey) -> Any:
         """The task's detached actor: of its recorded generation or, when the master died in

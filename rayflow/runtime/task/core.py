@@ -158,10 +158,8 @@ class TaskCore:
         self.event_time = EventTime(self, self.config)
         self.user = UserObject(self)
         self.snapshots = Snapshots(self)
-        self.aligner = Aligner(
-            self.inputs.channels, self.inputs.inbox, self._aligned, self._abandoned
-        )
-
+        inputs = self.inputs
+        self.aligner = Aligner(inputs.channels, inputs.inbox, self._aligned, self._abandoned)
         self.commands = Commands(self)
         self.state = "created"
         self.active = True
@@ -469,7 +467,9 @@ class TaskCore:
                     event_time.on_data(channel)
                 source = channel.sources.get(stream) or self._source(channel, stream)
                 start = time.perf_counter()
-                user.execute(rows, source, meta)  # type: ignore[misc]  # re-read: state swaps it
+                pending = user.execute(rows, source, meta)  # type: ignore[misc]  # re-read: state swaps it
+                if pending is not None:  # a batch that awaits (map_async): nothing overtakes it
+                    await pending
                 took, n = time.perf_counter() - start, len(rows)
                 report.exec_seconds += took
                 if n:

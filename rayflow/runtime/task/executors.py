@@ -22,7 +22,7 @@ b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from sys import getrefcount
 from typing import Any
 
@@ -30,7 +30,7 @@ from rayflow.api.components import Bolt
 from rayflow.api.tuple import Batch, Tuple, TupleSource
 from rayflow.runtime.acking.tracker import Received, runs_of, tags_of, union_mark
 
-Execute = Callable[[list, TupleSource, Any], None]
+Execute = Callable[[list, TupleSource, Any], Any]  # None, or an awaitable the loop awaits
 UserError = Callable[..., None]  # (what, exception, count=1)
 
 
@@ -82,11 +82,15 @@ def make_executor(
     if type(bolt).process_batch is not Bolt.process_batch:
         process_batch = bolt.process_batch
 
-        def execute_batch(rows: list, source: TupleSource, meta: Any) -> None:
+        def execute_batch(rows: list, source: TupleSource, meta: Any) -> Any:
             try:
-                process_batch(Batch(rows, source, meta))
+                pending = process_batch(Batch(rows, source, meta))
             except Exception as exc:
                 user_error("process_batch", exc, len(rows))
+                return None
+            if pending is not None:  # a coroutine (a flow's map_async): the loop awaits it
+                return _finish(pending, user_error, len(rows))
+            return None
 
         return execute_batch
 
@@ -119,6 +123,16 @@ def make_executor(
                 tup = Tuple(None, source)  # type: ignore[arg-type]
 
     return execute_rows
+
+
+async def _finish(pending: Awaitable[Any], user_error: UserError, rows: int) -> None:
+    """The rest of a ``process_batch`` that awaits (the task's loop awaits this: no other
+    message of the task is handled meanwhile, so results never overtake a barrier or a
+    watermark that followed the batch)."""
+    try:
+        await pending
+    except Exception as exc:
+        user_error("process_batch", exc, rows)
 
 
 def make_acking_executor(
@@ -182,25 +196,58 @@ def _rich_executor(process: Callable[[Tuple], None], acking: Any, user_error: Us
     return execute_rich
 
 
+def _batch_failed(
+    acking: Any, user_error: UserError, exc: Exception, mark: Any, before: int, rows: int
+) -> None:
+    user_error("process_batch", exc, 0)
+    acking.failures.extend(tags_of(mark))  # every tuple of the batch fails
+    acking.failed = before + rows
+
+
+def _batch_done(acking: Any, edges: Any) -> None:
+    acking.current = None
+    acking.runs = ([], [])
+    acking.ack_batch(edges)
+    acking.flush_acks()
+
+
+async def _ack_later(
+    pending: Awaitable[Any],
+    acking: Any,
+    user_error: UserError,
+    mark: Any,
+    before: int,
+    rows: int,
+    edges: Any,
+) -> None:
+    """An awaiting ``process_batch`` under at-least-once: its inputs are acked (or failed) once
+    it is done, so what it emits meanwhile is anchored to them."""
+    try:
+        await pending
+    except Exception as exc:
+        _batch_failed(acking, user_error, exc, mark, before, rows)
+    else:
+        acking.acked += rows - (acking.failed - before)
+    _batch_done(acking, edges)
+
+
 def _batch_executor(
     process_batch: Callable[[Batch], None], acking: Any, user_error: UserError
 ) -> Execute:
-    def execute_batch_acked(rows: list, source: TupleSource, meta: Any) -> None:
+    def execute_batch_acked(rows: list, source: TupleSource, meta: Any) -> Any:
         edges, starts, marks = meta
         mark = acking.current = union_mark(marks)
         acking.runs = (starts, marks)  # a fused operator fails single rows (fail_rows)
-        failed_before = acking.failed
+        before = acking.failed
         try:
-            process_batch(Batch(rows, source))
+            pending = process_batch(Batch(rows, source))
         except Exception as exc:
-            user_error("process_batch", exc, 0)
-            acking.failures.extend(tags_of(mark))  # every tuple of the batch fails
-            acking.failed = failed_before + len(rows)
+            _batch_failed(acking, user_error, exc, mark, before, len(rows))
         else:
-            acking.acked += len(rows) - (acking.failed - failed_before)
-        acking.current = None
-        acking.runs = ([], [])
-        acking.ack_batch(edges)
-        acking.flush_acks()
+            if pending is not None:  # awaited by the loop; acked once it is done
+                return _ack_later(pending, acking, user_error, mark, before, len(rows), edges)
+            acking.acked += len(rows) - (acking.failed - before)
+        _batch_done(acking, edges)
+        return None
 
     return execute_batch_acked
