@@ -119,7 +119,9 @@ def _prelude(options: YarnOptions, setup: str, head: bool) -> str:
     )
 
 
-def head_script(options: YarnOptions, setup: str) -> str:
+def head_script(options: YarnOptions, setup: str, target: str = TOPOLOGY_FILE) -> str:
+    """The ``ray-head`` service's script; ``target``: what it submits from the shipped folder
+    (the topology YAML, or a flow file as ``file.py:name``)."""
     defines = " ".join(f"-D {shlex.quote(f'{k}={v}')}" for k, v in options.defines.items())
     config = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in options.config.items())
     sizes = _ray_sizes(options.head_resources().memory, options.head_vcores,
@@ -138,7 +140,8 @@ def head_script(options: YarnOptions, setup: str) -> str:
         + f"--ui-port {options.ui_port}\n"
         + 'python -m rayflow.launchers.yarn_container publish --ray "$NODE_IP:$PORT" '
         + f'--ui "http://$NODE_IP:{options.ui_port}"\n'
-        + f'rayflow submit topology/{TOPOLOGY_FILE} --address "$NODE_IP:$PORT" {defines} {config}\n'
+        + f"rayflow submit {shlex.quote('topology/' + target)} "
+        + f'--address "$NODE_IP:$PORT" {defines} {config}\n'
         + 'echo "rayflow: topology submitted; Ray head $NODE_IP:$PORT"\n'
         + 'wait "$RAY_PID"\n'
     )
@@ -156,17 +159,33 @@ def worker_script(options: YarnOptions, setup: str) -> str:
     )
 
 
+def submit_target(topology_path: str) -> str:
+    """What the head submits from the shipped folder: the YAML as ``topology.yaml``, a flow
+    file (``flow.py[:name]``) under its own name.
+
+    >>> submit_target("jobs/wc.yaml"), submit_target("jobs/flow.py"), submit_target("f.py:wc")
+    ('topology.yaml', 'flow.py:flow', 'f.py:wc')
+    """
+    path, _, name = topology_path.partition(":")
+    if not path.endswith(".py"):
+        return TOPOLOGY_FILE
+    return f"{Path(path).name}:{name or 'flow'}"
+
+
 def pack_topology(topology_path: str, extra: list[str], folder: str) -> str:
     """A zip of the topology's folder (its modules import from there) with the topology as
-    ``topology.yaml`` and the ``--file`` extras beside it; returns its path."""
-    source = Path(topology_path).resolve()
+    ``topology.yaml`` (a flow file keeps its name) and the ``--file`` extras beside it; returns
+    its path."""
+    flow = submit_target(topology_path) != TOPOLOGY_FILE
+    source = Path(topology_path.partition(":")[0] if flow else topology_path).resolve()
     target = Path(folder) / "topology.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(source.parent.rglob("*")):
             parts = set(path.relative_to(source.parent).parts)
             if path.is_file() and not parts & EXCLUDED and path.suffix != ".pyc":
                 archive.write(path, path.relative_to(source.parent))
-        archive.write(source, TOPOLOGY_FILE)
+        if not flow:
+            archive.write(source, TOPOLOGY_FILE)
         for name in extra:
             if not os.path.isfile(name):
                 raise UsageError(f"--file: no such file {name!r}")
@@ -192,7 +211,7 @@ def build_spec(spec: Any, topology_path: str, options: YarnOptions, folder: str)
     )
     head = skein.Service(
         resources=options.head_resources(),
-        script=head_script(options, setup),
+        script=head_script(options, setup, submit_target(topology_path)),
         files=files,
         env={"RAYFLOW_TOPOLOGY": spec.name},
     )

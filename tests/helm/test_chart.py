@@ -135,6 +135,18 @@ def test_topology_and_modules_in_a_configmap_mounted_on_the_head() -> None:
     )
 
 
+def test_a_flow_file_in_the_configmap_is_what_the_head_submits() -> None:
+    flow = ROOT / "examples" / "streams_wordcount.py"
+    objects = render("--set-file", f"flow={flow}", "--set", "flowName=flow")
+    data = one(objects, "ConfigMap", "wc-rayflow-topology")["data"]
+    assert data["flow.py"] == flow.read_text().rstrip("\n") and "topology.yaml" not in data
+    script = one(objects, "ConfigMap", "wc-rayflow-scripts")["data"]["head.sh"]
+    assert 'target="flow.py:flow"' in script
+    assert 'rayflow submit "$copy/$target"' in script and " -D " not in script
+    head = one(objects, "Deployment", "wc-rayflow-head")["spec"]["template"]
+    assert "topology" in {m["name"] for m in head["spec"]["containers"][0]["volumeMounts"]}
+
+
 def test_tokens_given_or_from_an_existing_secret() -> None:
     given = render("--set", "auth.rayToken=r-token", "--set", "auth.uiToken=u-token")
     data = one(given, "Secret", "wc-rayflow-auth")["data"]

@@ -62,18 +62,33 @@ def stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_head_and_worker_scripts_run_the_topology(tmp_path: Path) -> None:
+# The same job as a Streams API flow file: a source on node_a, a Bolt class sink on node_b.
+FLOW = """
+from rayflow import Flow
+from ticking import Ticks, Sink
+
+flow = Flow("ticking")
+flow.source(Ticks, name="ticks", resources={"resources": {"node_a": 1}}).map(abs).sink(
+    Sink, name="shout", parallelism=2, resources={"resources": {"node_b": 1}}
+)
+"""
+
+
+@pytest.mark.parametrize("kind", ["topology", "flow"])
+def test_head_and_worker_scripts_run_the_topology(tmp_path: Path, kind: str) -> None:
     user = tmp_path / "user"
     user.mkdir()
     (user / "ticking.py").write_text(textwrap.dedent(MODULE))
     (user / "ticking.yaml").write_text(TOPOLOGY)
+    (user / "flow.py").write_text(FLOW)
+    job = f"topology={user / 'ticking.yaml'}" if kind == "topology" else f"flow={user / 'flow.py'}"
     gcs, ui = free_port(), free_port("127.0.0.1")
     objects = render(
         "--set", f"ports.gcs={gcs}",
         "--set", f"ports.dashboard={free_port()}",
         "--set", f"ports.client={free_port()}",
         "--set", f"ports.ui={ui}",
-        "--set-file", f"topology={user / 'ticking.yaml'}",
+        "--set-file", job,
         "--set-file", f"modules.ticking\\.py={user / 'ticking.py'}",
         "--set", "head.rayResources.node_a=10",
         "--set", "workerGroups.workers.rayResources.node_b=10",
@@ -118,7 +133,8 @@ def test_head_and_worker_scripts_run_the_topology(tmp_path: Path) -> None:
 
         wait_for(submitted, "head.sh to submit", timeout=180)
         # shout asks for node_b, which only the worker node has: it runs once the worker joined
-        wait_for(growing(cluster, "shout"), "the bolts on the worker node", timeout=120)
+        counter = "emitted" if kind == "topology" else "executed"  # the flow's is a sink
+        wait_for(growing(cluster, "shout", counter), "the bolts on the worker node", timeout=120)
         env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": RAY_TOKEN}
         assert alive_nodes(cluster.address, env) == 2
         code, _ = cluster.http("POST", "/api/v1/topologies/ticking/deactivate", token=None)

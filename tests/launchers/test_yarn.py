@@ -231,3 +231,20 @@ def test_the_commented_template_is_a_valid_skein_spec_like_the_generated_one(
             command = line.split()[0] if line.split() else ""
             if command in ("ray", "rayflow", "exec", "python"):
                 assert line.split()[1] in documented.script, line
+
+
+def test_a_flow_file_travels_under_its_own_name_and_the_head_submits_it(tmp_path: Path) -> None:
+    import zipfile
+
+    from rayflow.cli.common import load_flow
+    from rayflow.launchers.yarn import YarnOptions, build_spec
+
+    root = Path(__file__).resolve().parents[2]
+    flow_file = root / "examples" / "streams_wordcount.py"
+    spec = load_flow(str(flow_file)).topology().build()
+    generated = build_spec(spec, f"{flow_file}:flow", YarnOptions(), tmp_path)
+    head = generated.services["ray-head"].script
+    assert "rayflow submit topology/streams_wordcount.py:flow --address" in head
+    with zipfile.ZipFile(tmp_path / "topology.zip") as archive:
+        names = set(archive.namelist())
+    assert "streams_wordcount.py" in names and "topology.yaml" not in names
