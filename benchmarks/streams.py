@@ -88,6 +88,61 @@ class TimedNumbers(Spout):
         self.next_index = snapshot
 
 
+class TimedEvents(Spout):
+    """``(key, ts)`` events, ``ts`` = the event's index in ms (1,000 a second of event time)
+    and one of ``keys`` keys, a thousand per ``next_tuple`` (task k of n: k, k+n, ...); writes
+    its start to ``outdir``."""
+
+    outputs = ["key", "ts"]
+
+    def __init__(self, limit: int, outdir: str, keys: int = 100) -> None:
+        self.limit = limit
+        self.outdir = outdir
+        self.keys = keys
+
+    def open(self, context: Context) -> None:
+        self.task = context.task_index
+        self.next_index = context.task_index
+        self.step = context.parallelism
+        Path(self.outdir, f"start-{context.component_id}-{self.task}").write_text(str(time.time()))
+
+    def next_tuple(self) -> None:
+        i = self.next_index
+        if i >= self.limit:
+            self.finish()
+            return
+        stop = min(self.limit, i + 1000 * self.step)
+        keys = self.keys
+        self.emit_many([[f"k{n % keys}", n] for n in range(i, stop, self.step)])
+        self.next_index = stop + (i - stop) % self.step
+
+    def snapshot(self) -> int:
+        return self.next_index
+
+    def restore(self, snapshot: int) -> None:
+        self.next_index = snapshot
+
+
+class EndFile(Bolt):
+    """Counts what it gets and writes the count and its end time to ``outdir``."""
+
+    outputs: list[str] = []
+
+    def __init__(self, outdir: str) -> None:
+        self.outdir = outdir
+
+    def prepare(self, context: Context) -> None:
+        self.task = context.task_index
+        self.seen = 0
+
+    def process(self, tup: Tuple) -> None:
+        self.seen += 1
+
+    def cleanup(self) -> None:
+        report = {"end": time.time(), "seen": self.seen}
+        Path(self.outdir, f"end-{self.task}.json").write_text(json.dumps(report))
+
+
 class CountsFile(Bolt):
     """The word counts (``(word, count)`` items), written with the end time to ``outdir``."""
 
@@ -204,3 +259,58 @@ def map_filter_loop(items: int, repeat: int = 3) -> float:
                 total(m)
         times.append(time.perf_counter() - started)
     return sorted(times)[len(times) // 2]
+
+
+def event_key(event: tuple[str, int]) -> str:
+    return event[0]
+
+
+def event_time(event: tuple[str, int]) -> int:
+    return event[1]
+
+
+def windows_flow(events: int, parallelism: int, outdir: str, config: dict[str, Any]) -> Flow:
+    """Events -> with_timestamps -> key_by -> 1 s tumbling counts per key -> a sink."""
+    flow = Flow("bench-streams-windows", config=config)
+    (
+        flow.source(TimedEvents, parallelism=parallelism, args=(events, outdir))
+        .with_timestamps(event_time, "100ms")
+        .key_by(event_key)
+        .window({"type": "tumbling", "size": "1s"})
+        .count()
+        .sink(EndFile, parallelism=1, args=(outdir,))
+    )
+    return flow
+
+
+def join_flow(events: int, parallelism: int, outdir: str, config: dict[str, Any]) -> Flow:
+    """Two event sources -> interval join (right within [left - 5 ms, left + 5 ms]) -> a sink;
+    with 100 keys and 1,000 events a second each, about one match per left event."""
+    flow = Flow("bench-streams-join", config=config)
+    left = flow.source(TimedEvents, parallelism=parallelism, args=(events, outdir), name="left")
+    right = flow.source(TimedEvents, parallelism=parallelism, args=(events, outdir), name="right")
+    (
+        left.with_timestamps(event_time, "100ms")
+        .key_by(event_key)
+        .interval_join(right.with_timestamps(event_time, "100ms").key_by(event_key), -5, 5, pair)
+        .sink(EndFile, parallelism=1, args=(outdir,))
+    )
+    return flow
+
+
+def pair(left: Any, right: Any) -> tuple[Any, Any]:
+    return left, right
+
+
+def run_events(
+    build: Any, events: int, parallelism: int, config: dict[str, Any]
+) -> tuple[float, int]:
+    """Seconds (first source start to the sink's end) of a flow over ``events`` events, and
+    what its sink got."""
+    with tempfile.TemporaryDirectory(prefix="rayflow-bench-streams-") as outdir:
+        result = build(events, parallelism, outdir, config).run()
+        if result.ended != "finished":
+            raise RuntimeError(f"{build.__name__}: the run ended {result.ended!r}")
+        starts, ends = _times(outdir)
+        seen = sum(json.loads(p.read_text())["seen"] for p in Path(outdir).glob("end-*.json"))
+    return max(ends) - min(starts), seen

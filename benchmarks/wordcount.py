@@ -471,6 +471,20 @@ def streams_map_filter(items: int, parallelism: int, overrides: dict[str, Any]) 
     )
 
 
+def streams_events(events: int, parallelism: int, overrides: dict[str, Any]) -> str:
+    """A line with the windowed and the joined flows' events/s (no baseline: figures)."""
+    from benchmarks import streams
+
+    config = {**overrides, "watermark.interval": "50ms"}
+    windows, windowed = streams.run_events(streams.windows_flow, events, parallelism, config)
+    join, joined = streams.run_events(streams.join_flow, events, parallelism, config)
+    return (
+        f"streams windows: {human(events / windows)} events/s into 1 s tumbling counts per key "
+        f"({windowed:,} windows); interval join: {human(2 * events / join)} events/s "
+        f"({joined:,} pairs)"
+    )
+
+
 # ================================================================ bytewax
 def bytewax_flow(sentences: int, outdir: str, batch_size: int = 1000) -> Dataflow:
     """The Bytewax word count; ``python -m bytewax.run 'benchmarks.wordcount:bytewax_flow(...)'``.
@@ -778,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
             report.skipped.append(
                 streams_map_filter(10 * args.sentences, args.parallelism, overrides)
             )
+            print(report.skipped[-1], flush=True)
+            report.skipped.append(streams_events(2 * args.sentences, args.parallelism, overrides))
             print(report.skipped[-1], flush=True)
         if args.skip_bytewax:
             report.skipped.append("bytewax: skipped (--skip-bytewax)")

@@ -18,6 +18,7 @@ watermark (at or before it) are dropped and counted (``late_dropped``).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
 
 from rayflow.api.components import Context, Timer
@@ -34,7 +35,8 @@ class IntervalJoinHead(KeyedHead):
     def __init__(self, step: Step, bolt: FlowBolt, context: Context) -> None:
         super().__init__(step, bolt, context)
         self.lower, self.upper = step.params["lower"], step.params["upper"]
-        self.table = self.state.table("interval_join")  # key index -> [lefts, rights] of (ts, item)
+        # key index -> [(left timestamps, left items), (right ...)], each sorted by time
+        self.table = self.state.table("interval_join")
         self.expiring: dict[int, set[Any]] = {}  # when -> key indexes with items expiring then
         self.side = 0
 
@@ -55,20 +57,24 @@ class IntervalJoinHead(KeyedHead):
             at = self.index(key)
             sides = self.table.get(at)
             if sides is None:
-                sides = self.table[at] = [[], []]
+                sides = self.table[at] = [([], []), ([], [])]
             if left:
-                low, high, others = ts + lower, ts + upper, sides[1]
+                low, high, (other_tss, others) = ts + lower, ts + upper, sides[1]
             else:
-                low, high, others = ts - upper, ts - lower, sides[0]
-            for other_ts, other in others:
-                if low <= other_ts <= high:
-                    try:
-                        joined = fn(item, other) if left else fn(other, item)
-                    except Exception as exc:
-                        self.failed(i, exc)
-                        continue
-                    put(joined, max(ts, other_ts), i)
-            sides[0 if left else 1].append((ts, item))
+                low, high, (other_tss, others) = ts - upper, ts - lower, sides[0]
+            # Each side's items are kept sorted by time: the matches are one slice of them.
+            for j in range(bisect_left(other_tss, low), bisect_right(other_tss, high)):
+                other_ts, other = other_tss[j], others[j]
+                try:
+                    joined = fn(item, other) if left else fn(other, item)
+                except Exception as exc:
+                    self.failed(i, exc)
+                    continue
+                put(joined, max(ts, other_ts), i)
+            own_tss, own = sides[0 if left else 1]
+            place = bisect_right(own_tss, ts)
+            own_tss.insert(place, ts)
+            own.insert(place, item)
             self.expire_at(at, ts + upper if left else ts - lower)
         if dropped:
             self.bolt.metrics.counter("late_dropped").inc(dropped)
@@ -85,14 +91,16 @@ class IntervalJoinHead(KeyedHead):
         if not (isinstance(payload, tuple) and payload and payload[0] == "interval_join"):
             return
         when = payload[1]
-        lower, upper = self.lower, self.upper
         for at in self.expiring.pop(when, ()):
             sides = self.table.get(at)
             if sides is None:
                 continue
-            sides[0] = [(ts, x) for ts, x in sides[0] if ts + upper > when]
-            sides[1] = [(ts, x) for ts, x in sides[1] if ts - lower > when]
-            if not sides[0] and not sides[1]:
+            # A left item matters until time passes ts + upper, a right one until ts - lower.
+            for (tss, items), keep_after in ((sides[0], when - self.upper),
+                                             (sides[1], when + self.lower)):  # fmt: skip
+                gone = bisect_right(tss, keep_after)
+                del tss[:gone], items[:gone]
+            if not sides[0][0] and not sides[1][0]:
                 del self.table[at]
 
     def restore(self, snapshot: Any) -> None:
@@ -103,8 +111,8 @@ class IntervalJoinHead(KeyedHead):
 
     def _expire_all(self) -> None:
         self.expiring = {}
-        for at, (lefts, rights) in self.table.items():
-            for ts, _item in lefts:
+        for at, ((left_tss, _lefts), (right_tss, _rights)) in self.table.items():
+            for ts in left_tss:
                 self.expire_at(at, ts + self.upper)
-            for ts, _item in rights:
+            for ts in right_tss:
                 self.expire_at(at, ts - self.lower)
