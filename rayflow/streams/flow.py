@@ -260,10 +260,12 @@ class Stream:
         )
         return Stream(self.flow, node)
 
-    def key_by(self, fn: Callable[[Any], Any], name: str | None = None) -> KeyedStream:
+    def key_by(
+        self, fn: Callable[[Any], Any], name: str | None = None, parallelism: int | None = None
+    ) -> KeyedStream:
         """The same items, each with the key ``fn(item)`` (str, int, float, bool, bytes, None or
         a tuple of those): keyed operators after it see each key in one task."""
-        node = self._then("key_by", check_callable(fn, "key_by"), name)
+        node = self._then("key_by", check_callable(fn, "key_by"), name, parallelism)
         node.keyed = True
         return KeyedStream(self.flow, node)
 
@@ -272,6 +274,7 @@ class Stream:
         fn: Callable[[Any], int],
         max_out_of_orderness: float | str = "0s",
         name: str | None = None,
+        parallelism: int | None = None,
     ) -> Stream:
         """Event time: ``fn(item)`` is the item's time in ms since the epoch; watermarks follow
         the largest one minus ``max_out_of_orderness`` (every ``watermark.interval``, 200 ms by
@@ -281,15 +284,18 @@ class Stream:
             lag = int(parse_duration(max_out_of_orderness) * 1000)
         except ValueError as exc:
             raise TopologyError(f"with_timestamps(max_out_of_orderness=...): {exc}") from None
-        node = self._then("with_timestamps", fn, name, max_out_of_orderness=lag)
+        node = self._then("with_timestamps", fn, name, parallelism, max_out_of_orderness=lag)
         node.timestamped = True
         return Stream(self.flow, node)
 
     def branch(
-        self, predicate: Callable[[Any], Any], name: str | None = None
+        self,
+        predicate: Callable[[Any], Any],
+        name: str | None = None,
+        parallelism: int | None = None,
     ) -> tuple[Stream, Stream]:
         """``(matching, rest)``: the items for which ``predicate(item)`` is true, and the others."""
-        node = self._then("branch", check_callable(predicate, "branch"), name)
+        node = self._then("branch", check_callable(predicate, "branch"), name, parallelism)
         ports = []
         for which in (True, False):
             port = self.flow._add(
