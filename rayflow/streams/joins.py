@@ -103,13 +103,7 @@ class IntervalJoinHead(KeyedHead):
             if not sides[0][0] and not sides[1][0]:
                 del self.table[at]
 
-    def restore(self, snapshot: Any) -> None:
-        self._expire_all()
-
-    def restore_rescaled(self, snapshots: list[Any]) -> None:
-        self._expire_all()
-
-    def _expire_all(self) -> None:
+    def resume_timers(self) -> None:
         self.expiring = {}
         for at, ((left_tss, _lefts), (right_tss, _rights)) in self.table.items():
             for ts in left_tss:

@@ -48,10 +48,14 @@ class Head:
         return None
 
     def restore(self, snapshot: Any) -> None:
-        pass
+        self.resume_timers()
 
     def restore_rescaled(self, snapshots: list[Any]) -> None:
-        pass
+        self.resume_timers()
+
+    def resume_timers(self) -> None:
+        """After a restore: register again the timers of what this task's keyed state holds
+        now (the runtime gives a rescaled job's old timers to task 0 only)."""
 
     def failed(self, origin: int, exc: BaseException) -> None:
         """A user function raised on input row ``origin``: that item fails (see operators)."""
@@ -291,15 +295,9 @@ class ProcessHead(KeyedHead):
             self.state.set_key(None)
         self.send()
 
-    def restore(self, snapshot: Any) -> None:
-        self._register_all()
-
-    def restore_rescaled(self, snapshots: list[Any]) -> None:
-        self._register_all()
-
-    def _register_all(self) -> None:
-        """Timers of the keys this task owns now (from its keyed state; the runtime gives a
-        rescaled job's old timers to task 0, which ignores those of keys it lost)."""
+    def resume_timers(self) -> None:
+        # Task 0 of a rescaled job also gets the old timers of keys it lost: on_timer ignores
+        # those (their key is not in its table).
         for at, pending in self.timers.items():
             for timestamp in pending:
                 self.bolt.register_timer(timestamp, self.event_time, ("process", at))

@@ -24,7 +24,7 @@ from rayflow.spec.durations import parse_duration
 from rayflow.spec.settings import Reliability
 from rayflow.streams.heads import make_head
 from rayflow.streams.nodes import ASYNC, KEYED
-from rayflow.streams.pipeline import Outputs, Run, Step, build
+from rayflow.streams.pipeline import Outputs, Run, Step, build, fan_out
 
 SPOUT_ROUND = 512  # source items gathered into one fused batch at most
 _first = itemgetter(0)
@@ -132,7 +132,7 @@ class FlowSpout(Spout):
         self.outputs = Outputs()
         self.runner = FusedRunner(self, self.outputs, self.exactly_once)
         self.newest: dict[int, int] = {}
-        self.entry = _fan_out(
+        self.entry = fan_out(
             [build(list(program.steps), i, self.outputs, self._observe) for i in head.next]
         )
         self.linger = float(context.config.get("batch.linger.ms", 0.005))  # in seconds
@@ -352,17 +352,6 @@ def _sent_before(index: int, deals: list[tuple[int, list[int]]]) -> bool:
     return any(index // n < positions[index % n] for n, positions in deals)
 
 
-def _fan_out(runs: list[Run]) -> Run:
-    if len(runs) == 1:
-        return runs[0]
-
-    def fan_out(items: list, tss: list | None, keys: list | None) -> None:
-        for run in runs:
-            run(items, tss, keys)
-
-    return fan_out
-
-
 # ====================================================================== bolts
 class FlowBolt(Bolt):
     """A keyed operator, or the receiving end of an exchange, and the operators fused after it
@@ -383,9 +372,9 @@ class FlowBolt(Bolt):
         if steps[0].kind in KEYED or steps[0].kind in ASYNC:  # else it runs its own step
             late = [i for i in steps[0].next if steps[i].params.get("which") == "late"]
             main = [i for i in steps[0].next if i not in late]
-            self.head.downstream = _fan_out([build(steps, i, self.outputs) for i in main])
+            self.head.downstream = fan_out([build(steps, i, self.outputs) for i in main])
             if late:
-                self.head.late = _fan_out([build(steps, i, self.outputs) for i in late])  # type: ignore[attr-defined]
+                self.head.late = fan_out([build(steps, i, self.outputs) for i in late])  # type: ignore[attr-defined]
         self.inputs = program.inputs
 
     def process_batch(self, batch: Batch) -> Any:

@@ -148,7 +148,7 @@ def _build(
 ) -> Run:
     step = steps[index]
     nexts = [build(steps, i, outputs, observe) for i in step.next]
-    after = _fan_out(nexts)
+    after = fan_out(nexts)
     kind, fn = step.kind, step.fn
     if kind in ("port", "union", "rebalance", "broadcast"):
         return after
@@ -192,7 +192,8 @@ def _build(
     raise ValueError(f"no fused operator '{kind}'")
 
 
-def _fan_out(nexts: list[Run]) -> Run:
+def fan_out(nexts: list[Run]) -> Run:
+    """One run that gives every batch to each of ``nexts`` (fan-out)."""
     if len(nexts) == 1:
         return nexts[0]
 
