@@ -54,8 +54,10 @@ class TimedSentences(Spout):
 
 
 class TimedNumbers(Spout):
-    """0, 1, ... below ``limit`` (task k of n: k, k+n, ...), a thousand per ``next_tuple``;
-    writes its start when it opens and its end when it closes (its fused sink is done then)."""
+    """``limit`` numbers between them (task k of n: its share), a thousand per ``next_tuple``:
+    the same thousand rows (0..999) each time, made once in ``open`` (as the loop's numbers
+    are not timed being made); writes its start when it opens and its end when it closes (its
+    fused sink is done then)."""
 
     outputs = ["n"]
 
@@ -65,27 +67,25 @@ class TimedNumbers(Spout):
 
     def open(self, context: Context) -> None:
         self.task = context.task_index
-        self.next_index = context.task_index
-        self.step = context.parallelism
+        self.left = len(range(context.task_index, self.limit, context.parallelism))
+        self.rows = [[n] for n in range(1000)]
         Path(self.outdir, f"start-{self.task}").write_text(str(time.time()))
 
     def next_tuple(self) -> None:
-        i = self.next_index
-        if i >= self.limit:
+        if self.left <= 0:
             self.finish()
             return
-        stop = min(self.limit, i + 1000 * self.step)
-        self.emit_many([[n] for n in range(i, stop, self.step)])
-        self.next_index = stop + (i - stop) % self.step
+        self.emit_many(self.rows if self.left >= 1000 else self.rows[: self.left])
+        self.left -= 1000
 
     def close(self) -> None:
         Path(self.outdir, f"end-{self.task}").write_text(str(time.time()))
 
     def snapshot(self) -> int:
-        return self.next_index
+        return self.left
 
     def restore(self, snapshot: int) -> None:
-        self.next_index = snapshot
+        self.left = snapshot
 
 
 class TimedEvents(Spout):
