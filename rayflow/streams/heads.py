@@ -10,7 +10,7 @@ from rayflow.streams.async_map import AsyncHead
 from rayflow.streams.joins import IntervalJoinHead
 from rayflow.streams.keyed import FinalHead, Head, MapStateHead, ProcessHead, ReduceHead
 from rayflow.streams.nodes import ASYNC, KEYED
-from rayflow.streams.pipeline import Step, build
+from rayflow.streams.pipeline import Step, build, fan_out
 from rayflow.streams.windows import WindowHead, WindowJoinHead
 
 if TYPE_CHECKING:
@@ -32,9 +32,17 @@ assert set(HEADS) == KEYED | ASYNC
 
 
 def make_head(step: Step, bolt: FlowBolt, context: Context) -> Head:
-    """The head for a component's first step (its ``next`` steps are fused after it)."""
+    """The head for a component's first step, wired to what is fused after it (a window's
+    ``late()`` port apart)."""
+    steps = list(bolt.program.steps)
     if step.kind not in HEADS:  # it runs its own step, and what is fused after it
         head = Head(step, bolt, context)
-        head.downstream = build(list(bolt.program.steps), 0, bolt.outputs)
+        head.downstream = build(steps, 0, bolt.outputs)
         return head
-    return HEADS[step.kind](step, bolt, context)
+    head = HEADS[step.kind](step, bolt, context)
+    late = [i for i in step.next if steps[i].params.get("which") == "late"]
+    main = [i for i in step.next if i not in late]
+    head.downstream = fan_out([build(steps, i, bolt.outputs) for i in main])
+    if late:
+        head.late = fan_out([build(steps, i, bolt.outputs) for i in late])
+    return head

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rayflow.api.components import Context, Timer
 from rayflow.errors import TopologyError
-from rayflow.keys import encode_key
+from rayflow.state.keyed import table_key
 from rayflow.streams.pipeline import Run, Step, decode
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class Head:
         self.bolt = bolt
         self.context = context
         self.downstream: Run = _nothing
+        self.late: Run | None = None  # a window's late() stream, when it has one
 
     def on_rows(self, index: int, wire: str, rows: list[Any]) -> None:
         items, tss, _keys = decode(wire, rows)
@@ -82,9 +83,9 @@ class KeyedHead(Head):
     def index(self, key: Any) -> Any:
         """The key's index in a table (``rayflow.state.keyed.table_key``)."""
         cls = key.__class__
-        if cls is str or cls is int:
+        if cls is str or cls is int:  # table_key's common case, without the call
             return key
-        index = encode_key(key)
+        index = table_key(key)
         self.state.keep_original(index, key)
         return index
 

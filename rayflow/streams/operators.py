@@ -23,7 +23,6 @@ from rayflow.errors import TopologyError
 from rayflow.spec.durations import parse_duration
 from rayflow.spec.settings import Reliability
 from rayflow.streams.heads import make_head
-from rayflow.streams.nodes import ASYNC, KEYED
 from rayflow.streams.pipeline import Outputs, Run, Step, build, fan_out
 
 SPOUT_ROUND = 512  # source items gathered into one fused batch at most
@@ -109,7 +108,7 @@ class FusedRunner:
         fail_rows = getattr(self.owner, "_rayflow_fail_rows", None)
         if fail_rows is None:  # not in a task (a unit test calling the object): say it
             raise exc
-        fail_rows([o for o in origins if o is not None] or [], exc)
+        fail_rows([o for o in origins if o is not None], exc)
 
 
 # ==================================================================== sources
@@ -369,12 +368,6 @@ class FlowBolt(Bolt):
         exactly_once = context.reliability == Reliability.EXACTLY_ONCE
         self.runner = FusedRunner(self, self.outputs, exactly_once)
         self.head = make_head(steps[0], self, context)
-        if steps[0].kind in KEYED or steps[0].kind in ASYNC:  # else it runs its own step
-            late = [i for i in steps[0].next if steps[i].params.get("which") == "late"]
-            main = [i for i in steps[0].next if i not in late]
-            self.head.downstream = fan_out([build(steps, i, self.outputs) for i in main])
-            if late:
-                self.head.late = fan_out([build(steps, i, self.outputs) for i in late])  # type: ignore[attr-defined]
         self.inputs = program.inputs
 
     def process_batch(self, batch: Batch) -> Any:

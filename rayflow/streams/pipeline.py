@@ -25,6 +25,7 @@ from typing import Any
 
 from rayflow.errors import RayflowError
 from rayflow.keys import encode_key
+from rayflow.state.keyed import table_key
 
 Run = Callable[[list, "list | None", "list | None"], None]
 """A fused operator chain's entry: ``run(items, timestamps, keys)``."""
@@ -322,21 +323,14 @@ def _combiner(stream: str, combine: str, fn: Any, add: Callable[[str, list[Any]]
         if combine == "count":
             get = partial.get
             for key in keys:  # type: ignore[union-attr]
-                cls = key.__class__
-                if cls is not str and cls is not int:
-                    originals[encode_key(key)] = key
-                    key = encode_key(key)
-                partial[key] = get(key, 0) + 1
+                index = table_key(key)
+                originals[index] = key
+                partial[index] = get(index, 0) + 1
         else:
             for key, x in zip(keys, items, strict=True):  # type: ignore[arg-type]
-                cls = key.__class__
-                if cls is not str and cls is not int:
-                    originals[encode_key(key)] = key
-                    key = encode_key(key)
-                partial[key] = fn(partial[key], x) if key in partial else x
-        if originals:
-            add(stream, [(originals.get(k, k), v) for k, v in partial.items()])
-        else:
-            add(stream, list(partial.items()))
+                index = table_key(key)
+                originals[index] = key
+                partial[index] = fn(partial[index], x) if index in partial else x
+        add(stream, [(originals[index], value) for index, value in partial.items()])
 
     return exit_combined

@@ -98,6 +98,10 @@ class Plan:
         self.parallelism: dict[Node, int] = {}
         self.segment_of: dict[Node, Segment] = {}
         self.segments: list[Segment] = []
+        self.consumers: dict[Node, list[Node]] = {}  # each node's consumers, in flow order
+        for node in flow.nodes:
+            for upstream in dict.fromkeys(node.inputs):
+                self.consumers.setdefault(upstream, []).append(node)
         if not any(n.kind in SOURCES for n in flow.nodes):
             raise TopologyError(f"flow '{flow.name}' has no source; start with flow.source(...)")
         for node in flow.nodes:
@@ -237,7 +241,7 @@ class Plan:
         exit_steps: list[Step] = []
         watermarks: dict[int, int] = {}
         for i, node in enumerate(members):
-            consumers = [position[c] for c in self._consumers(node) if c in position]
+            consumers = [position[c] for c in self.consumers.get(node, ()) if c in position]
             for edge in exits_of.get(node, []):
                 consumers.append(extra + len(exit_steps))
                 params: dict[str, Any] = {"stream": edge.stream, "wire": edge.wire}
@@ -255,9 +259,6 @@ class Plan:
             for edge in segment.inputs
         }
         return Program(segment.id, tuple(steps + exit_steps), inputs, watermarks)
-
-    def _consumers(self, node: Node) -> list[Node]:
-        return [n for n in self.flow.nodes if node in n.inputs]
 
     # ----------------------------------------------------------------- views
     def explain(self) -> str:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rayflow.api.components import Context, Timer
 from rayflow.streams.keyed import KeyedHead
-from rayflow.streams.pipeline import Run, Step
+from rayflow.streams.pipeline import Step
 
 if TYPE_CHECKING:
     from rayflow.streams.operators import FlowBolt
@@ -68,7 +68,6 @@ class WindowHead(KeyedHead):
         # key index -> {start: [end, accumulator, fired]} (sessions: the same, by start)
         self.table = self.state.table("window")
         self.ends: dict[int, set[Any]] = {}  # window end -> key indexes with a window ending there
-        self.late: Run | None = None  # the late() stream, when there is one
         self.late_logged = -LATE_LOG_EVERY
 
     # -------------------------------------------------------------- items
