@@ -39,6 +39,7 @@ test: prerequisites
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-helm.sh >/dev/null
 	bash scripts/ensure-redis.sh
+	bash scripts/ensure-promtool.sh
 	$(BIN)/python scripts/kafka_broker.py jars >/dev/null
 	$(BIN)/python scripts/yarn_cluster.py jars >/dev/null
 	bash scripts/ensure-etcd.sh

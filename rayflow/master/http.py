@@ -16,7 +16,9 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import math
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -29,11 +31,14 @@ from rayflow.master.access import AccessPolicy
 from rayflow.master.connections import GuardedSite, Limits
 from rayflow.master.master import JobMaster, UnknownTopology
 from rayflow.master.prometheus import render_metrics
+from rayflow.master.samples import METRICS
 
 log = logging.getLogger("rayflow.master.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UI_FILES = ("index.html", "app.js", "style.css")
+DEFAULT_HISTORY = ("emitted", "executed", "capacity", "backpressure")
+MAX_HISTORY_METRICS = 32
 
 
 class BadRequest(ValueError):
@@ -88,6 +93,11 @@ def make_app(
     async def component(request: web.Request) -> web.Response:
         info = request.match_info
         return web.json_response(await call(master.component, info["name"], info["component"]))
+
+    async def history(request: web.Request) -> web.Response:
+        asked = _history_query(request.query)
+        answer = await call(master.history, request.match_info["name"], *asked)
+        return web.json_response(answer)
 
     async def body_of(request: web.Request) -> dict[str, Any]:
         try:
@@ -163,6 +173,7 @@ def make_app(
             web.get(base, topologies),
             web.get(base + "/{name}", topology),
             web.get(base + "/{name}/components/{component}", component),
+            web.get(base + "/{name}/history", history),
             web.post(base + "/{name}/kill", kill),
             web.post(base + "/{name}/rebalance", rebalance),
             web.post(base + "/{name}/savepoint", savepoint),
@@ -196,6 +207,43 @@ def _parse_body(text: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
+
+
+def _history_query(query: Any) -> tuple[str | None, int | str | None, list[str], float]:
+    """``component``, ``task``, ``metrics`` and ``since`` of ``GET .../history``, checked.
+
+    >>> _history_query({"component": "split", "task": "*", "metrics": "executed,capacity"})[:3]
+    ('split', '*', ['executed', 'capacity'])
+    >>> _history_query({"metrics": "rm -rf"})
+    Traceback (most recent call last):
+    ...
+    rayflow.master.http.BadRequest: unknown metric 'rm -rf'; known: emitted, ... or user.<name>
+    """
+    component = query.get("component") or None
+    task: int | str | None = query.get("task") or None
+    if task is not None and task != "*":
+        if not str(task).isdigit() or len(str(task)) > 6:
+            raise BadRequest(f"'task' must be a task index or *, got {task!r}")
+        task = int(task)
+    if task is not None and component is None:
+        raise BadRequest("'task' needs a 'component'")
+    names = [m for m in (query.get("metrics") or ",".join(DEFAULT_HISTORY)).split(",") if m]
+    if len(names) > MAX_HISTORY_METRICS:
+        raise BadRequest(f"at most {MAX_HISTORY_METRICS} metrics a call, got {len(names)}")
+    for name in names:
+        user = name.startswith("user.") and 5 < len(name) <= 105
+        if name not in METRICS and not user:
+            raise BadRequest(
+                f"unknown metric {name[:60]!r}; known: {', '.join(METRICS)} or user.<name>"
+            )
+    since = query.get("since")
+    try:
+        start = time.time() - 600 if since is None else float(since)
+    except ValueError:
+        raise BadRequest(f"'since' must be epoch seconds, got {since[:40]!r}") from None
+    if not math.isfinite(start):
+        raise BadRequest("'since' must be a finite number of epoch seconds")
+    return component, task, names, start
 
 
 @dataclass

@@ -13,13 +13,16 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import replace
 from typing import Any
 
 import ray
 
 from rayflow.errors import RayflowError, TaskError
+from rayflow.master.history import History
 from rayflow.master.registry import NAMESPACE, JobRecord, MemoryRegistry, Registry
+from rayflow.master.samples import sample
 from rayflow.master.summary import recent_errors, summarize
 from rayflow.runtime.driver.deploy import Lifetime, RayDeployment
 from rayflow.state.storage import CheckpointStorage
@@ -27,6 +30,7 @@ from rayflow.state.storage import CheckpointStorage
 log = logging.getLogger("rayflow.master")
 
 STATS_EVERY = 1.0
+_EVENTS_KEPT = 200
 
 
 class Job:
@@ -51,6 +55,9 @@ class Job:
         self.components: dict[str, dict[str, Any]] = {}
         self._stats_at = 0.0
         self._previous: list[dict[str, Any]] = []
+        self.history = History()
+        # what happened to the topology, for the UI's timeline: (epoch s, kind, what)
+        self.events: deque[dict[str, Any]] = deque(maxlen=_EVENTS_KEPT)
 
     def _deployment(self) -> RayDeployment:
         record = self.record
@@ -78,10 +85,13 @@ class Job:
         with self.lock:
             self.deployment.start(on_wait=log.warning)
             self._save()
+            restored = self.record.restore_from
+            self.event("submit", f"from savepoint {restored['path']}" if restored else "submitted")
 
     def attach(self) -> None:
         """Find the running tasks again after a master restart; replace those that are gone."""
         with self.lock:
+            self.event("takeover", "a restarted job master took the topology over")
             if self.status in ("FINISHED", "FAILED"):
                 return
             for key in self.deployment.attach():
@@ -123,7 +133,12 @@ class Job:
         stats = self.deployment.stats(timeout=1.0)
         seconds = now - self._stats_at if self._previous else 0.0
         self.components = summarize(stats, self._previous, seconds)
+        self.history.record(time.time(), sample(stats, self._previous, seconds, time.time()))
         self.stats, self._previous, self._stats_at = stats, stats, now
+
+    def event(self, kind: str, what: str) -> None:
+        """Note what happened on the topology's timeline (``detail()["timeline"]``)."""
+        self.events.append({"time": time.time(), "kind": kind, "what": what})
 
     # ---------------------------------------------------------------- commands
 
@@ -140,6 +155,7 @@ class Job:
             self.deployment.command(command, kind="spout")
             self.record.status = status
             self._save()
+            self.event(command, f"spouts {command}d")
 
     def rebalance(self, parallelism: dict[str, int], wait: float) -> None:
         """Storm's rebalance: the spouts pause, the stream drains (``wait`` seconds at most), and
@@ -197,7 +213,10 @@ class Job:
                 self.deployment.command("deactivate", kind="spout")
             self.record.status = was
             self._previous, self.stats = [], []
+            self.history.forget_tasks(self.deployment.tasks)
             self._save()
+            changes = ", ".join(f"{c}={n}" for c, n in sorted(parallelism.items()))
+            self.event("rebalance", f"parallelism {changes}")
             log.warning("topology %s rebalanced: %s", self.name, parallelism)
 
     def _drain(self, wait: float) -> None:
@@ -223,6 +242,7 @@ class Job:
         if self.status not in ("ACTIVE", "INACTIVE"):
             raise RayflowError(f"topology '{self.name}' is {self.status}; cannot take a savepoint")
         url = coordinator.savepoint(timeout)
+        self.event("savepoint", url)
         log.warning("topology %s: savepoint %s", self.name, url)
         return url
 
@@ -246,6 +266,7 @@ class Job:
             self.record.status = "KILLING"
             self.kill_by = time.monotonic() + wait
             self._save()
+            self.event("kill", f"spouts finish; every task ends within {wait:g}s")
             self.deployment.command("finish", kind="spout")
 
     def _end(self) -> None:
@@ -256,6 +277,7 @@ class Job:
 
     def _fail(self, error: str) -> None:
         log.error("topology %s failed: %s", self.name, error)
+        self.event("failed", error)
         self.error = error
         self.record.status = "FAILED"
         self.deployment.kill()
@@ -324,7 +346,22 @@ class Job:
             "restart": self.deployment.strategy.describe(time.time()),
             "error": self.error,
             "checkpoints": checkpoints.stats() if checkpoints is not None else None,
+            "timeline": self.timeline(),
         }
+
+    def timeline(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Restarts (with the error behind each), recoveries from checkpoints, rebalances and
+        commands, newest first."""
+        restarts = [
+            {
+                "time": f["time"],
+                "kind": "restart",
+                "what": f"{f['component']}[{f['task']}] failed: {f['error']}",
+            }
+            for f in self.deployment.failures
+        ]
+        merged = [*self.events, *restarts, *self.deployment.recoveries_done]
+        return sorted(merged, key=lambda e: e["time"], reverse=True)[:limit]
 
     def component(self, component_id: str) -> dict[str, Any] | None:
         """One component's figures and its tasks (``GET .../components/ID``)."""

@@ -155,6 +155,33 @@ class JobMaster:
             raise UnknownTopology(f"topology '{name}' has no component '{component_id}'")
         return found
 
+    def history(
+        self,
+        name: str,
+        component: str | None,
+        task: int | str | None,
+        metrics: list[str],
+        since: float,
+    ) -> dict[str, Any]:
+        """``GET .../history``: the figures of every component (no ``component``), of one, of
+        one of its tasks (``task`` N) or of each of its tasks (``task`` ``"*"``) since
+        ``since`` (epoch seconds); see :mod:`rayflow.master.history`."""
+        job = self.job(name)
+        ids = [c.id for c in job.deployment.spec.components]
+        if component is None:
+            owners: list[tuple[str, int | None]] = [(c, None) for c in ids]
+        elif component not in ids:
+            raise UnknownTopology(f"topology '{name}' has no component '{component}'")
+        elif task is None:
+            owners = [(component, None)]
+        else:
+            tasks = sorted(i for c, i in job.deployment.tasks if c == component)
+            if task != "*" and task not in tasks:
+                raise UnknownTopology(f"component '{component}' has no task {task} (tasks {tasks})")
+            owners = [(component, i) for i in tasks] if task == "*" else [(component, int(task))]
+        now = time.time()
+        return {"topology": name, "now": now, **job.history.query(owners, metrics, since, now)}
+
     def activate(self, name: str) -> dict[str, Any]:
         self.job(name).activate()
         return self.job(name).summary()

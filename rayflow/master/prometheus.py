@@ -3,7 +3,9 @@
 One sample per task, labelled ``topology``, ``component`` and ``task``: the counters
 (``rayflow_emitted_total``, ``..._executed_total``, ``..._acked_total``, ``..._failed_total``),
 busy and backpressure time (``..._execute_seconds_total``, ``..._backpressure_seconds_total``),
-gauges (inbox fill, mean execute and complete latency, pending trees), latency histograms
+gauges (``rayflow_inbox_fill``, ``rayflow_execute_latency_mean_seconds`` and
+``rayflow_complete_latency_mean_seconds`` since the task started, ``rayflow_pending`` trees,
+``rayflow_watermark_lag_seconds`` where event time runs), latency histograms
 (``rayflow_execute_latency_seconds`` per tuple, ``rayflow_complete_latency_seconds`` per spout
 tree under at-least-once), one
 ``rayflow_topology_up`` per topology with its status, and the components' own metrics
@@ -12,6 +14,7 @@ tree under at-least-once), one
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +42,20 @@ HISTOGRAMS = {
     "execute_latency_seconds": "time in the user's code per tuple (each batch's mean)",
     "complete_latency_seconds": "time from a spout tuple to its tree's completion",
 }
-GAUGES = {
-    "inbox_fill": "share of the task's input credits in use",
-    "execute_latency_ms": "mean time per executed tuple",
-    "complete_latency_ms": "mean time from a spout tuple to its tree's completion",
-    "pending": "spout tuples awaiting their acks",
+GAUGES = {  # name -> (the task's stats key, its scale, help)
+    "inbox_fill": ("inbox_fill", 1.0, "share of the task's input credits in use"),
+    "execute_latency_mean_seconds": (
+        "execute_latency_ms",
+        0.001,
+        "mean time per executed tuple since the task started",
+    ),
+    "complete_latency_mean_seconds": (
+        "complete_latency_ms",
+        0.001,
+        "mean time from a spout tuple to its tree's completion",
+    ),
+    "pending": ("pending", 1.0, "spout tuples awaiting their acks"),
+    "watermark_lag_seconds": ("watermark_lag_s", 1.0, "how far the task's event time is behind"),
 }
 
 
@@ -58,7 +70,7 @@ class _Collector:
         }
         gauges = {
             name: GaugeMetricFamily(f"rayflow_{name}", help_, labels=LABELS)
-            for name, help_ in GAUGES.items()
+            for name, (_key, _scale, help_) in GAUGES.items()
         }
         histograms = {
             name: HistogramMetricFamily(f"rayflow_{name}", help_, labels=LABELS)
@@ -75,8 +87,10 @@ class _Collector:
                 values = task.get("counters", {})
                 for name, (key, _help) in COUNTERS.items():
                     counters[name].add_metric(labels, float(values.get(key, 0)))
-                for name in GAUGES:
-                    gauges[name].add_metric(labels, float(_gauge(task, name)))
+                for name, (key, scale, _help) in GAUGES.items():
+                    value = _gauge(task, key)
+                    if value is not None:
+                        gauges[name].add_metric(labels, scale * value)
                 for name, metric in (task.get("metrics") or {}).items():
                     _add_user_metric(user, name, metric, labels)
                 for name, metric in (task.get("histograms") or {}).items():
@@ -118,11 +132,15 @@ def _bound(le: Any) -> str:
     return "+Inf" if le == "+Inf" else repr(float(le))
 
 
-def _gauge(task: dict[str, Any], name: str) -> float:
-    if name == "inbox_fill":
+def _gauge(task: dict[str, Any], key: str) -> float | None:
+    """A task's gauge; None where it has none (no watermark yet: no sample, not a zero)."""
+    if key == "inbox_fill":
         capacity = task.get("inbox_capacity") or 0
         return task.get("inbox", 0) / capacity if capacity else 0.0
-    return task.get(name, 0) or 0.0
+    if key == "watermark_lag_s":
+        mark = task.get("watermark")
+        return None if mark is None else max(0.0, time.time() - mark / 1000)
+    return float(task.get(key, 0) or 0.0)
 
 
 def render_metrics(master: JobMaster) -> str:

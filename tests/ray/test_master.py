@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -179,6 +181,47 @@ def test_rest_api(cluster: Cluster) -> None:
     assert 'rayflow_execute_latency_seconds_bucket{component="shout",le="+Inf"' in text
     _, shout = cluster.http("GET", "/api/v1/topologies/ticking/components/shout")
     assert shout["metrics"]["shouted"]["value"] > 0, "the bolt's own counter, summed"
+
+
+def test_history_timeline_and_metrics_that_promtool_accepts(cluster: Cluster) -> None:
+    since = time.time() - 600
+    path = "/api/v1/topologies/ticking/history"
+
+    def samples_of_shout() -> dict[str, Any] | None:
+        query = f"?component=shout&metrics=executed,capacity,user.shouted&since={since}"
+        status, body = cluster.http("GET", path + query)
+        assert status == 200, body
+        executed = [v for v in body["series"][0]["values"] if v]
+        return body if len(executed) >= 3 else None
+
+    body = wait_for(samples_of_shout, "three samples of shout's rate in the history")
+    assert body["step"] == 1.0 and body["times"] == sorted(body["times"])
+    assert [(s["metric"], s["task"]) for s in body["series"]] == [
+        ("executed", None),
+        ("capacity", None),
+        ("user.shouted", None),
+    ]
+    assert all(len(s["values"]) == len(body["times"]) for s in body["series"])
+    assert max(v for v in body["series"][2]["values"] if v is not None) > 0, "the user's counter"
+    _, tasks = cluster.http("GET", path + "?component=shout&task=*&metrics=executed")
+    assert [s["task"] for s in tasks["series"]] == [0, 1]
+    _, every = cluster.http("GET", path + "?metrics=emitted")
+    assert [s["component"] for s in every["series"]] == ["ticks", "shout", "sink"]
+    status, wrong = cluster.http("GET", path + "?metrics=executed,nonsense")
+    assert status == 400 and "unknown metric 'nonsense'" in wrong["error"]
+    status, wrong = cluster.http("GET", path + "?component=shout&task=9")
+    assert status == 404 and "no task 9" in wrong["error"]
+
+    kinds = [event["kind"] for event in cluster.status()["timeline"]]
+    assert {"takeover", "deactivate", "activate"} <= set(kinds), kinds  # the tests above did those
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: bash scripts/ensure-promtool.sh installs it"
+    _, text = cluster.http("GET", "/metrics")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
 
 
 def test_rebalance_changes_a_components_parallelism_while_it_runs(cluster: Cluster) -> None:

@@ -119,6 +119,7 @@ class RayDeployment:
         self.restarts: dict[TaskKey, int] = {}
         self.recoveries = 0  # exactly-once: global recoveries
         self.failures: list[dict[str, Any]] = []  # why tasks were restarted, newest last
+        self.recoveries_done: list[dict[str, Any]] = []  # exactly-once restores, newest last
         self.due: dict[TaskKey, float] = {}  # tasks to replace, and when
         self.strategy = RestartStrategy.from_settings(spec.settings)  # counts every failure
         self.counters = CarriedCounters()  # replaced actors' counts, added to their successors'
@@ -344,13 +345,12 @@ class RayDeployment:
                     f"({self.spec.settings.startup_timeout:g}s): tasks kept failing",
                 )
         coordinator.after_recovery()
-        log.warning(
-            "%s: recovered from %s in %.2fs (%d task(s) recreated)",
-            self.spec.name,
-            f"checkpoint {coordinator.latest['id']}" if coordinator.latest else "the start",
-            time.monotonic() - started,
-            len(dead),
-        )
+        source = f"checkpoint {coordinator.latest['id']}" if coordinator.latest else "the start"
+        what = f"recovered from {source} in {time.monotonic() - started:.2f}s"
+        what += f" ({len(dead)} task(s) recreated)"
+        self.recoveries_done.append({"time": time.time(), "kind": "recovery", "what": what})
+        del self.recoveries_done[:-50]
+        log.warning("%s: %s", self.spec.name, what)
 
     def _recover_once(self, dead: set[TaskKey]) -> None:
         coordinator = self.checkpoints

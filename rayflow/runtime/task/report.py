@@ -164,6 +164,7 @@ class Report:
             "paused": task.paused,
             "aligning": task.aligner.waiting_for(),
             "last_checkpoint": task.aligner.last_barrier,
+            "watermark": task.event_time.watermark,
             "uptime": time.time() - self.started_at,
             # CPU time of the task's whole process (all threads; shared with other tasks when they
             # live in one process): what a task costs, where wall-clock latencies hide contention.

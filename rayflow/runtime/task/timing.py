@@ -59,6 +59,13 @@ class EventTime:
         self.next_watermark = 0.0  # spouts: when (monotonic seconds) the next one is due
         self.last_emit = 0.0  # spouts: when the last round emitted something
 
+    @property
+    def watermark(self) -> int | None:
+        """The task's event time in ms (a spout's last watermark sent, a bolt's input
+        watermark); None before the first one and after the end of time."""
+        mark = self.sent_watermark if self.task.is_spout else self.watermarks.current
+        return None if mark in (MIN_TIME, MAX_TIME) else mark
+
     def start_spout(self, now: float) -> None:
         """A spout's loop starts (again) at ``now``: idleness counts from here."""
         self.next_watermark = self.last_emit = now
