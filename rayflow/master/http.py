@@ -36,9 +36,13 @@ from rayflow.master.samples import METRICS
 log = logging.getLogger("rayflow.master.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-UI_FILES = ("index.html", "app.js", "style.css")
+# the UI, and uPlot 1.6.32 (MIT, https://github.com/leeoniya/uPlot) vendored from its npm release
+UI_FILES = (
+    "index.html", "app.js", "style.css", "uPlot.iife.min.js", "uPlot.min.css", "uPlot-LICENSE.txt"
+)  # fmt: skip
 DEFAULT_HISTORY = ("emitted", "executed", "capacity", "backpressure")
 MAX_HISTORY_METRICS = 32
+LOG_TAIL_BYTES = 16_384  # where a log read without offsets starts: the UI's first view
 
 
 class BadRequest(ValueError):
@@ -97,6 +101,17 @@ def make_app(
     async def history(request: web.Request) -> web.Response:
         asked = _history_query(request.query)
         answer = await call(master.history, request.match_info["name"], *asked)
+        return web.json_response(answer)
+
+    async def task_log(request: web.Request) -> web.Response:
+        info = request.match_info
+        if not _is_index(info["task"], 6):
+            raise BadRequest(f"the task must be an index, got {info['task'][:20]!r}")
+        offsets = _log_offsets(request.query)
+        answer = await call(
+            master.read_log, info["name"], info["component"], int(info["task"]), offsets,
+            LOG_TAIL_BYTES,
+        )  # fmt: skip
         return web.json_response(answer)
 
     async def body_of(request: web.Request) -> dict[str, Any]:
@@ -163,7 +178,10 @@ def make_app(
         if name not in UI_FILES:
             raise web.HTTPNotFound()
         content = resources.files("rayflow.master.ui").joinpath(name).read_text()
-        kind = {"html": "text/html", "js": "application/javascript", "css": "text/css"}
+        kind = {
+            "html": "text/html", "js": "application/javascript", "css": "text/css",
+            "txt": "text/plain",
+        }  # fmt: skip
         return web.Response(text=content, content_type=kind[name.rsplit(".", 1)[1]])
 
     app = web.Application(middlewares=[errors], client_max_size=limits.max_body_bytes)
@@ -174,6 +192,7 @@ def make_app(
             web.get(base + "/{name}", topology),
             web.get(base + "/{name}/components/{component}", component),
             web.get(base + "/{name}/history", history),
+            web.get(base + "/{name}/components/{component}/tasks/{task}/log", task_log),
             web.post(base + "/{name}/kill", kill),
             web.post(base + "/{name}/rebalance", rebalance),
             web.post(base + "/{name}/savepoint", savepoint),
@@ -222,7 +241,7 @@ def _history_query(query: Any) -> tuple[str | None, int | str | None, list[str],
     component = query.get("component") or None
     task: int | str | None = query.get("task") or None
     if task is not None and task != "*":
-        if not str(task).isdigit() or len(str(task)) > 6:
+        if not _is_index(task, 6):
             raise BadRequest(f"'task' must be a task index or *, got {task!r}")
         task = int(task)
     if task is not None and component is None:
@@ -244,6 +263,28 @@ def _history_query(query: Any) -> tuple[str | None, int | str | None, list[str],
     if not math.isfinite(start):
         raise BadRequest("'since' must be a finite number of epoch seconds")
     return component, task, names, start
+
+
+def _is_index(text: str, digits: int) -> bool:
+    """A non-negative decimal integer of at most ``digits`` ASCII digits (``"²"`` is a digit to
+    ``str.isdigit`` and not to ``int``)."""
+    return text.isascii() and text.isdigit() and len(text) <= digits
+
+
+def _log_offsets(query: Any) -> dict[str, int] | None:
+    """``out`` and ``err`` of a log read: where the previous read ended (None: the tail).
+
+    >>> _log_offsets({"out": "120", "err": "0"}), _log_offsets({})
+    ({'out': 120, 'err': 0}, None)
+    """
+    offsets = {}
+    for stream in ("out", "err"):
+        value = query.get(stream)
+        if value is not None:
+            if not _is_index(value, 15):
+                raise BadRequest(f"'{stream}' must be a byte offset, got {value[:20]!r}")
+            offsets[stream] = int(value)
+    return offsets or None
 
 
 @dataclass

@@ -58,6 +58,8 @@ class Job:
         self.history = History()
         # what happened to the topology, for the UI's timeline: (epoch s, kind, what)
         self.events: deque[dict[str, Any]] = deque(maxlen=_EVENTS_KEPT)
+        if self.local:
+            self.event("submit", "started by rayflow run")
 
     def _deployment(self) -> RayDeployment:
         record = self.record
@@ -371,8 +373,10 @@ class Job:
                 return {**comp, "task_stats": sorted(tasks, key=lambda s: s["task"])}
         return None
 
-    def read_log(self, component: str, task: int, offsets: dict[str, int] | None) -> Any:
+    def read_log(
+        self, component: str, task: int, offsets: dict[str, int] | None, tail: int = 0
+    ) -> Any:
         actor = self.deployment.actors.get((component, task))
         if actor is None:
             raise KeyError(f"{component}[{task}]")
-        return ray.get(actor.read_log.remote(offsets), timeout=30)
+        return ray.get(actor.read_log.remote(offsets, tail), timeout=30)

@@ -211,11 +211,18 @@ class JobMaster:
         return {"name": name, "savepoint": self.job(name).savepoint(timeout)}
 
     def read_log(
-        self, name: str, component: str, task: int, offsets: dict[str, int] | None = None
+        self,
+        name: str,
+        component: str,
+        task: int,
+        offsets: dict[str, int] | None = None,
+        tail: int = 0,
     ) -> dict[str, Any]:
+        """A task's log lines from ``offsets`` on (``rayflow logs``; the UI's log tail, which
+        starts ``tail`` bytes before the end)."""
         job = self.job(name)
         try:
-            return job.read_log(component, task, offsets)
+            return job.read_log(component, task, offsets, tail)
         except KeyError:
             raise UnknownTopology(f"topology '{name}' has no task {component}[{task}]") from None
 

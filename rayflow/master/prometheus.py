@@ -8,8 +8,12 @@ gauges (``rayflow_inbox_fill``, ``rayflow_execute_latency_mean_seconds`` and
 ``rayflow_watermark_lag_seconds`` where event time runs), latency histograms
 (``rayflow_execute_latency_seconds`` per tuple, ``rayflow_complete_latency_seconds`` per spout
 tree under at-least-once), one
-``rayflow_topology_up`` per topology with its status, and the components' own metrics
-(``self.metrics``) as ``rayflow_user_<name>`` with the same labels.
+``rayflow_topology_up`` per topology with its status, ``rayflow_restarts_total`` per task, for
+exactly-once topologies ``rayflow_checkpoints_completed_total``, ``..._failed_total`` and the
+latest checkpoint's ``rayflow_checkpoint_duration_seconds``, ``..._size_bytes`` and
+``..._alignment_seconds``, and the components' own metrics (``self.metrics``) as
+``rayflow_user_<name>`` with the same labels. ``deploy/grafana/rayflow.json`` is a dashboard over
+these names.
 """
 
 from __future__ import annotations
@@ -79,9 +83,20 @@ class _Collector:
         up = GaugeMetricFamily(
             "rayflow_topology_up", "1 while the topology runs", labels=["topology", "status"]
         )
+        restarts = CounterMetricFamily(
+            "rayflow_restarts", "times the task was restarted or reset to a checkpoint",
+            labels=LABELS,
+        )  # fmt: skip
+        checkpoints = _CheckpointFamilies()
         user: dict[str, Metric] = {}
         for job in list(self.master.jobs.values()):
             up.add_metric([job.name, job.status], 1.0 if job.status == "ACTIVE" else 0.0)
+            deployment = job.deployment
+            for component, index in deployment.tasks:
+                count = deployment.restarts.get((component, index), 0)
+                restarts.add_metric([job.name, component, str(index)], float(count))
+            if deployment.checkpoints is not None:
+                checkpoints.add(job.name, deployment.checkpoints.stats())
             for task in job.stats:
                 labels = [job.name, task["component"], str(task["task"])]
                 values = task.get("counters", {})
@@ -97,10 +112,53 @@ class _Collector:
                     if name in histograms:
                         _add_histogram(histograms[name], metric, labels)
         yield up
+        yield restarts
+        yield from checkpoints.families()
         yield from counters.values()
         yield from gauges.values()
         yield from histograms.values()
         yield from user.values()
+
+
+class _CheckpointFamilies:
+    """Per exactly-once topology: checkpoints completed and failed, and the latest completed
+    one's duration, size and alignment time."""
+
+    def __init__(self) -> None:
+        labels = ["topology"]
+        self.completed = CounterMetricFamily(
+            "rayflow_checkpoints_completed", "checkpoints completed", labels=labels
+        )
+        self.failed = CounterMetricFamily(
+            "rayflow_checkpoints_failed", "checkpoints declined, timed out or unreadable",
+            labels=labels,
+        )  # fmt: skip
+        self.duration = GaugeMetricFamily(
+            "rayflow_checkpoint_duration_seconds",
+            "the latest completed checkpoint's time from trigger to complete",
+            labels=labels,
+        )
+        self.size = GaugeMetricFamily(
+            "rayflow_checkpoint_size_bytes", "the latest completed checkpoint's size", labels=labels
+        )
+        self.alignment = GaugeMetricFamily(
+            "rayflow_checkpoint_alignment_seconds",
+            "the latest completed checkpoint's longest barrier alignment",
+            labels=labels,
+        )
+
+    def add(self, topology: str, stats: dict[str, Any]) -> None:
+        self.completed.add_metric([topology], float(stats["completed"]))
+        self.failed.add_metric([topology], float(stats["failed"]))
+        done = [h for h in stats["history"] if h.get("status") == "COMPLETED"]
+        if done:  # the history is newest first
+            latest = done[0]
+            self.duration.add_metric([topology], (latest.get("duration_ms") or 0.0) / 1000)
+            self.size.add_metric([topology], float(latest.get("bytes") or 0))
+            self.alignment.add_metric([topology], (latest.get("align_ms") or 0.0) / 1000)
+
+    def families(self) -> list[Metric]:
+        return [self.completed, self.failed, self.duration, self.size, self.alignment]
 
 
 def _add_user_metric(

@@ -59,7 +59,8 @@ def test_latency_histograms_are_in_the_task_stats_and_in_prometheus_text() -> No
     sink, spout = result.tasks["sink"][0], result.tasks["nums"][0]
     assert sink["histograms"]["execute_latency_seconds"]["count"] == 100
     assert spout["histograms"]["complete_latency_seconds"]["count"] == 100
-    job = SimpleNamespace(name="lat", status="ACTIVE", stats=[sink, spout])
+    deployment = SimpleNamespace(tasks=[("nums", 0), ("sink", 0)], restarts={}, checkpoints=None)
+    job = SimpleNamespace(name="lat", status="ACTIVE", stats=[sink, spout], deployment=deployment)
     lines = render_metrics(SimpleNamespace(jobs={"lat": job})).splitlines()  # type: ignore[arg-type]
 
     def sample(metric: str, component: str) -> float:

@@ -26,7 +26,11 @@ WORDCOUNT = str(ROOT / "examples" / "wordcount.yaml")
 
 
 def validate_all(objects: list[dict]) -> None:
+    """Every object of Kubernetes' own kinds against its schema (a ServiceMonitor is the
+    Prometheus Operator's: tests/k8s installs it on an API server that has its CRD)."""
     for obj in objects:
+        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue
         try:
             kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -196,6 +200,32 @@ def test_rbac_grants_only_what_the_launcher_reads_and_scales() -> None:
     binding = one(objects, "RoleBinding", "wc-rayflow")
     assert binding["subjects"][0]["name"] == "wc-rayflow"
     assert not find(render("--set", "rbac.create=false"), "Role")
+
+
+def test_prometheus_finds_metrics_by_annotations_or_a_service_monitor() -> None:
+    plain = render()
+    ui = one(plain, "Service", "wc-rayflow-ui")
+    assert "prometheus.io/scrape" not in (ui["metadata"].get("annotations") or {})
+    assert not find(plain, "ServiceMonitor"), "off by default: it needs the operator's CRDs"
+    objects = render(
+        "--set", "metrics.scrapeAnnotations=true", "--set", "metrics.serviceMonitor.enabled=true",
+        "--set", "metrics.serviceMonitor.labels.release=prom", "--set", "service.annotations.a=b",
+    )  # fmt: skip
+    ui = one(objects, "Service", "wc-rayflow-ui")
+    assert ui["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8744",
+        "prometheus.io/path": "/metrics",
+        "a": "b",
+    }
+    monitor = one(objects, "ServiceMonitor", "wc-rayflow")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"] == [{"port": "ui", "path": "/metrics", "interval": "15s"}]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    services = [o for o in objects if o["kind"] == "Service"
+                and selector.items() <= o["metadata"]["labels"].items()]  # fmt: skip
+    assert [o["metadata"]["name"] for o in services] == ["wc-rayflow-ui"], "only the UI's port"
+    assert [p["name"] for p in services[0]["spec"]["ports"]] == ["ui"]
 
 
 def test_readme_lists_every_value() -> None:

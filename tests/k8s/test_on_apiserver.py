@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,9 +59,57 @@ def pending_pod(core: object, name: str, component: str, group: str | None = Non
     })  # fmt: skip
 
 
+def service_monitor_crd(api: KubeApiServer) -> None:
+    """The Prometheus Operator's ServiceMonitor kind, as its CRD declares it (no schema here:
+    the operator validates the spec; the API server checks the kind, names and metadata)."""
+    import kubernetes
+
+    client = kubernetes.config.new_client_from_config(config_file=str(api.kubeconfig))
+    kubernetes.client.ApiextensionsV1Api(client).create_custom_resource_definition({
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"plural": "servicemonitors", "singular": "servicemonitor",
+                      "kind": "ServiceMonitor", "listKind": "ServiceMonitorList"},
+            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                "openAPIV3Schema": {"type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True}}}],
+        },
+    })  # fmt: skip
+    wait_for_kind(client, "monitoring.coreos.com/v1", "ServiceMonitor")
+
+
+def wait_for_kind(client: object, group_version: str, kind: str) -> None:
+    """A new CRD's kind is served a moment after its creation."""
+    import kubernetes
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            group, version = group_version.split("/")
+            found = kubernetes.client.CustomObjectsApi(client).get_api_resources(group, version)
+            if any(r.kind == kind for r in found.resources):
+                return
+        except kubernetes.client.ApiException:
+            pass
+        assert time.monotonic() < deadline, f"the API server never served {kind}"
+        time.sleep(0.2)
+
+
 def test_helm_install_upgrade_and_uninstall_are_accepted(apiserver: KubeApiServer) -> None:
     core, apps, _ = kube(apiserver)
+    service_monitor_crd(apiserver)  # full values ask for one
     install(apiserver, "full", "-f", str(FULL_VALUES), "--set", "fullnameOverride=full")
+    import kubernetes
+
+    custom = kubernetes.client.CustomObjectsApi(
+        kubernetes.config.new_client_from_config(config_file=str(apiserver.kubeconfig))
+    )
+    monitor = custom.get_namespaced_custom_object(
+        "monitoring.coreos.com", "v1", NS, "servicemonitors", "full"
+    )
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     names = {d.metadata.name for d in apps.list_namespaced_deployment(NS).items}  # type: ignore[attr-defined]
     assert {"full-head", "full-worker-workers", "full-worker-gpu"} <= names
     more = ("--set", "fullnameOverride=full", "--set", "workerGroups.workers.replicas=5")

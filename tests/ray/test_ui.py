@@ -1,7 +1,10 @@
 """The web UI in a real headless Chromium (Debian's ``chromium``, driven by Playwright): the list,
-the topology graph with one node per component, counters that update, the buttons.
+the topology graph with one node per component and labels clear of the boxes, counters that
+update, charts that move and show what the history API serves, a component's page with its tasks
+and live log lines, the checkpoint tab, the buttons.
 
-Set ``RAYFLOW_UI_SCREENSHOT=docs/ui.png`` to refresh the screenshot the README shows.
+Set ``RAYFLOW_UI_SCREENSHOTS=docs`` to refresh the screenshots the README shows (``ui.png``,
+``ui-component.png``, ``ui-checkpoints.png``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,9 +93,21 @@ def test_the_ui_draws_the_topology_updates_its_counters_and_its_buttons_work(
     page.click("#activate")
     wait_for(lambda: page.inner_text("#status") == "ACTIVE", "the UI to show ACTIVE")
 
-    shot = os.environ.get("RAYFLOW_UI_SCREENSHOT")
-    page.screenshot(path=shot or str(cluster.cwd / "ui.png"), full_page=True)
-    assert Path(shot or cluster.cwd / "ui.png").stat().st_size > 10_000
+    _charts_follow_the_history(cluster, page)
+    _labels_clear_of_boxes(page)
+    _screenshot(page, cluster, "ui.png")
+
+    page.click('svg.graph g.node[data-id="shout"]')
+    page.wait_for_selector("#tasks tr[data-task='1']")
+    tasks = page.eval_on_selector_all("#tasks tr[data-task]", "els => els.map(e => e.dataset.task)")
+    assert tasks == ["0", "1"], "a row per task of shout"
+    page.wait_for_selector("pre.log[data-task='0'] >> text=shout task 0 ready")
+    page.wait_for_selector("pre.log[data-task='1'] >> text=shout task 1 ready")
+    lines = "rayflowCharts.executed && rayflowCharts.executed.series.length"
+    wait_for(lambda: page.evaluate(lines) == 3, "a line per task in the component's chart")
+    _screenshot(page, cluster, "ui-component.png")
+    page.click("#tab-overview")
+    page.wait_for_selector("svg.graph g.node")
 
     page.on("dialog", lambda dialog: dialog.accept())  # "Kill topology ticking?"
     page.click("#kill")
@@ -107,15 +123,77 @@ def test_the_ui_shows_checkpoints_and_takes_a_savepoint(cluster: Cluster, browse
     page = browser.pages[0] if browser.pages else browser.new_page()  # type: ignore[attr-defined]
     page.set_default_timeout(30_000)
     page.goto(f"http://127.0.0.1:{cluster.port}/#/topology/ticking-eo")
-    page.wait_for_selector('#checkpoints tr.checkpoint[data-status="COMPLETED"]')
+    page.wait_for_selector('svg.graph g.chain[data-head="ticks"]')
     # ticks -FORWARD-> sink chain: one box around both, the edge between them marked
-    assert page.is_visible('svg.graph g.chain[data-head="ticks"]')
     assert page.is_visible('svg.graph g.edge.chained[data-from="ticks"][data-to="sink"]')
+    page.click("#tab-checkpoints")
+    page.wait_for_selector('#checkpoints tr.checkpoint[data-status="COMPLETED"]')
     assert "completed" in page.inner_text("#checkpoint-summary")
+
+    def durations_charted() -> list[float]:
+        drawn = page.evaluate("rayflowCharts['checkpoint-duration'].data[1]")
+        return [d for d in drawn if d is not None] if len(drawn) >= 2 else []
+
+    drawn = wait_for(durations_charted, "two checkpoint durations in the chart")
+    history = cluster.status("ticking-eo")["checkpoints"]["history"]
+    rest = {round(h["duration_ms"], 3) for h in history if h["status"] == "COMPLETED"}
+    assert {round(d, 3) for d in drawn} <= rest, "the chart draws the REST history's durations"
     page.fill("#token", TOKEN)
     page.click("#savepoint")
     page.wait_for_selector("#message >> text=savepoint written to")
     path = page.inner_text("#message").rsplit(" ", 1)[1]
     assert (Path(path) / "_metadata").exists()
     page.wait_for_selector("#checkpoints >> text=(savepoint)")
+    wait_for(lambda: path in page.inner_text("#latest-savepoint"), "the latest savepoint's path")
+    _screenshot(page, cluster, "ui-checkpoints.png")
     cluster.cli("kill", "ticking-eo", "--wait", "0")
+
+
+def _charts_follow_the_history(cluster: Cluster, page: Any) -> None:
+    """The throughput chart holds what ``GET .../history`` serves for the same instants, and
+    moves: new samples arrive while the page is open."""
+
+    def shout_line() -> tuple[list[float], list[float | None]] | None:
+        chart = page.evaluate(
+            "(() => { const c = rayflowCharts.executed; if (!c) return null;"
+            " const i = c.series.findIndex(s => s.label === 'shout');"
+            " return i < 0 ? null : [c.data[0], c.data[i]]; })()"
+        )
+        if not chart or sum(v is not None for v in chart[1]) < 3:
+            return None
+        return chart[0], chart[1]
+
+    times, drawn = wait_for(shout_line, "three samples of shout in the throughput chart")
+    _, rest = cluster.http("GET", "/api/v1/topologies/ticking/history?component=shout"
+                           f"&metrics=executed&since={times[0] - 0.5}")  # fmt: skip
+    served = dict(zip(rest["times"], rest["series"][0]["values"], strict=True))
+    common = [t for t in times if t in served]
+    assert len(common) >= 3, (times, rest["times"])
+    for t in common:
+        value = drawn[times.index(t)]
+        assert value == served[t], f"the chart's {value} at {t} against the API's {served[t]}"
+    assert max(v for v in drawn if v is not None) > 0, "shout executes tuples"
+    wait_for(lambda: (line := shout_line()) and line[0][-1] > times[-1], "the chart to move")
+
+
+def _labels_clear_of_boxes(page: Any) -> None:
+    """No edge label runs under a component's box (``fields(word)`` once did)."""
+    overlaps = page.evaluate(
+        """(() => {
+        const boxes = [...document.querySelectorAll('svg.graph g.node rect')]
+            .map(r => r.getBoundingClientRect());
+        return [...document.querySelectorAll('svg.graph text.edge')].flatMap(t => {
+            const a = t.getBoundingClientRect();
+            return boxes.filter(b => a.left < b.right && b.left < a.right && a.top < b.bottom
+                && b.top < a.bottom).map(() => t.textContent);
+        });
+        })()"""
+    )
+    assert overlaps == [], f"labels under boxes: {overlaps}"
+
+
+def _screenshot(page: Any, cluster: Cluster, name: str) -> None:
+    """Into ``$RAYFLOW_UI_SCREENSHOTS`` (docs/ refreshes the README's), else the test's folder."""
+    folder = Path(os.environ.get("RAYFLOW_UI_SCREENSHOTS") or cluster.cwd)
+    page.screenshot(path=str(folder / name), full_page=True)
+    assert (folder / name).stat().st_size > 10_000

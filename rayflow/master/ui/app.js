@@ -1,15 +1,33 @@
-// The rayflow web UI: the topology list and one page per topology, drawn from the REST API.
+// The rayflow web UI, drawn from the REST API: the topology list; per topology its graph, charts
+// of its components over time, a timeline and its errors; a page per component with charts per
+// task, its errors and each task's live log; a checkpoint tab under exactly-once.
+// Charts are uPlot's (vendored next to this file); every page refreshes every 2 s in place.
 "use strict";
 
 const main = document.getElementById("main");
 const tokenInput = document.getElementById("token");
+const rangeInput = document.getElementById("range");
 tokenInput.value = localStorage.getItem("rayflow-token") || "";
 tokenInput.addEventListener("change", () => localStorage.setItem("rayflow-token", tokenInput.value));
+rangeInput.value = localStorage.getItem("rayflow-range") || "600";
+rangeInput.addEventListener("change", () => { localStorage.setItem("rayflow-range", rangeInput.value); render(); });
 
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const num = (n) => Number(n || 0).toLocaleString("en-US", {maximumFractionDigits: 1});
 const pct = (n) => `${Math.round(100 * (n || 0))}%`;
 const ago = (s) => s < 120 ? `${Math.round(s)}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
+const clock = (t) => new Date(t * 1000).toLocaleTimeString();
+// An axis tick or legend value: 1.2M, 350K, 12.5, 0.042
+const compact = (v) => {
+  const a = Math.abs(v);
+  if (a >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
+  if (a >= 1e4) return `${+(v / 1e3).toFixed(0)}K`;
+  if (a >= 1e3) return `${+(v / 1e3).toFixed(1)}K`;
+  return a >= 10 || a === 0 ? `${+v.toFixed(1)}` : `${+v.toPrecision(2)}`;
+};
+const enc = encodeURIComponent;
+const PALETTE = ["#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7ea4",
+  "#57606a", "#fb8500", "#2da44e", "#6639ba", "#e16f24"];
 
 async function api(path, options = {}) {
   const headers = {"Content-Type": "application/json"};
@@ -20,9 +38,66 @@ async function api(path, options = {}) {
   return body;
 }
 
+// ------------------------------------------------------------------ charts
+
+// Every chart on the page by its id (tests read their data: window.rayflowCharts[id].data).
+const charts = window.rayflowCharts = {};
+
+function dropCharts() {
+  for (const id of Object.keys(charts)) { charts[id].destroy(); delete charts[id]; }
+}
+
+// Draw or update the chart `id` in its `.chart[data-chart=id]` box: x = times, one line per label.
+function drawChart(id, title, unit, times, lines) {
+  const box = main.querySelector(`.chart[data-chart="${id}"]`);
+  if (!box) return;
+  // a chart with nothing to show (no event time, no acking) stays hidden until it has
+  box.hidden = !lines.some((l) => l.values.some((v) => v != null));
+  const labels = lines.map((l) => l.label);
+  const data = [times, ...lines.map((l) => l.values)];
+  const old = charts[id];
+  if (old && old.rayflowLabels === labels.join("\n")) { old.setData(data); return; }
+  if (old) old.destroy();
+  const format = unit === "%" ? (v) => v == null ? "-" : `${(100 * v).toFixed(1)}%` :
+    (v) => v == null ? "-" : `${compact(v)}${unit ? " " + unit : ""}`;
+  const chart = new uPlot({
+    title,
+    width: Math.max(280, box.clientWidth || 420),
+    height: 190,
+    series: [{}, ...lines.map((l, i) => ({label: l.label, stroke: PALETTE[i % PALETTE.length],
+      width: 1.5, value: (u, v) => format(v), spanGaps: false}))],
+    axes: [{}, {size: 56, values: (u, ticks) => ticks.map((v) => unit === "%" ? `${Math.round(100 * v)}%` : compact(v))}],
+    scales: unit === "%" ? {y: {range: [0, 1]}} : {},
+    legend: {live: true},
+    cursor: {drag: {x: true, y: false}},
+  }, data, box);
+  chart.rayflowLabels = labels.join("\n");
+  charts[id] = chart;
+}
+
+// The history call behind a page's charts: `owners` is "" (every component) or a query part.
+async function history(name, owners, metrics) {
+  const since = Date.now() / 1000 - Number(rangeInput.value);
+  return api(`/topologies/${enc(name)}/history?${owners}metrics=${metrics.join(",")}&since=${since}`);
+}
+
+// One chart per metric, one line per component or task, from a history answer.
+function drawHistory(answer, specs, labelOf) {
+  for (const [metric, title, unit] of specs) {
+    const lines = answer.series.filter((s) => s.metric === metric)
+      .map((s) => ({label: labelOf(s), values: s.values}));
+    drawChart(metric, title, unit, answer.times, lines);
+  }
+}
+
+const chartBoxes = (specs) => `<div class="charts">${specs.map(([metric]) =>
+  `<div class="chart" data-chart="${metric}"></div>`).join("")}</div>`;
+
+// ------------------------------------------------------------------ the list
+
 function listPage(data) {
   const rows = data.topologies.map((t) => `
-    <tr><td><a href="#/topology/${encodeURIComponent(t.name)}">${esc(t.name)}</a></td>
+    <tr><td><a href="#/topology/${enc(t.name)}">${esc(t.name)}</a></td>
     <td class="status-${esc(t.status)}">${esc(t.status)}</td><td>${ago(t.uptime)}</td>
     <td>${t.tasks}</td><td>${t.workers}</td><td>${num(t.emitted)}</td><td>${t.restarts}</td></tr>`);
   return `<h2>Topologies</h2>
@@ -31,18 +106,38 @@ function listPage(data) {
     '<tr><td colspan="7">none running: rayflow submit topology.yaml</td></tr>'}</table>`;
 }
 
+// ------------------------------------------------------------------ the graph
+
+const edgeLabel = (s) => s.grouping.toLowerCase() + (s.fields.length ? `(${s.fields.join(",")})` : "") +
+  (s.stream !== "default" ? ` [${s.stream}]` : "") + (s.chained ? " · chained" : "");
+const TEXT_PX = 6.2;  // the width of a character of the graph's 10-12 px text, about
+
 function layout(components, streams) {
-  // Columns by the longest path from a spout; rows in declaration order.
+  // Columns by the longest path from a spout; rows in declaration order. A column is as wide as
+  // its widest box, and the gap after it fits the longest label of the edges leaving it, so no
+  // label runs under a box.
   const depth = {};
   components.forEach((c) => { depth[c.id] = 0; });
   for (let i = 0; i < components.length; i++) {
     streams.forEach((s) => { depth[s.to] = Math.max(depth[s.to], depth[s.from] + 1); });
   }
+  const columns = Math.max(0, ...Object.values(depth)) + 1;
+  const boxWidth = {}, colWidth = Array(columns).fill(140), gap = Array(columns).fill(60);
+  components.forEach((c) => {
+    boxWidth[c.id] = Math.max(140, 24 + TEXT_PX * 1.15 * `${c.id} ×${c.parallelism}`.length);
+    colWidth[depth[c.id]] = Math.max(colWidth[depth[c.id]], boxWidth[c.id]);
+  });
+  streams.forEach((s) => {
+    const span = Math.max(1, depth[s.to] - depth[s.from]);
+    gap[depth[s.from]] = Math.max(gap[depth[s.from]], (TEXT_PX * edgeLabel(s).length + 24) / span);
+  });
+  const left = [20];
+  for (let i = 1; i < columns; i++) left.push(left[i - 1] + colWidth[i - 1] + gap[i - 1]);
   const rows = {}, pos = {};
   components.forEach((c) => {
     const col = depth[c.id];
     rows[col] = (rows[col] || 0) + 1;
-    pos[c.id] = {x: 90 + col * 190, y: 50 + (rows[col] - 1) * 80};
+    pos[c.id] = {x: left[col] + colWidth[col] / 2, y: 50 + (rows[col] - 1) * 80, w: boxWidth[c.id]};
   });
   return pos;
 }
@@ -52,23 +147,22 @@ function heat(c) {
   return load > 0.8 ? "#ff8182" : load > 0.5 ? "#f5d96b" : "#aceebb";
 }
 
-function graph(components, streams) {
+function graph(name, components, streams) {
   const pos = layout(components, streams);
-  const width = Math.max(...Object.values(pos).map((p) => p.x)) + 100;
+  const width = Math.max(...Object.values(pos).map((p) => p.x + p.w / 2)) + 30;
   const height = Math.max(...Object.values(pos).map((p) => p.y)) + 50;
   const edges = streams.map((s) => {
     const a = pos[s.from], b = pos[s.to];
-    const label = s.grouping.toLowerCase() + (s.fields.length ? `(${s.fields.join(",")})` : "") +
-      (s.stream !== "default" ? ` [${s.stream}]` : "");
+    const x1 = a.x + a.w / 2, x2 = b.x - b.w / 2 - 2;
     return `<g class="edge${s.chained ? " chained" : ""}" data-from="${esc(s.from)}" data-to="${esc(s.to)}">
-      <line x1="${a.x + 70}" y1="${a.y}" x2="${b.x - 72}" y2="${b.y}"></line>
-      <text class="edge" x="${(a.x + b.x) / 2}" y="${(a.y + b.y) / 2 - 8}">${esc(label)}${s.chained ? " · chained" : ""}</text></g>`;
+      <line x1="${x1}" y1="${a.y}" x2="${x2}" y2="${b.y}"></line>
+      <text class="edge" x="${(x1 + x2) / 2}" y="${(a.y + b.y) / 2 - 8}">${esc(edgeLabel(s))}</text></g>`;
   });
   // A chain (tasks sharing one actor per index) is drawn as a box around its members.
   const chains = {};
   components.forEach((c) => { (chains[c.chain || c.id] ||= []).push(pos[c.id]); });
   const boxes = Object.entries(chains).filter(([, ps]) => ps.length > 1).map(([head, ps]) => {
-    const x0 = Math.min(...ps.map((p) => p.x)) - 82, x1 = Math.max(...ps.map((p) => p.x)) + 82;
+    const x0 = Math.min(...ps.map((p) => p.x - p.w / 2)) - 12, x1 = Math.max(...ps.map((p) => p.x + p.w / 2)) + 12;
     const y0 = Math.min(...ps.map((p) => p.y)) - 40, y1 = Math.max(...ps.map((p) => p.y)) + 34;
     return `<g class="chain" data-head="${esc(head)}"><rect x="${x0}" y="${y0}" width="${x1 - x0}"
       height="${y1 - y0}"></rect><text x="${x0 + 8}" y="${y0 + 9}">chain</text></g>`;
@@ -78,10 +172,10 @@ function graph(components, streams) {
     // A flow's fused component lists its operators (hover for them in order).
     const fused = (c.operators || []).length > 1 ? ` · ${c.operators.length} fused` : "";
     const title = c.operators ? `<title>${esc(c.operators.join(" → "))}</title>` : "";
-    return `<g class="node" data-id="${esc(c.id)}" data-kind="${c.kind}">${title}
-      <rect x="${p.x - 70}" y="${p.y - 24}" width="140" height="48" fill="${heat(c)}"></rect>
+    return `<a href="#/topology/${enc(name)}/component/${enc(c.id)}"><g class="node" data-id="${esc(c.id)}" data-kind="${c.kind}">${title}
+      <rect x="${p.x - p.w / 2}" y="${p.y - 24}" width="${p.w}" height="48" fill="${heat(c)}"></rect>
       <text x="${p.x}" y="${p.y - 8}">${esc(c.id)} ×${c.parallelism}</text>
-      <text x="${p.x}" y="${p.y + 10}">${num(c.kind === "spout" ? c.rates?.emitted : c.rates?.executed)}/s${fused}</text></g>`;
+      <text x="${p.x}" y="${p.y + 10}">${num(c.kind === "spout" ? c.rates?.emitted : c.rates?.executed)}/s${fused}</text></g></a>`;
   });
   return `<svg class="graph" width="${width}" height="${height}">
     <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7"
@@ -89,58 +183,243 @@ function graph(components, streams) {
     ${boxes.join("")}${edges.join("")}${nodes.join("")}</svg>`;
 }
 
-function checkpointsPart(c) {
-  if (!c) return "";
-  const rows = c.history.map((h) => `
-    <tr class="checkpoint" data-status="${esc(h.status)}"><td>${h.id}</td>
-    <td class="status-${esc(h.status)}">${esc(h.status)}${h.savepoint ? " (savepoint)" : ""}</td>
-    <td>${new Date(h.time * 1000).toLocaleTimeString()}</td><td>${num(h.duration_ms || 0)}</td>
-    <td>${num(h.bytes || 0)}</td><td>${(h.align_ms || 0).toFixed(1)}</td><td>${(h.sync_ms || 0).toFixed(1)}</td>
-    <td class="path">${esc(h.reason || h.path || "")}</td></tr>`);
-  const latest = c.latest ? `latest ${c.latest.id} at <code>${esc(c.latest.path)}</code>` : "none complete yet";
-  return `<h3>Checkpoints</h3>
-    <p id="checkpoint-summary">${c.completed} completed · ${c.failed} failed · every ${c.interval_s}s
-    · ${latest}${c.restored_from ? ` · restored from <code>${esc(c.restored_from)}</code>` : ""}</p>
-    <table id="checkpoints"><tr><th>id</th><th>status</th><th>started</th><th>duration ms</th>
-    <th>bytes</th><th>align ms</th><th>sync ms</th><th>path / reason</th></tr>${rows.join("")}</table>`;
+// ------------------------------------------------------------------ a topology
+
+const TOPOLOGY_CHARTS = [
+  ["executed", "Throughput in (tuples/s)", "/s"],
+  ["emitted", "Throughput out (tuples/s)", "/s"],
+  ["execute_latency_p99_ms", "Execute latency p99 (ms)", "ms"],
+  ["complete_latency_p99_ms", "Complete latency p99 (ms)", "ms"],
+  ["backpressure", "Back pressure (share of time blocked)", "%"],
+  ["capacity", "Capacity (share of time busy)", "%"],
+];
+
+function tabs(name, t, current) {
+  const tab = (href, label, id) => `<a id="${id}" href="${href}" class="${current === id ? "current" : ""}">${label}</a>`;
+  return `<nav class="tabs">${tab(`#/topology/${enc(name)}`, "Overview", "tab-overview")}
+    ${t.checkpoints ? tab(`#/topology/${enc(name)}/checkpoints`, "Checkpoints", "tab-checkpoints") : ""}
+    ${tab(`#/topology/${enc(name)}/timeline`, "Timeline", "tab-timeline")}</nav>`;
 }
 
-function topologyPage(t) {
+function summaryLine(t) {
+  return `up ${ago(t.uptime)} · ${t.tasks} tasks on ${t.workers} node(s) · reliability ${esc(t.reliability)}
+    · ${t.restarts} restart(s)${t.restart && t.restart.failures ? ` · restart strategy ${esc(t.restart.strategy)}:
+    ${t.restart.failures} failure(s) counted, ${t.restart.next_delay === null ? "the next one fails the job"
+    : `next restart in ${t.restart.next_delay}s`} <span class="why">(${esc(t.restart.reason)})</span>` : ""}`;
+}
+
+function header(t) {
+  return `<h2><a href="#/topology/${enc(t.name)}">${esc(t.name)}</a> <span class="status-${esc(t.status)}" id="status">${esc(t.status)}</span></h2>
+    <p id="summary">${summaryLine(t)}</p>`;
+}
+
+function buttons(t) {
+  return `<p><button id="activate">Activate</button><button id="deactivate">Deactivate</button>
+    ${t.checkpoints ? '<button id="savepoint">Savepoint</button>' : ""}
+    <button id="kill" class="danger">Kill</button></p><div id="message"></div>`;
+}
+
+function componentsTable(t) {
   const rows = t.components.map((c) => `
-    <tr data-component="${esc(c.id)}"><td>${esc(c.id)}</td><td>${c.kind}</td><td>${c.parallelism}</td>
+    <tr data-component="${esc(c.id)}"><td><a href="#/topology/${enc(t.name)}/component/${enc(c.id)}">${esc(c.id)}</a></td>
+    <td>${c.kind}</td><td>${c.parallelism}</td>
     <td class="emitted">${num(c.emitted)}</td><td class="executed">${num(c.executed)}</td>
     <td>${num(c.acked)}</td><td>${num(c.failed)}</td>
     <td>${(c.execute_latency_ms || 0).toFixed(3)}</td><td>${(c.complete_latency_ms || 0).toFixed(1)}</td>
     <td>${pct(c.capacity)}</td><td>${pct(c.backpressure)}</td><td>${pct(c.inbox_fill)}</td></tr>`);
-  const errors = [...t.failures.map((f) => ({...f, where: `restart ${f.restart}`})), ...t.errors]
-    .slice(0, 20).map((e) => `
-    <details><summary class="error-line">${new Date(e.time * 1000).toLocaleTimeString()}
-    ${esc(e.component)}[${e.task}] ${esc(e.where || "")}: ${esc(e.error)}</summary>
-    <pre class="traceback">${esc(e.traceback || "")}</pre></details>`);
-  return `<h2>${esc(t.name)} <span class="status-${esc(t.status)}" id="status">${esc(t.status)}</span></h2>
-    <p>up ${ago(t.uptime)} · ${t.tasks} tasks on ${t.workers} node(s) · reliability ${esc(t.reliability)}
-    · ${t.restarts} restart(s)${t.restart && t.restart.failures ? ` · restart strategy ${esc(t.restart.strategy)}:
-    ${t.restart.failures} failure(s) counted, ${t.restart.next_delay === null ? "the next one fails the job"
-    : `next restart in ${t.restart.next_delay}s`} <span class="why">(${esc(t.restart.reason)})</span>` : ""}</p>
-    <p><button id="activate">Activate</button><button id="deactivate">Deactivate</button>
-    ${t.checkpoints ? '<button id="savepoint">Savepoint</button>' : ""}
-    <button id="kill" class="danger">Kill</button></p><div id="message"></div>
-    ${graph(t.components, t.streams)}
-    <h3>Components</h3>
-    <table id="components"><tr><th>component</th><th>kind</th><th>tasks</th><th>emitted</th>
+  return `<table id="components"><tr><th>component</th><th>kind</th><th>tasks</th><th>emitted</th>
     <th>executed</th><th>acked</th><th>failed</th><th>execute ms</th><th>complete ms</th>
-    <th>capacity</th><th>backpressure</th><th>inbox</th></tr>${rows.join("")}</table>
-    ${checkpointsPart(t.checkpoints)}
-    <h3>Recent errors</h3>${errors.join("") || "<p>none</p>"}
+    <th>capacity</th><th>backpressure</th><th>inbox</th></tr>${rows.join("")}</table>`;
+}
+
+function errorList(t, component) {
+  const all = [...t.failures.map((f) => ({...f, where: `restart ${f.restart}`})), ...t.errors]
+    .filter((e) => !component || e.component === component).slice(0, 20);
+  return all.map((e) => `
+    <details><summary class="error-line">${clock(e.time)}
+    ${esc(e.component)}[${e.task}] ${esc(e.where || "")}: ${esc(e.error)}</summary>
+    <pre class="traceback">${esc(e.traceback || "")}</pre></details>`).join("") || "<p>none</p>";
+}
+
+function timelineTable(t, limit) {
+  const rows = (t.timeline || []).slice(0, limit).map((e) => `
+    <tr class="event" data-kind="${esc(e.kind)}"><td>${new Date(e.time * 1000).toLocaleString()}</td>
+    <td class="kind-${esc(e.kind)}">${esc(e.kind)}</td><td class="what">${esc(e.what)}</td></tr>`);
+  return `<table id="timeline"><tr><th>when</th><th>what</th><th>details</th></tr>${rows.join("") ||
+    '<tr><td colspan="3">nothing yet</td></tr>'}</table>`;
+}
+
+function overviewPage(t) {
+  return `${header(t)}${buttons(t)}${tabs(t.name, t, "tab-overview")}
+    <div id="graph">${graph(t.name, t.components, t.streams)}</div>
+    ${chartBoxes(TOPOLOGY_CHARTS)}
+    <h3>Components</h3><div id="components-part">${componentsTable(t)}</div>
+    <h3>Latest events <a href="#/topology/${enc(t.name)}/timeline" class="more">all</a></h3>
+    <div id="timeline-part">${timelineTable(t, 8)}</div>
+    <h3>Recent errors</h3><div id="errors-part">${errorList(t)}</div>
     ${t.error ? `<pre class="traceback">${esc(t.error)}</pre>` : ""}`;
 }
 
-let notice = "";  // survives the re-render every 2 s
+async function refreshOverview(t) {
+  setPart("graph", graph(t.name, t.components, t.streams));
+  setPart("components-part", componentsTable(t));
+  setPart("timeline-part", timelineTable(t, 8));
+  setPart("errors-part", errorList(t));
+  const metrics = TOPOLOGY_CHARTS.map(([m]) => m);
+  const answer = await history(t.name, "", metrics);
+  // spouts execute nothing and sinks emit nothing: their flat lines would only crowd the charts
+  const kind = Object.fromEntries(t.components.map((c) => [c.id, c.kind]));
+  const emits = new Set(t.streams.map((s) => s.from));
+  answer.series = answer.series.filter((s) => !(s.metric === "executed" && kind[s.component] === "spout") &&
+    !(s.metric === "emitted" && !emits.has(s.component)));
+  drawHistory(answer, TOPOLOGY_CHARTS, (s) => s.component);
+}
+
+// ------------------------------------------------------------------ a component
+
+const COMPONENT_CHARTS = [
+  ["executed", "Executed per task (tuples/s)", "/s"],
+  ["emitted", "Emitted per task (tuples/s)", "/s"],
+  ["execute_latency_p99_ms", "Execute latency p99 per task (ms)", "ms"],
+  ["capacity", "Capacity per task", "%"],
+  ["backpressure", "Back pressure per task", "%"],
+  ["inbox_fill", "Inbox fill per task", "%"],
+  ["watermark_lag_s", "Watermark lag per task (s)", "s"],
+];
+
+function componentPage(t, c) {
+  return `${header(t)}${tabs(t.name, t, "")}
+    <h3 id="component-title">${esc(c.id)} <span class="kind">${c.kind} × ${c.parallelism}
+    ${c.chain && c.chain !== c.id ? `· chained after ${esc(c.chain)}` : ""}</span></h3>
+    ${c.operators ? `<p class="operators">operators: ${esc(c.operators.join(" → "))}</p>` : ""}
+    ${chartBoxes(COMPONENT_CHARTS)}
+    <h3>Tasks</h3><div id="tasks-part"></div>
+    <h3>Recent errors</h3><div id="errors-part"></div>
+    <h3>Logs <span class="hint">(following live)</span></h3><div id="logs"></div>`;
+}
+
+function tasksTable(c) {
+  const rows = c.task_stats.map((s) => `
+    <tr data-task="${s.task}"><td>${s.task}</td><td>${esc(s.state || "")}</td>
+    <td class="executed">${num(s.counters?.executed)}</td><td class="emitted">${num(s.counters?.emitted)}</td>
+    <td>${num(s.counters?.failed)}</td><td>${(s.execute_latency_ms || 0).toFixed(3)}</td>
+    <td>${s.inbox ?? ""}/${s.inbox_capacity ?? ""}</td>
+    <td>${s.watermark == null ? "-" : new Date(s.watermark).toISOString()}</td><td>${s.pid ?? ""}</td></tr>`);
+  return `<table id="tasks"><tr><th>task</th><th>state</th><th>executed</th><th>emitted</th>
+    <th>failed</th><th>execute ms</th><th>inbox</th><th>watermark</th><th>pid</th></tr>${rows.join("")}</table>`;
+}
+
+const logOffsets = {};  // "topology/component/task" -> offsets of the next read
+const LOG_KEPT = 200_000;  // characters of a task's log kept on the page
+
+async function followLogs(name, c) {
+  const box = document.getElementById("logs");
+  if (!box) return;
+  await Promise.all(c.task_stats.map(async (s) => {
+    const key = `${name}/${c.id}/${s.task}`;
+    let pre = box.querySelector(`pre.log[data-task="${s.task}"]`);
+    if (!pre) {
+      box.insertAdjacentHTML("beforeend", `<h4>${esc(c.id)}[${s.task}]</h4><pre class="log" data-task="${s.task}"></pre>`);
+      pre = box.querySelector(`pre.log[data-task="${s.task}"]`);
+    }
+    const at = logOffsets[key];
+    const query = at ? `?${Object.entries(at).map(([k, v]) => `${k}=${v}`).join("&")}` : "";
+    try {
+      const read = await api(`/topologies/${enc(name)}/components/${enc(c.id)}/tasks/${s.task}/log${query}`);
+      logOffsets[key] = read.offsets;
+      if (read.text) {
+        const follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        pre.textContent = (pre.textContent + read.text).slice(-LOG_KEPT);
+        if (follow) pre.scrollTop = pre.scrollHeight;
+      }
+    } catch (err) {
+      pre.dataset.error = err.message;
+    }
+  }));
+}
+
+async function refreshComponent(t, c) {
+  setPart("tasks-part", tasksTable(c));
+  setPart("errors-part", errorList(t, c.id));
+  const metrics = COMPONENT_CHARTS.map(([m]) => m);
+  const answer = await history(t.name, `component=${enc(c.id)}&task=*&`, metrics);
+  drawHistory(answer, COMPONENT_CHARTS, (s) => `${c.id}[${s.task}]`);
+  await followLogs(t.name, c);
+}
+
+// ------------------------------------------------------------------ checkpoints
+
+function checkpointsPage(t) {
+  return `${header(t)}${buttons(t)}${tabs(t.name, t, "tab-checkpoints")}
+    <div id="checkpoints-part"></div>
+    <div class="charts"><div class="chart" data-chart="checkpoint-duration"></div>
+    <div class="chart" data-chart="checkpoint-size"></div></div>
+    <h3>History</h3><div id="checkpoint-history"></div>
+    <h3>Restores</h3><div id="restores"></div>`;
+}
+
+function refreshCheckpoints(t) {
+  const c = t.checkpoints;
+  if (!c) return;
+  const latest = c.latest ? `latest ${c.latest.id} at <code>${esc(c.latest.path)}</code>` : "none complete yet";
+  const savepoints = c.history.filter((h) => h.savepoint && h.status === "COMPLETED");
+  setPart("checkpoints-part", `<p id="checkpoint-summary">${c.completed} completed · ${c.failed} failed ·
+    every ${c.interval_s}s · ${latest}${c.restored_from ? ` · restored from <code>${esc(c.restored_from)}</code>` : ""}</p>
+    <p id="latest-savepoint">latest savepoint: ${savepoints.length ? `<code>${esc(savepoints[0].path)}</code>
+    (${new Date(savepoints[0].time * 1000).toLocaleString()})` : "none taken (the Savepoint button writes one)"}</p>`);
+  const rows = c.history.map((h) => `
+    <tr class="checkpoint" data-status="${esc(h.status)}"><td>${h.id}</td>
+    <td class="status-${esc(h.status)}">${esc(h.status)}${h.savepoint ? " (savepoint)" : ""}</td>
+    <td>${clock(h.time)}</td><td>${num(h.duration_ms || 0)}</td>
+    <td>${num(h.bytes || 0)}</td><td>${(h.align_ms || 0).toFixed(1)}</td><td>${(h.sync_ms || 0).toFixed(1)}</td>
+    <td class="path">${esc(h.reason || h.path || "")}</td></tr>`);
+  setPart("checkpoint-history", `<table id="checkpoints"><tr><th>id</th><th>status</th><th>started</th>
+    <th>duration ms</th><th>bytes</th><th>align ms</th><th>sync ms</th><th>path / reason</th></tr>${rows.join("")}</table>`);
+  const restores = (t.timeline || []).filter((e) => e.kind === "recovery" || e.kind === "restart");
+  setPart("restores", restores.length ? `<table id="restore-list"><tr><th>when</th><th>what</th></tr>${restores.map((e) =>
+    `<tr data-kind="${esc(e.kind)}"><td>${new Date(e.time * 1000).toLocaleString()}</td><td class="what">${esc(e.what)}</td></tr>`).join("")}</table>`
+    : "<p>no failure since the start</p>");
+  const done = [...c.history].reverse().filter((h) => h.status === "COMPLETED");
+  const times = done.map((h) => h.time);
+  drawChart("checkpoint-duration", "Checkpoint duration and alignment (ms)", "ms", times, [
+    {label: "duration", values: done.map((h) => h.duration_ms ?? null)},
+    {label: "alignment", values: done.map((h) => h.align_ms ?? null)},
+    {label: "synchronous part", values: done.map((h) => h.sync_ms ?? null)},
+  ]);
+  drawChart("checkpoint-size", "Checkpoint size (bytes)", "B", times, [
+    {label: "size", values: done.map((h) => h.bytes ?? null)},
+  ]);
+}
+
+function timelinePage(t) {
+  return `${header(t)}${tabs(t.name, t, "tab-timeline")}<div id="timeline-part"></div>`;
+}
+
+// ------------------------------------------------------------------ routing
+
+function setPart(id, html) {
+  const el = document.getElementById(id);
+  if (!el || el.dataset.html === html) return;  // unchanged: keep what the user opened
+  const open = [...el.querySelectorAll("details[open]")].map((d) => d.querySelector("summary").textContent);
+  el.innerHTML = html;
+  el.dataset.html = html;
+  el.querySelectorAll("details").forEach((d) => { if (open.includes(d.querySelector("summary").textContent)) d.open = true; });
+}
+
+function route() {
+  const m = location.hash.match(/^#\/topology\/([^/]+)(?:\/(checkpoints|timeline)|\/component\/([^/]+))?$/);
+  if (!m) return {page: "list"};
+  return {page: m[3] ? "component" : m[2] || "overview", name: decodeURIComponent(m[1]),
+    component: m[3] && decodeURIComponent(m[3])};
+}
+
+let shown = "";  // the route the page's skeleton was drawn for
+let notice = "";  // a command's answer, shown until the route changes
 
 async function command(name, verb) {
   if (verb === "kill" && !confirm(`Kill topology ${name}?`)) return;
   try {
-    const answer = await api(`/topologies/${encodeURIComponent(name)}/${verb}`, {method: "POST", body: "{}"});
+    const answer = await api(`/topologies/${enc(name)}/${verb}`, {method: "POST", body: "{}"});
     if (answer.savepoint) notice = `savepoint written to ${answer.savepoint}`;
     render();
   } catch (err) {
@@ -148,24 +427,53 @@ async function command(name, verb) {
   }
 }
 
+function wireButtons(name) {
+  for (const verb of ["activate", "deactivate", "kill", "savepoint"]) {
+    const button = document.getElementById(verb);
+    if (button) button.onclick = () => command(name, verb);
+  }
+}
+
+let rendering = false;
+
 async function render() {
-  const route = location.hash.match(/^#\/topology\/(.+)$/);
+  if (rendering) return;  // a slow answer: the next tick tries again
+  rendering = true;
+  const r = route();
+  const key = JSON.stringify(r);
   try {
-    if (route) {
-      const name = decodeURIComponent(route[1]);
-      const open = [...main.querySelectorAll("details[open]")].map((d) => d.textContent);
-      main.innerHTML = topologyPage(await api(`/topologies/${encodeURIComponent(name)}`));
-      main.querySelectorAll("details").forEach((d) => { if (open.includes(d.textContent)) d.open = true; });
-      for (const verb of ["activate", "deactivate", "kill", "savepoint"]) {
-        const button = document.getElementById(verb);
-        if (button) button.onclick = () => command(name, verb);
-      }
-      if (notice) document.getElementById("message").innerHTML = `<span class="notice">${esc(notice)}</span>`;
-    } else {
+    if (r.page === "list") {
+      if (shown !== key) dropCharts();
+      shown = key;
       main.innerHTML = listPage(await api("/topologies"));
+    } else {
+      const t = await api(`/topologies/${enc(r.name)}`);
+      const c = r.page === "component" ? await api(`/topologies/${enc(r.name)}/components/${enc(r.component)}`) : null;
+      if (shown !== key) {  // a new page: draw its skeleton once, then fill its parts in place
+        dropCharts();
+        notice = "";
+        const pages = {overview: overviewPage, checkpoints: checkpointsPage, timeline: timelinePage};
+        main.innerHTML = c ? componentPage(t, c) : pages[r.page](t);
+        shown = key;
+        wireButtons(r.name);
+      }
+      const status = document.getElementById("status");
+      status.textContent = t.status;
+      status.className = `status-${t.status}`;
+      setPart("summary", summaryLine(t));
+      if (r.page === "overview") await refreshOverview(t);
+      if (r.page === "checkpoints") refreshCheckpoints(t);
+      if (r.page === "timeline") setPart("timeline-part", timelineTable(t, 200));
+      if (c) await refreshComponent(t, c);
+      const message = document.getElementById("message");
+      if (notice && message) message.innerHTML = `<span class="notice">${esc(notice)}</span>`;
     }
   } catch (err) {
+    dropCharts();
+    shown = "";
     main.innerHTML = `<p class="error-line">${esc(err.message)}</p><p><a href="#/">all topologies</a></p>`;
+  } finally {
+    rendering = false;
   }
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
