@@ -50,6 +50,7 @@ class K8sRelease:
         self.apps = k8s.client.AppsV1Api(self._api)
         self.autoscaling = k8s.client.AutoscalingV2Api(self._api)
         self.rbac = k8s.client.RbacAuthorizationV1Api(self._api)
+        self.custom = k8s.client.CustomObjectsApi(self._api)
         self._exc = k8s.client.ApiException
 
     @property
@@ -199,6 +200,30 @@ class K8sRelease:
             for item in self._call("list", resource, lister, label_selector=selector).items:
                 self._call("delete", resource, deleter, name=item.metadata.name, selector=False)
                 deleted.append(f"{kind}/{item.metadata.name}")
+        return deleted + self._delete_service_monitors()
+
+    def _delete_service_monitors(self) -> list[str]:
+        """The chart's optional ServiceMonitor (``metrics.serviceMonitor``): a Prometheus
+        Operator kind, absent (404) where the operator's CRDs are not installed."""
+        group = ("monitoring.coreos.com", "v1")
+        try:
+            found = self.custom.list_namespaced_custom_object(
+                *group, self.namespace, "servicemonitors", label_selector=self.selector
+            )
+        except self._exc as exc:
+            if getattr(exc, "status", None) == 404:
+                return []
+            raise _api_error(exc, "list", "servicemonitors", self.namespace) from None
+        deleted = []
+        for item in found.get("items", []):
+            name = item["metadata"]["name"]
+            try:
+                self.custom.delete_namespaced_custom_object(
+                    *group, self.namespace, "servicemonitors", name
+                )
+            except self._exc as exc:
+                raise _api_error(exc, "delete", "servicemonitors", self.namespace) from None
+            deleted.append(f"ServiceMonitor/{name}")
         return deleted
 
     def _deployments(self) -> list[Any]:

@@ -65,7 +65,11 @@ def service_monitor_crd(api: KubeApiServer) -> None:
     import kubernetes
 
     client = kubernetes.config.new_client_from_config(config_file=str(api.kubeconfig))
-    kubernetes.client.ApiextensionsV1Api(client).create_custom_resource_definition({
+    crds = kubernetes.client.ApiextensionsV1Api(client)
+    if any(c.metadata.name == "servicemonitors.monitoring.coreos.com"
+           for c in crds.list_custom_resource_definition().items):  # fmt: skip
+        return
+    crds.create_custom_resource_definition({
         "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
         "spec": {
             "group": "monitoring.coreos.com",
@@ -127,7 +131,8 @@ def test_helm_install_upgrade_and_uninstall_are_accepted(apiserver: KubeApiServe
 
 def test_the_launcher_scales_reports_and_deletes(apiserver: KubeApiServer) -> None:
     core, apps, _ = kube(apiserver)
-    install(apiserver)
+    service_monitor_crd(apiserver)
+    install(apiserver, "wc", "--set", "metrics.serviceMonitor.enabled=true")
     pending_pod(core, "wc-rayflow-worker-workers-abc12", "worker", "workers")
     release = K8sRelease("wc", NS, str(apiserver.kubeconfig))
     status = release.status()
@@ -143,6 +148,7 @@ def test_the_launcher_scales_reports_and_deletes(apiserver: KubeApiServer) -> No
         K8sRelease("nope", NS, str(apiserver.kubeconfig)).status()
     deleted = release.delete()
     assert "Deployment/wc-rayflow-head" in deleted and "Secret/wc-rayflow-auth" in deleted
+    assert "ServiceMonitor/wc-rayflow" in deleted, "the Prometheus Operator's kind too"
     assert not apps.list_namespaced_deployment(
         NS, label_selector="app.kubernetes.io/instance=wc"
     ).items  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ PLURALS = {
     "Secret": "secrets", "ServiceAccount": "serviceaccounts", "Role": "roles",
     "RoleBinding": "rolebindings", "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "PersistentVolumeClaim": "persistentvolumeclaims", "Pod": "pods",
+    "ServiceMonitor": "servicemonitors",
 }  # fmt: skip
 
 

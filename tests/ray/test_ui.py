@@ -3,7 +3,7 @@ the topology graph with one node per component and labels clear of the boxes, co
 update, charts that move and show what the history API serves, a component's page with its tasks
 and live log lines, the checkpoint tab, the buttons.
 
-Set ``RAYFLOW_UI_SCREENSHOTS=docs`` to refresh the screenshots the README shows (``ui.png``,
+Set ``RAYFLOW_UI_SCREENSHOTS=FOLDER`` to keep its screenshots there (``ui.png``,
 ``ui-component.png``, ``ui-checkpoints.png``).
 """
 
