@@ -78,6 +78,10 @@ def test_ctrl_c_stops_gracefully_and_prints_the_top_words(ray_session: str) -> N
         text=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Ctrl-C as a terminal delivers it: a test run started in the background by a shell
+        # without job control inherits SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt (the run went on until the timeout)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
