@@ -134,8 +134,10 @@ class Job:
         now = time.monotonic()
         stats = self.deployment.stats(timeout=1.0)
         seconds = now - self._stats_at if self._previous else 0.0
-        self.components = summarize(stats, self._previous, seconds)
-        self.history.record(time.time(), sample(stats, self._previous, seconds, time.time()))
+        wall = time.time()
+        figures = sample(stats, self._previous, seconds, wall)
+        self.components = summarize(stats, self._previous, seconds, figures)
+        self.history.record(wall, figures)
         self.stats, self._previous, self._stats_at = stats, stats, now
 
     def event(self, kind: str, what: str) -> None:

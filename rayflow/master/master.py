@@ -178,7 +178,7 @@ class JobMaster:
             tasks = sorted(i for c, i in job.deployment.tasks if c == component)
             if task != "*" and task not in tasks:
                 raise UnknownTopology(f"component '{component}' has no task {task} (tasks {tasks})")
-            owners = [(component, i) for i in tasks] if task == "*" else [(component, int(task))]
+            owners = [(component, i) for i in tasks] if task == "*" else [(component, task)]
         now = time.time()
         return {"topology": name, "now": now, **job.history.query(owners, metrics, since, now)}
 

@@ -14,16 +14,28 @@ its outputs had no credit) come from the change since the previous sample, the w
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-COUNTERS = ("emitted", "transferred", "executed", "acked", "failed")
+from rayflow.master.history import Owner
+from rayflow.master.samples import RATES, sample
+
+COUNTERS = RATES  # summed per component, and their rates over the interval
 
 
 def summarize(
-    stats: list[dict[str, Any]], previous: list[dict[str, Any]], seconds: float
+    stats: list[dict[str, Any]],
+    previous: list[dict[str, Any]],
+    seconds: float,
+    figures: dict[Owner, dict[str, float]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Component id -> summed counters, rates per second, latencies, capacity, backpressure."""
-    before = {(s["component"], s["task"]): s for s in previous}
+    """Component id -> summed counters, rates per second, latencies, capacity, backpressure.
+
+    The interval's figures (rates, capacity, backpressure) are those of
+    :func:`~rayflow.master.samples.sample`: pass its ``figures`` when you have them, so the
+    deltas are worked out once."""
+    if figures is None:
+        figures = sample(stats, previous, seconds, time.time())
     out: dict[str, dict[str, Any]] = {}
     exec_seconds: dict[str, float] = {}
     complete: dict[str, tuple[float, float]] = {}  # sum of latency x acked, sum of acked
@@ -34,7 +46,7 @@ def summarize(
                 "kind": task.get("kind", ""),
                 "tasks": 0,
                 **{k: 0 for k in COUNTERS},
-                "rates": {k: 0.0 for k in COUNTERS},
+                "rates": {},
                 "execute_latency_ms": 0.0,
                 "complete_latency_ms": 0.0,
                 "capacity": 0.0,
@@ -45,18 +57,9 @@ def summarize(
             },
         )
         counters = task.get("counters", {})
-        prior = before.get((task["component"], task["task"]), {}).get("counters", {})
         comp["tasks"] += 1
         for key in COUNTERS:
             comp[key] += counters.get(key, 0)
-            if seconds > 0:
-                delta = max(0, counters.get(key, 0) - prior.get(key, 0))
-                comp["rates"][key] += delta / seconds
-        if seconds > 0:
-            busy = counters.get("exec_seconds", 0.0) - prior.get("exec_seconds", 0.0)
-            blocked = counters.get("blocked_seconds", 0.0) - prior.get("blocked_seconds", 0.0)
-            comp["capacity"] = max(comp["capacity"], _share(busy, seconds))
-            comp["backpressure"] = max(comp["backpressure"], _share(blocked, seconds))
         capacity = task.get("inbox_capacity") or 0
         if capacity:
             comp["inbox_fill"] = max(comp["inbox_fill"], task.get("inbox", 0) / capacity)
@@ -70,6 +73,10 @@ def summarize(
         total, weight = complete.get(comp_id, (0.0, 0.0))
         complete[comp_id] = (total + acked * task.get("complete_latency_ms", 0.0), weight + acked)
     for comp_id, comp in out.items():  # means over all the component's tuples, not its tasks
+        interval = figures.get((comp_id, None), {})
+        comp["rates"] = {k: interval.get(k, 0.0) for k in COUNTERS}
+        comp["capacity"] = round(interval.get("capacity", 0.0), 3)  # the worst task's
+        comp["backpressure"] = round(interval.get("backpressure", 0.0), 3)
         if comp["executed"]:
             comp["execute_latency_ms"] = 1000 * exec_seconds[comp_id] / comp["executed"]
         total, weight = complete[comp_id]
@@ -97,10 +104,6 @@ def _merge_user_metrics(into: dict[str, Any], task: dict[str, Any]) -> None:
             mine["value"] = mine.get("value", 0) + metric["value"]
             if kind == "gauge":
                 mine["max"] = max(mine.get("max", metric["value"]), metric["value"])
-
-
-def _share(part: float, whole: float) -> float:
-    return round(min(1.0, max(0.0, part / whole)), 3)
 
 
 def recent_errors(stats: list[dict[str, Any]], limit: int = 20) -> list[dict[str, Any]]:
