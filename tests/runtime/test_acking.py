@@ -76,7 +76,10 @@ def test_a_poison_message_reaches_the_dead_letter_stream_and_the_rest_flows_on()
 
 def test_several_ackers_share_the_trees() -> None:
     n = 400
-    result = testing.run(pipeline(n, {"ackers": 3}))
+    # A root holds a spout round's messages (up to 4096): with few rounds, few roots, and an
+    # acker may draw none of them. At most 8 pending messages makes at least 50 roots, so each
+    # of 3 ackers is left out with a chance of (2/3)^50 (1e-9).
+    result = testing.run(pipeline(n, {"ackers": 3, "max.spout.pending": 8}))
     assert Counter(msg for (msg,) in result.outputs["numbers"]) == Counter(range(n))
     assert {n for (n,) in result.outputs["sink"]} == set(range(n))
     assert result.counter("numbers", "failed") > 0
