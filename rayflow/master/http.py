@@ -38,7 +38,8 @@ log = logging.getLogger("rayflow.master.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # the UI, and uPlot 1.6.32 (MIT, https://github.com/leeoniya/uPlot) vendored from its npm release
 UI_FILES = (
-    "index.html", "app.js", "style.css", "uPlot.iife.min.js", "uPlot.min.css", "uPlot-LICENSE.txt"
+    "index.html", "app.js", "graph.js", "style.css",
+    "uPlot.iife.min.js", "uPlot.min.css", "uPlot-LICENSE.txt",
 )  # fmt: skip
 DEFAULT_HISTORY = ("emitted", "executed", "capacity", "backpressure")
 MAX_HISTORY_METRICS = 32

@@ -23,7 +23,7 @@ from rayflow.errors import RayflowError, TaskError
 from rayflow.master.history import History
 from rayflow.master.registry import NAMESPACE, JobRecord, MemoryRegistry, Registry
 from rayflow.master.samples import sample
-from rayflow.master.summary import recent_errors, summarize
+from rayflow.master.summary import graph_of, recent_errors, summarize
 from rayflow.runtime.driver.deploy import Lifetime, RayDeployment
 from rayflow.state.storage import CheckpointStorage
 
@@ -312,33 +312,10 @@ class Job:
         """``rayflow status NAME`` and ``GET /api/v1/topologies/NAME``."""
         spec = self.deployment.spec
         checkpoints = self.deployment.checkpoints
-        chains = self.deployment.chains
-        components = []
-        for comp in spec.components:
-            figures = self.components.get(comp.id, {})
-            components.append(
-                {
-                    "id": comp.id,
-                    "kind": comp.kind,
-                    "class": comp.class_ref.path,
-                    "parallelism": comp.parallelism,
-                    "chain": chains.head_of(comp.id),  # the component whose actors host it
-                    # a flow's component: the operators fused in it (rayflow.streams.plan)
-                    "operators": comp.config.get("flow.operators"),
-                    **{k: v for k, v in figures.items() if k not in ("kind", "tasks")},
-                }
-            )
-        streams = [
-            {
-                "from": s.source,
-                "to": s.target,
-                "stream": s.stream,
-                "grouping": s.grouping.type,
-                "fields": list(s.grouping.fields_),
-                "chained": chains.head_of(s.target) == chains.head_of(s.source),
-            }
-            for s in spec.streams
-        ]
+        components, streams = graph_of(spec, self.deployment.chains)
+        for component in components:
+            figures = self.components.get(component["id"], {})
+            component.update({k: v for k, v in figures.items() if k not in ("kind", "tasks")})
         return {
             **self.summary(),
             "source": self.record.source,

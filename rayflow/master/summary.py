@@ -19,6 +19,8 @@ from typing import Any
 
 from rayflow.master.history import Owner
 from rayflow.master.samples import RATES, sample
+from rayflow.runtime.chaining import Chains
+from rayflow.spec.model import TopologySpec
 
 COUNTERS = RATES  # summed per component, and their rates over the interval
 
@@ -110,3 +112,44 @@ def recent_errors(stats: list[dict[str, Any]], limit: int = 20) -> list[dict[str
     """The newest user errors of all tasks, newest first."""
     errors = [e for s in stats for e in s.get("errors", ())]
     return sorted(errors, key=lambda e: e.get("time", 0), reverse=True)[:limit]
+
+
+def graph_of(
+    spec: TopologySpec, chains: Chains
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A topology's components and streams as the REST detail and the UI's graph show them.
+
+    >>> from rayflow import Topology
+    >>> from rayflow.testing import ListSink, TestingSpout
+    >>> t = Topology("t")
+    >>> _ = t.spout("s", TestingSpout, args=([[1]],))
+    >>> _ = t.bolt("b", ListSink).forward("s")
+    >>> spec = t.build()
+    >>> components, streams = graph_of(spec, Chains(spec))
+    >>> [(c["id"], c["chain"]) for c in components], streams[0]["chained"]
+    ([('s', 's'), ('b', 's')], True)
+    """
+    components = [
+        {
+            "id": comp.id,
+            "kind": comp.kind,
+            "class": comp.class_ref.path,
+            "parallelism": comp.parallelism,
+            "chain": chains.head_of(comp.id),  # the component whose actors host it
+            # a flow's component: the operators fused in it (rayflow.streams.plan)
+            "operators": comp.config.get("flow.operators"),
+        }
+        for comp in spec.components
+    ]
+    streams = [
+        {
+            "from": s.source,
+            "to": s.target,
+            "stream": s.stream,
+            "grouping": s.grouping.type,
+            "fields": list(s.grouping.fields_),
+            "chained": chains.head_of(s.target) == chains.head_of(s.source),
+        }
+        for s in spec.streams
+    ]
+    return components, streams

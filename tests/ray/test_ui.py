@@ -11,26 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser import chromium
 from tests.cluster import TOKEN, Cluster, master_cluster, wait_for
 
 pytestmark = pytest.mark.ray
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -41,24 +31,8 @@ def cluster(two_nodes: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    executable = shutil.which("chromium")
-    assert executable, (
-        "the web UI tests need Debian's chromium: run `bash scripts/ensure-chromium.sh` "
-        "(apt-get install chromium), which `make test` does"
-    )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=executable,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 860},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 def test_the_ui_draws_the_topology_updates_its_counters_and_its_buttons_work(
@@ -94,6 +68,7 @@ def test_the_ui_draws_the_topology_updates_its_counters_and_its_buttons_work(
     wait_for(lambda: page.inner_text("#status") == "ACTIVE", "the UI to show ACTIVE")
 
     _charts_follow_the_history(cluster, page)
+    _markers_at_the_timeline_events(cluster, page)
     _labels_clear_of_boxes(page)
     _screenshot(page, cluster, "ui.png")
 
@@ -174,6 +149,20 @@ def _charts_follow_the_history(cluster: Cluster, page: Any) -> None:
         assert value == served[t], f"the chart's {value} at {t} against the API's {served[t]}"
     assert max(v for v in drawn if v is not None) > 0, "shout executes tuples"
     wait_for(lambda: (line := shout_line()) and line[0][-1] > times[-1], "the chart to move")
+
+
+def _markers_at_the_timeline_events(cluster: Cluster, page: Any) -> None:
+    """The deactivate and activate the test just clicked are marked on the throughput chart, at
+    the times of the REST timeline's events."""
+    timeline = cluster.status("ticking")["timeline"]
+    wanted = {(e["kind"], e["time"]) for e in timeline if e["kind"] in ("activate", "deactivate")}
+    assert {kind for kind, _ in wanted} == {"activate", "deactivate"}, timeline
+
+    def marked() -> bool:
+        drawn = page.evaluate("(rayflowCharts.executed || {}).rayflowMarkers || []")
+        return {(m["kind"], m["time"]) for m in drawn} >= wanted
+
+    wait_for(marked, "markers at the deactivate and activate on the throughput chart")
 
 
 def _labels_clear_of_boxes(page: Any) -> None:

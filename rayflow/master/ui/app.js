@@ -43,6 +43,39 @@ async function api(path, options = {}) {
 // Every chart on the page by its id (tests read their data: window.rayflowCharts[id].data).
 const charts = window.rayflowCharts = {};
 
+// What changed the flow, drawn as a dashed line across every time chart: the page's topology's
+// timeline events of these kinds (set on each refresh, read when a chart draws).
+const MARKED = {restart: "#cf222e", failed: "#cf222e", recovery: "#9a6700", rebalance: "#9a6700",
+  takeover: "#8250df", deactivate: "#57606a", activate: "#57606a"};
+let markers = [];
+
+function setMarkers(t) {
+  markers = (t.timeline || []).filter((e) => e.kind in MARKED);
+}
+
+// A uPlot plugin: the markers inside the chart's time range, each a dashed line and its kind;
+// the chart keeps what it drew in `rayflowMarkers` (the tests read it).
+const markerPlugin = {hooks: {draw: [(u) => {
+  const [lo, hi] = [u.scales.x.min, u.scales.x.max];
+  const shown = markers.filter((m) => m.time >= lo && m.time <= hi);
+  const {ctx, bbox} = u;
+  ctx.save();
+  ctx.setLineDash([4, 3]);
+  ctx.lineWidth = 1;
+  ctx.font = "10px system-ui, sans-serif";
+  for (const m of shown) {
+    const x = Math.round(u.valToPos(m.time, "x", true));
+    ctx.strokeStyle = ctx.fillStyle = MARKED[m.kind];
+    ctx.beginPath();
+    ctx.moveTo(x, bbox.top);
+    ctx.lineTo(x, bbox.top + bbox.height);
+    ctx.stroke();
+    ctx.fillText(m.kind, x + 3, bbox.top + 10);
+  }
+  ctx.restore();
+  u.rayflowMarkers = shown.map((m) => ({time: m.time, kind: m.kind}));
+}]}};
+
 function dropCharts() {
   for (const id of Object.keys(charts)) { charts[id].destroy(); delete charts[id]; }
 }
@@ -70,6 +103,7 @@ function drawChart(id, title, unit, times, lines) {
     scales: unit === "%" ? {y: {range: [0, 1]}} : {},
     legend: {live: true},
     cursor: {drag: {x: true, y: false}},
+    plugins: [markerPlugin],
   }, data, box);
   chart.rayflowLabels = labels.join("\n");
   charts[id] = chart;
@@ -104,83 +138,6 @@ function listPage(data) {
     <table id="topologies"><tr><th>name</th><th>status</th><th>uptime</th><th>tasks</th>
     <th>workers</th><th>emitted</th><th>restarts</th></tr>${rows.join("") ||
     '<tr><td colspan="7">none running: rayflow submit topology.yaml</td></tr>'}</table>`;
-}
-
-// ------------------------------------------------------------------ the graph
-
-const edgeLabel = (s) => s.grouping.toLowerCase() + (s.fields.length ? `(${s.fields.join(",")})` : "") +
-  (s.stream !== "default" ? ` [${s.stream}]` : "") + (s.chained ? " · chained" : "");
-const TEXT_PX = 6.2;  // the width of a character of the graph's 10-12 px text, about
-
-function layout(components, streams) {
-  // Columns by the longest path from a spout; rows in declaration order. A column is as wide as
-  // its widest box, and the gap after it fits the longest label of the edges leaving it, so no
-  // label runs under a box.
-  const depth = {};
-  components.forEach((c) => { depth[c.id] = 0; });
-  for (let i = 0; i < components.length; i++) {
-    streams.forEach((s) => { depth[s.to] = Math.max(depth[s.to], depth[s.from] + 1); });
-  }
-  const columns = Math.max(0, ...Object.values(depth)) + 1;
-  const boxWidth = {}, colWidth = Array(columns).fill(140), gap = Array(columns).fill(60);
-  components.forEach((c) => {
-    boxWidth[c.id] = Math.max(140, 24 + TEXT_PX * 1.15 * `${c.id} ×${c.parallelism}`.length);
-    colWidth[depth[c.id]] = Math.max(colWidth[depth[c.id]], boxWidth[c.id]);
-  });
-  streams.forEach((s) => {
-    const span = Math.max(1, depth[s.to] - depth[s.from]);
-    gap[depth[s.from]] = Math.max(gap[depth[s.from]], (TEXT_PX * edgeLabel(s).length + 24) / span);
-  });
-  const left = [20];
-  for (let i = 1; i < columns; i++) left.push(left[i - 1] + colWidth[i - 1] + gap[i - 1]);
-  const rows = {}, pos = {};
-  components.forEach((c) => {
-    const col = depth[c.id];
-    rows[col] = (rows[col] || 0) + 1;
-    pos[c.id] = {x: left[col] + colWidth[col] / 2, y: 50 + (rows[col] - 1) * 80, w: boxWidth[c.id]};
-  });
-  return pos;
-}
-
-function heat(c) {
-  const load = Math.max(c.capacity || 0, c.backpressure || 0);
-  return load > 0.8 ? "#ff8182" : load > 0.5 ? "#f5d96b" : "#aceebb";
-}
-
-function graph(name, components, streams) {
-  const pos = layout(components, streams);
-  const width = Math.max(...Object.values(pos).map((p) => p.x + p.w / 2)) + 30;
-  const height = Math.max(...Object.values(pos).map((p) => p.y)) + 50;
-  const edges = streams.map((s) => {
-    const a = pos[s.from], b = pos[s.to];
-    const x1 = a.x + a.w / 2, x2 = b.x - b.w / 2 - 2;
-    return `<g class="edge${s.chained ? " chained" : ""}" data-from="${esc(s.from)}" data-to="${esc(s.to)}">
-      <line x1="${x1}" y1="${a.y}" x2="${x2}" y2="${b.y}"></line>
-      <text class="edge" x="${(x1 + x2) / 2}" y="${(a.y + b.y) / 2 - 8}">${esc(edgeLabel(s))}</text></g>`;
-  });
-  // A chain (tasks sharing one actor per index) is drawn as a box around its members.
-  const chains = {};
-  components.forEach((c) => { (chains[c.chain || c.id] ||= []).push(pos[c.id]); });
-  const boxes = Object.entries(chains).filter(([, ps]) => ps.length > 1).map(([head, ps]) => {
-    const x0 = Math.min(...ps.map((p) => p.x - p.w / 2)) - 12, x1 = Math.max(...ps.map((p) => p.x + p.w / 2)) + 12;
-    const y0 = Math.min(...ps.map((p) => p.y)) - 40, y1 = Math.max(...ps.map((p) => p.y)) + 34;
-    return `<g class="chain" data-head="${esc(head)}"><rect x="${x0}" y="${y0}" width="${x1 - x0}"
-      height="${y1 - y0}"></rect><text x="${x0 + 8}" y="${y0 + 9}">chain</text></g>`;
-  });
-  const nodes = components.map((c) => {
-    const p = pos[c.id];
-    // A flow's fused component lists its operators (hover for them in order).
-    const fused = (c.operators || []).length > 1 ? ` · ${c.operators.length} fused` : "";
-    const title = c.operators ? `<title>${esc(c.operators.join(" → "))}</title>` : "";
-    return `<a href="#/topology/${enc(name)}/component/${enc(c.id)}"><g class="node" data-id="${esc(c.id)}" data-kind="${c.kind}">${title}
-      <rect x="${p.x - p.w / 2}" y="${p.y - 24}" width="${p.w}" height="48" fill="${heat(c)}"></rect>
-      <text x="${p.x}" y="${p.y - 8}">${esc(c.id)} ×${c.parallelism}</text>
-      <text x="${p.x}" y="${p.y + 10}">${num(c.kind === "spout" ? c.rates?.emitted : c.rates?.executed)}/s${fused}</text></g></a>`;
-  });
-  return `<svg class="graph" width="${width}" height="${height}">
-    <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7"
-    orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#8c959f"/></marker></defs>
-    ${boxes.join("")}${edges.join("")}${nodes.join("")}</svg>`;
 }
 
 // ------------------------------------------------------------------ a topology
@@ -251,7 +208,7 @@ function timelineTable(t, limit) {
 
 function overviewPage(t) {
   return `${header(t)}${buttons(t)}${tabs(t.name, t, "tab-overview")}
-    <div id="graph">${graph(t.name, t.components, t.streams)}</div>
+    <div id="graph">${rayflowGraph.svg(t.name, t.components, t.streams)}</div>
     ${chartBoxes(TOPOLOGY_CHARTS)}
     <h3>Components</h3><div id="components-part">${componentsTable(t)}</div>
     <h3>Latest events <a href="#/topology/${enc(t.name)}/timeline" class="more">all</a></h3>
@@ -261,7 +218,7 @@ function overviewPage(t) {
 }
 
 async function refreshOverview(t) {
-  setPart("graph", graph(t.name, t.components, t.streams));
+  setPart("graph", rayflowGraph.svg(t.name, t.components, t.streams));
   setPart("components-part", componentsTable(t));
   setPart("timeline-part", timelineTable(t, 8));
   setPart("errors-part", errorList(t));
@@ -461,6 +418,7 @@ async function render() {
       status.textContent = t.status;
       status.className = `status-${t.status}`;
       setPart("summary", summaryLine(t));
+      setMarkers(t);
       if (r.page === "overview") await refreshOverview(t);
       if (r.page === "checkpoints") refreshCheckpoints(t);
       if (r.page === "timeline") setPart("timeline-part", timelineTable(t, 200));
