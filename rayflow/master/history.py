@@ -132,14 +132,23 @@ class History:
         return sorted(self.owners.get(owner, ()))
 
     def query(
-        self, owners: Sequence[Owner], metrics: Sequence[str], since: float, now: float
+        self,
+        owners: Sequence[Owner],
+        metrics: Sequence[str],
+        since: float,
+        now: float,
+        step: float | None = None,
     ) -> dict[str, Any]:
-        """Every owner's ``metrics`` from ``since`` (epoch seconds) on, from the finest window
-        that reaches back that far (a task's: from the first two)."""
+        """Every owner's ``metrics`` from ``since`` (epoch seconds) on, from the window of
+        ``step`` seconds if there is one for them, else the finest that reaches back that far
+        (a task's: from the first two). A client that holds a window's answer asks for the
+        same ``step`` from its last time on: a slot, once served, never changes."""
         tasks_asked = any(task is not None for _c, task in owners)
         usable = self.windows[:TASK_WINDOWS] if tasks_asked else self.windows
         # the finest that reaches back that far, else the longest view there is
-        window = next((w for w in usable if w.reaches(since)), usable[-1])
+        window = next((w for w in usable if w.step == step), None) or next(
+            (w for w in usable if w.reaches(since)), usable[-1]
+        )
         keys = [(component, task, metric) for component, task in owners for metric in metrics]
         times, columns = window.read(keys, since)
         return {

@@ -29,6 +29,7 @@ from aiohttp import web
 from rayflow.errors import RayflowError
 from rayflow.master.access import AccessPolicy
 from rayflow.master.connections import GuardedSite, Limits
+from rayflow.master.history import WINDOWS
 from rayflow.master.master import JobMaster, UnknownTopology
 from rayflow.master.prometheus import render_metrics
 from rayflow.master.samples import METRICS
@@ -43,6 +44,7 @@ UI_FILES = (
 )  # fmt: skip
 DEFAULT_HISTORY = ("emitted", "executed", "capacity", "backpressure")
 MAX_HISTORY_METRICS = 32
+HISTORY_STEPS = tuple(f"{step:g}" for step, _slots in WINDOWS)  # "1", "10", "60"
 LOG_TAIL_BYTES = 16_384  # where a log read without offsets starts: the UI's first view
 
 
@@ -229,8 +231,11 @@ def _parse_body(text: str) -> dict[str, Any]:
     return body
 
 
-def _history_query(query: Any) -> tuple[str | None, int | str | None, list[str], float]:
-    """``component``, ``task``, ``metrics`` and ``since`` of ``GET .../history``, checked.
+def _history_query(
+    query: Any,
+) -> tuple[str | None, int | str | None, list[str], float, float | None]:
+    """``component``, ``task``, ``metrics``, ``since`` and ``step`` of ``GET .../history``,
+    checked.
 
     >>> _history_query({"component": "split", "task": "*", "metrics": "executed,capacity"})[:3]
     ('split', '*', ['executed', 'capacity'])
@@ -263,7 +268,10 @@ def _history_query(query: Any) -> tuple[str | None, int | str | None, list[str],
         raise BadRequest(f"'since' must be epoch seconds, got {since[:40]!r}") from None
     if not math.isfinite(start):
         raise BadRequest("'since' must be a finite number of epoch seconds")
-    return component, task, names, start
+    step = query.get("step")
+    if step is not None and step not in HISTORY_STEPS:
+        raise BadRequest(f"'step' must be one of {', '.join(HISTORY_STEPS)}, got {step[:20]!r}")
+    return component, task, names, start, None if step is None else float(step)
 
 
 def _is_index(text: str, digits: int) -> bool:

@@ -162,10 +162,12 @@ class JobMaster:
         task: int | str | None,
         metrics: list[str],
         since: float,
+        step: float | None = None,
     ) -> dict[str, Any]:
         """``GET .../history``: the figures of every component (no ``component``), of one, of
         one of its tasks (``task`` N) or of each of its tasks (``task`` ``"*"``) since
-        ``since`` (epoch seconds); see :mod:`rayflow.master.history`."""
+        ``since`` (epoch seconds), from the window of ``step`` seconds where there is one;
+        see :mod:`rayflow.master.history`."""
         job = self.job(name)
         ids = [c.id for c in job.deployment.spec.components]
         if component is None:
@@ -180,7 +182,8 @@ class JobMaster:
                 raise UnknownTopology(f"component '{component}' has no task {task} (tasks {tasks})")
             owners = [(component, i) for i in tasks] if task == "*" else [(component, task)]
         now = time.time()
-        return {"topology": name, "now": now, **job.history.query(owners, metrics, since, now)}
+        answer = job.history.query(owners, metrics, since, now, step)
+        return {"topology": name, "now": now, **answer}
 
     def activate(self, name: str) -> dict[str, Any]:
         self.job(name).activate()

@@ -38,6 +38,26 @@ def test_each_window_keeps_its_span_at_its_resolution() -> None:
     assert young["series"][0]["values"][5] == 54.5
 
 
+def test_a_client_follows_a_window_by_asking_for_its_step_from_its_last_time() -> None:
+    history = History()
+    start = 60 * 16_667.0
+    for second in range(700):
+        history.record(start + second, {("c", None): {"executed": float(second)}})
+    held = history.query([("c", None)], ["executed"], since=start, now=start + 700)
+    assert held["step"] == 10.0
+    for second in range(700, 725):
+        history.record(start + second, {("c", None): {"executed": float(second)}})
+    last = held["times"][-1]
+    newer = history.query([("c", None)], ["executed"], since=last + 0.001, now=start + 725, step=10)
+    assert newer["step"] == 10.0, "not the 1 s window, though it reaches back that far"
+    assert newer["times"] == [start + 690, start + 700, start + 710]
+    assert newer["series"][0]["values"] == [694.5, 704.5, 714.5]
+    whole = history.query([("c", None)], ["executed"], since=start, now=start + 725)
+    assert held["times"] + newer["times"] == whole["times"], "nothing served changed, none lost"
+    tasks = history.query([("c", 0)], ["executed"], since=start, now=start + 725, step=60)
+    assert tasks["step"] == 10.0, "a task has no 1-minute window: the usual choice"
+
+
 def test_a_ring_wraps_and_keeps_only_its_newest_slots() -> None:
     history = History()
     _step, slots = WINDOWS[0]
@@ -151,6 +171,8 @@ def test_a_sample_holds_rates_shares_percentiles_watermarks_and_user_metrics() -
         ({"since": "nan"}, "finite"),
         ({"since": "yesterday"}, "'since' must be epoch seconds"),
         ({"metrics": "user." + "x" * 200}, "unknown metric"),
+        ({"step": "5"}, "'step' must be one of 1, 10, 60"),
+        ({"step": "1e1"}, "'step' must be one of"),
     ],
 )
 def test_a_history_query_out_of_bounds_is_refused(query: dict[str, Any], error: str) -> None:

@@ -80,6 +80,8 @@ def test_the_ui_draws_the_topology_updates_its_counters_and_its_buttons_work(
     page.wait_for_selector("pre.log[data-task='1'] >> text=shout task 1 ready")
     lines = "rayflowCharts.executed && rayflowCharts.executed.series.length"
     wait_for(lambda: page.evaluate(lines) == 3, "a line per task in the component's chart")
+    page.uncheck("#tasks input.follow[data-task='1']")
+    wait_for(lambda: not page.is_visible("pre.log[data-task='1']"), "task 1's log hidden")
     _screenshot(page, cluster, "ui-component.png")
     page.click("#tab-overview")
     page.wait_for_selector("svg.graph g.node")
@@ -148,7 +150,15 @@ def _charts_follow_the_history(cluster: Cluster, page: Any) -> None:
         value = drawn[times.index(t)]
         assert value == served[t], f"the chart's {value} at {t} against the API's {served[t]}"
     assert max(v for v in drawn if v is not None) > 0, "shout executes tuples"
+    # the page asks only for the slots after its last, from the same window
+    with page.expect_request(lambda r: "/history?" in r.url and "&step=1" in r.url):
+        pass
     wait_for(lambda: (line := shout_line()) and line[0][-1] > times[-1], "the chart to move")
+    times, drawn = wait_for(shout_line, "the moved chart")
+    _, rest = cluster.http("GET", "/api/v1/topologies/ticking/history?component=shout"
+                           f"&metrics=executed&since={times[0] - 0.5}")  # fmt: skip
+    assert rest["times"][: len(times)] == times, "slots added since, none skipped or repeated"
+    assert rest["series"][0]["values"][: len(times)] == drawn
 
 
 def _markers_at_the_timeline_events(cluster: Cluster, page: Any) -> None:

@@ -78,6 +78,7 @@ const markerPlugin = {hooks: {draw: [(u) => {
 
 function dropCharts() {
   for (const id of Object.keys(charts)) { charts[id].destroy(); delete charts[id]; }
+  for (const query of Object.keys(held)) delete held[query];
 }
 
 // Draw or update the chart `id` in its `.chart[data-chart=id]` box: x = times, one line per label.
@@ -109,10 +110,34 @@ function drawChart(id, title, unit, times, lines) {
   charts[id] = chart;
 }
 
-// The history call behind a page's charts: `owners` is "" (every component) or a query part.
+// The history behind a page's charts: `owners` is "" (every component) or a query part. The
+// page keeps what it was served and asks only for the slots after its last (a served slot never
+// changes), so a refresh of hundreds of tasks' charts carries a few values per series, not all.
+const held = {};  // query -> the answer so far
+
 async function history(name, owners, metrics) {
-  const since = Date.now() / 1000 - Number(rangeInput.value);
-  return api(`/topologies/${enc(name)}/history?${owners}metrics=${metrics.join(",")}&since=${since}`);
+  const range = Number(rangeInput.value), now = Date.now() / 1000;
+  const query = `/topologies/${enc(name)}/history?${owners}metrics=${metrics.join(",")}`;
+  const old = held[query];
+  if (old && old.range === range && old.times.length) {
+    const newer = await api(`${query}&since=${old.times[old.times.length - 1] + 0.001}&step=${old.step}`);
+    const same = newer.step === old.step && newer.series.length === old.series.length &&
+      newer.series.every((s, i) => s.component === old.series[i].component &&
+        s.task === old.series[i].task && s.metric === old.series[i].metric);
+    if (same) {
+      old.times.push(...newer.times);
+      old.series.forEach((s, i) => s.values.push(...newer.series[i].values));
+      const kept = old.times.findIndex((t) => t >= now - range);  // the first still in range
+      const gone = kept < 0 ? old.times.length : kept;
+      if (gone > 0) {
+        old.times.splice(0, gone);
+        old.series.forEach((s) => s.values.splice(0, gone));
+      }
+      return {...old, series: [...old.series]};  // callers filter series: not the held list
+    }
+  }
+  const answer = held[query] = {...await api(`${query}&since=${now - range}`), range};
+  return {...answer, series: [...answer.series]};
 }
 
 // One chart per metric, one line per component or task, from a history answer.
@@ -252,18 +277,41 @@ function componentPage(t, c) {
     ${chartBoxes(COMPONENT_CHARTS)}
     <h3>Tasks</h3><div id="tasks-part"></div>
     <h3>Recent errors</h3><div id="errors-part"></div>
-    <h3>Logs <span class="hint">(following live)</span></h3><div id="logs"></div>`;
+    <h3>Logs <span class="hint">(following live the tasks ticked above)</span></h3><div id="logs"></div>`;
+}
+
+// Whose logs the component page follows: the first LOGS_FOLLOWED tasks unless the user ticks
+// others (each followed log is a request every refresh: hundreds would swamp the master).
+const LOGS_FOLLOWED = 4;
+let followed = null;  // task indexes; null: the default
+
+function followedTasks(c) {
+  return followed ?? new Set(c.task_stats.slice(0, LOGS_FOLLOWED).map((s) => s.task));
 }
 
 function tasksTable(c) {
+  const follow = followedTasks(c);
   const rows = c.task_stats.map((s) => `
     <tr data-task="${s.task}"><td>${s.task}</td><td>${esc(s.state || "")}</td>
     <td class="executed">${num(s.counters?.executed)}</td><td class="emitted">${num(s.counters?.emitted)}</td>
     <td>${num(s.counters?.failed)}</td><td>${(s.execute_latency_ms || 0).toFixed(3)}</td>
     <td>${s.inbox ?? ""}/${s.inbox_capacity ?? ""}</td>
-    <td>${s.watermark == null ? "-" : new Date(s.watermark).toISOString()}</td><td>${s.pid ?? ""}</td></tr>`);
+    <td>${s.watermark == null ? "-" : new Date(s.watermark).toISOString()}</td><td>${s.pid ?? ""}</td>
+    <td><input type="checkbox" class="follow" data-task="${s.task}"${follow.has(s.task) ? " checked" : ""}></td></tr>`);
   return `<table id="tasks"><tr><th>task</th><th>state</th><th>executed</th><th>emitted</th>
-    <th>failed</th><th>execute ms</th><th>inbox</th><th>watermark</th><th>pid</th></tr>${rows.join("")}</table>`;
+    <th>failed</th><th>execute ms</th><th>inbox</th><th>watermark</th><th>pid</th><th>log</th></tr>${rows.join("")}</table>`;
+}
+
+function wireFollow(c) {
+  const part = document.getElementById("tasks-part");
+  part.onchange = (event) => {
+    if (!event.target.classList.contains("follow")) return;
+    const task = Number(event.target.dataset.task);
+    followed = new Set(followedTasks(c));
+    if (event.target.checked) followed.add(task); else followed.delete(task);
+    const box = document.querySelector(`#logs [data-log="${task}"]`);
+    if (box) box.hidden = !event.target.checked;
+  };
 }
 
 const logOffsets = {};  // "topology/component/task" -> offsets of the next read
@@ -272,11 +320,13 @@ const LOG_KEPT = 200_000;  // characters of a task's log kept on the page
 async function followLogs(name, c) {
   const box = document.getElementById("logs");
   if (!box) return;
-  await Promise.all(c.task_stats.map(async (s) => {
+  const follow = followedTasks(c);
+  await Promise.all(c.task_stats.filter((s) => follow.has(s.task)).map(async (s) => {
     const key = `${name}/${c.id}/${s.task}`;
     let pre = box.querySelector(`pre.log[data-task="${s.task}"]`);
     if (!pre) {
-      box.insertAdjacentHTML("beforeend", `<h4>${esc(c.id)}[${s.task}]</h4><pre class="log" data-task="${s.task}"></pre>`);
+      box.insertAdjacentHTML("beforeend", `<div data-log="${s.task}"><h4>${esc(c.id)}[${s.task}]</h4>
+        <pre class="log" data-task="${s.task}"></pre></div>`);
       pre = box.querySelector(`pre.log[data-task="${s.task}"]`);
     }
     const at = logOffsets[key];
@@ -412,7 +462,9 @@ async function render() {
         const pages = {overview: overviewPage, checkpoints: checkpointsPage, timeline: timelinePage};
         main.innerHTML = c ? componentPage(t, c) : pages[r.page](t);
         shown = key;
+        followed = null;
         wireButtons(r.name);
+        if (c) wireFollow(c);
       }
       const status = document.getElementById("status");
       status.textContent = t.status;
