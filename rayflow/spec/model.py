@@ -25,6 +25,7 @@ from typing import Any
 
 from rayflow.errors import TopologyError
 from rayflow.spec.settings import Settings
+from rayflow.spec.state_settings import STORE_KEYS, StoreSettings
 from rayflow.spec.windows import WindowError, WindowSpec
 
 DEFAULT_STREAM = "default"
@@ -414,6 +415,13 @@ class TopologySpec:
                     f"{at_window}bolt '{comp.id}': window.late_stream '{late}' is not declared "
                     f"in its outputs (declared: {', '.join(comp.outputs)})"
                 )
+        for key in STORE_KEYS:
+            if comp.config.get(key) is not None:
+                try:
+                    StoreSettings.from_config({key: comp.config[key]})
+                except ValueError as exc:
+                    at_key = comp.origin.of(f"config.{key}").prefix()
+                    raise TopologyError(f"{at_key}component '{comp.id}': {exc}") from None
         if not 1 <= comp.parallelism <= self.settings.max_parallelism:
             raise TopologyError(
                 f"{at_parallelism}parallelism of '{comp.id}' must be between 1 and "

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rayflow.spec.durations import parse_duration
+from rayflow.spec.state_settings import DEFAULT_ROCKSDB_MEMORY, parse_backend, parse_memory
 
 
 class Reliability(enum.StrEnum):
@@ -211,6 +212,18 @@ class Settings:
     )
     checkpoint_retained: int = _knob(
         "checkpoint.retained", 3, _positive_int, "exactly_once: complete checkpoints kept"
+    )
+    state_backend: str = _knob(
+        "state.backend", "memory", parse_backend, "keyed state in memory or rocksdb (local disk)"
+    )
+    state_rocksdb_dir: str = _knob(
+        "state.rocksdb.dir", "", _text, "rocksdb: the local folder (default: the temp folder)"
+    )
+    state_rocksdb_memory: int = _knob(
+        "state.rocksdb.memory",
+        DEFAULT_ROCKSDB_MEMORY,
+        parse_memory,
+        "rocksdb: a task's block cache and write buffers together (bytes or 64MiB)",
     )
     restart_strategy: str = _knob(
         "restart.strategy",

@@ -1,9 +1,13 @@
 """Keyed state for bolts: ``self.state.value(name)``, ``.map(name)``, ``.list(name)``, each
 scoped to the key of the tuple being processed (the fields of the bolt's FIELDS grouping).
 
-State lives in the task, organised by key group (the same groups fields grouping routes by), so a
-key group's state can move to another task when the parallelism changes, and a snapshot is one
-picklable object per key group.
+State lives in the task's *store* (:mod:`rayflow.state.stores`: dicts, or an embedded RocksDB
+with ``state.backend: rocksdb``), organised by key group (the same groups fields grouping routes
+by), so a key group's state can move to another task when the parallelism changes, and a snapshot
+is one picklable object per key group, the same for either backend.
+
+State changes only through ``.set()``, ``map[k] = v``, ``del map[k]``, ``.append()`` and
+``.clear()``: a value read and changed in place is a copy on RocksDB (the change is lost there).
 
 >>> state = KeyedState("count", ("word",), max_parallelism=128)
 >>> counts = state.value("count", default=0)
@@ -27,10 +31,11 @@ from typing import Any
 from rayflow.errors import RayflowError
 from rayflow.keys import encode_fields, encode_key, key_group_of
 from rayflow.spec.durations import parse_duration
+from rayflow.state.stores import Entries, MemoryStore, Store
 
 _MISSING = object()
-Entries = dict[bytes, tuple[Any, Any, "int | None"]]
-"""Encoded key -> (key, value, expiry in ms or None) for one state name in one key group."""
+SWEEP_ENTRIES = 10_000
+"""Entries a :meth:`KeyedState.sweep` looks at for expired ones (the task sweeps once a second)."""
 
 
 def table_key(key: Any) -> Any:
@@ -59,6 +64,7 @@ class KeyedState:
         max_parallelism: int,
         clock: Callable[[], int] | None = None,
         on_first_use: Callable[[], None] | None = None,
+        store: Store | None = None,
     ) -> None:
         self.component = component
         self.used = False
@@ -66,7 +72,7 @@ class KeyedState:
         self.key_fields = key_fields
         self.max_parallelism = max_parallelism
         self.clock = clock or (lambda: 0)
-        self.groups: dict[int, dict[str, Entries]] = {}  # key group -> state name -> entries
+        self.store: Store = store if store is not None else MemoryStore()
         self._key: tuple[Any, bytes, int] | None = None  # (key, encoded, key group)
         self._ttls: dict[str, int | None] = {}
         self.tables: dict[str, dict[Any, Any]] = {}
@@ -84,12 +90,14 @@ class KeyedState:
 
     @property
     def empty(self) -> bool:
-        return not self.groups and not any(self.tables.values())
+        return self.store.empty and not any(self.tables.values())
 
     def snapshot(self) -> dict[int, bytes]:
-        """Each key group's state, pickled (a value that cannot be pickled is named). Tables
-        are written in the same form as the rest, so either restores the other."""
-        groups: dict[int, dict[str, Entries]] = {g: dict(s) for g, s in self.groups.items()}
+        """Each key group's state, pickled (a value that cannot be pickled is named), expired
+        entries left out. Tables are written in the same form as the rest, so either restores
+        the other; the form does not depend on the backend."""
+        now = self.clock() if any(self._ttls.values()) else None  # None: nothing to expire
+        groups: dict[int, dict[str, Entries]] = dict(self.store.grouped(now))
         originals, max_parallelism = self.originals, self.max_parallelism
         for name, table in self.tables.items():
             for index, value in table.items():
@@ -118,7 +126,16 @@ class KeyedState:
                         self.originals[index] = key
                     table[index] = value
             if states:
-                self.groups.setdefault(group, {}).update(states)
+                self.store.load(group, states)
+
+    def sweep(self) -> int:
+        """Drop some expired entries no one reads any more (called once a second by the task);
+        returns how many went."""
+        return self.store.sweep(self.clock(), SWEEP_ENTRIES)
+
+    def close(self) -> None:
+        """Let go of the store (a RocksDB closes and removes its folder)."""
+        self.store.close()
 
     def table(self, name: str) -> dict[Any, Any]:
         """A plain dict of one value per key, for code that handles many keys per call (the
@@ -195,11 +212,11 @@ class KeyedState:
 
     def _get(self, name: str) -> Any:
         _, encoded, group = self._current()
-        entry = self.groups.get(group, {}).get(name, {}).get(encoded)
+        entry = self.store.get(group, name, encoded)
         if entry is None:
             return _MISSING
         if entry[2] is not None and entry[2] <= self.clock():
-            del self.groups[group][name][encoded]
+            self.store.delete(group, name, encoded)
             return _MISSING
         return entry[1]
 
@@ -207,11 +224,14 @@ class KeyedState:
         key, encoded, group = self._current()
         ttl = self._ttls.get(name)
         expires = None if ttl is None else self.clock() + ttl
-        self.groups.setdefault(group, {}).setdefault(name, {})[encoded] = (key, value, expires)
+        try:
+            self.store.put(group, name, encoded, (key, value, expires))
+        except Exception as exc:  # only a store that pickles on write (rocksdb) raises here
+            raise self._unpicklable_value(name, key, value, exc) from None
 
     def _clear(self, name: str) -> None:
         _, encoded, group = self._current()
-        self.groups.get(group, {}).get(name, {}).pop(encoded, None)
+        self.store.delete(group, name, encoded)
 
     def _unpicklable(
         self, states: dict[str, dict[bytes, tuple[Any, Any, int | None]]]
@@ -221,12 +241,15 @@ class KeyedState:
                 try:
                     pickle.dumps(value)
                 except Exception as exc:
-                    return StateError(
-                        f"bolt '{self.component}': state '{name}' of key {key!r} holds a "
-                        f"{type(value).__name__}, which cannot be pickled ({exc}); keep "
-                        "picklable values (numbers, strings, lists, dicts, dataclasses) in state"
-                    )
+                    return self._unpicklable_value(name, key, value, exc)
         return StateError(f"bolt '{self.component}': its state cannot be pickled")
+
+    def _unpicklable_value(self, name: str, key: Any, value: Any, exc: Exception) -> StateError:
+        return StateError(
+            f"bolt '{self.component}': state '{name}' of key {key!r} holds a "
+            f"{type(value).__name__}, which cannot be pickled ({exc}); keep "
+            "picklable values (numbers, strings, lists, dicts, dataclasses) in state"
+        )
 
 
 class ValueState:
@@ -248,15 +271,9 @@ class MapState:
     def __init__(self, state: KeyedState, name: str) -> None:
         self.state, self.name = state, name
 
-    def _dict(self, create: bool = False) -> dict[Any, Any]:
+    def _dict(self) -> dict[Any, Any]:
         found = self.state._get(self.name)
-        if found is _MISSING:
-            found = {}
-            if create:
-                self.state._set(self.name, found)
-        elif create and self.state._ttls.get(self.name) is not None:
-            self.state._set(self.name, found)  # a write refreshes the time to live
-        return found
+        return {} if found is _MISSING else found
 
     def __getitem__(self, key: Any) -> Any:
         return self._dict()[key]
@@ -265,10 +282,14 @@ class MapState:
         return self._dict().get(key, default)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._dict(create=True)[key] = value
+        found = self._dict()
+        found[key] = value
+        self.state._set(self.name, found)  # stored again: a copy on RocksDB; refreshes the TTL
 
     def __delitem__(self, key: Any) -> None:
-        del self._dict()[key]
+        found = self._dict()
+        del found[key]
+        self.state._set(self.name, found)
 
     def __contains__(self, key: Any) -> bool:
         return key in self._dict()
@@ -296,21 +317,19 @@ class ListState:
     def __init__(self, state: KeyedState, name: str) -> None:
         self.state, self.name = state, name
 
-    def _list(self, create: bool = False) -> list[Any]:
+    def _list(self) -> list[Any]:
         found = self.state._get(self.name)
-        if found is _MISSING:
-            found = []
-            if create:
-                self.state._set(self.name, found)
-        elif create and self.state._ttls.get(self.name) is not None:
-            self.state._set(self.name, found)
-        return found
+        return [] if found is _MISSING else found
 
     def append(self, value: Any) -> None:
-        self._list(create=True).append(value)
+        found = self._list()
+        found.append(value)
+        self.state._set(self.name, found)  # stored again: a copy on RocksDB; refreshes the TTL
 
     def extend(self, values: Any) -> None:
-        self._list(create=True).extend(values)
+        found = self._list()
+        found.extend(values)
+        self.state._set(self.name, found)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(list(self._list()))

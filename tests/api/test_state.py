@@ -1,15 +1,46 @@
-"""Keyed state: value/map/list scoped to the tuple's key, TTL, key groups, clear errors."""
+"""Keyed state: value/map/list scoped to the tuple's key, TTL, key groups, clear errors; every
+test on both backends (``memory`` and ``rocksdb``), which must give the same results."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rayflow import Bolt, Topology, Tuple
+from rayflow.spec.state_settings import StoreSettings
+from rayflow.state.backends import open_store
 from rayflow.state.keyed import KeyedState, StateError
 from rayflow.testing import ListSink, TestingSpout, run
+
+Make = Callable[..., KeyedState]
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The config that picks the backend (a rocksdb folder of the test's own)."""
+    return {"state.backend": request.param, "state.rocksdb.dir": str(tmp_path / "rocksdb")}
+
+
+@pytest.fixture
+def make(backend: dict[str, Any]) -> Iterator[Make]:
+    """``KeyedState`` on the test's backend; every store made is closed afterwards."""
+    made: list[KeyedState] = []
+
+    def keyed(component: str, fields: tuple[str, ...], max_parallelism: int, **kw: Any):
+        store = open_store(StoreSettings.from_config(backend), f"t/{component}.{len(made)}")
+        made.append(KeyedState(component, fields, max_parallelism, store=store, **kw))
+        return made[-1]
+
+    yield keyed
+    for state in made:
+        state.close()
+
 
 WORDS = ["the", "cow", "the", "moon", "cow", "the", "a", "moon", "the"] * 20
 
@@ -49,8 +80,10 @@ def counting(grouping: str = "fields") -> Topology:
 
 
 @pytest.mark.parametrize("reliability", ["none", "at_least_once"])
-def test_state_is_scoped_to_each_tuples_key(reliability: str) -> None:
-    result = run(counting(), overrides={"reliability": reliability})
+def test_state_is_scoped_to_each_tuples_key(reliability: str, backend: dict[str, Any]) -> None:
+    result = run(counting(), overrides={"reliability": reliability, **backend})
+    if backend["state.backend"] == "rocksdb":  # its tasks' folders were made, and removed
+        assert not any((Path(backend["state.rocksdb.dir"]) / "keyed").iterdir())
     rows = result.outputs["sink"]
     final = {}
     for word, count, seen, parity in rows:
@@ -81,9 +114,9 @@ def test_keyed_state_in_process_batch_says_it_needs_process() -> None:
     assert any("use it in process()" in e for e in errors(result, "count"))
 
 
-def test_ttl_expires_values_on_the_tasks_clock() -> None:
+def test_ttl_expires_values_on_the_tasks_clock(make: Make) -> None:
     now = [1_000]
-    state = KeyedState("c", ("k",), 128, clock=lambda: now[0])
+    state = make("c", ("k",), 128, clock=lambda: now[0])
     session = state.value("session", ttl="10s")
     state.set_key(("a",))
     session.set("open")
@@ -97,8 +130,8 @@ def test_ttl_expires_values_on_the_tasks_clock() -> None:
     assert list(tags) == []
 
 
-def test_snapshot_is_by_key_group_and_restores_into_other_tasks() -> None:
-    state = KeyedState("c", ("k",), max_parallelism=8)
+def test_snapshot_is_by_key_group_and_restores_into_other_tasks(make: Make) -> None:
+    state = make("c", ("k",), max_parallelism=8)
     counts = state.value("n", default=0)
     for key in range(50):
         state.set_key((f"k{key}",))
@@ -106,7 +139,7 @@ def test_snapshot_is_by_key_group_and_restores_into_other_tasks() -> None:
     groups = state.snapshot()
     assert set(groups) <= set(range(8)) and len(groups) > 1
     # two tasks of a new parallelism each take some of the key groups back
-    first, second = KeyedState("c", ("k",), 8), KeyedState("c", ("k",), 8)
+    first, second = make("c", ("k",), 8), make("c", ("k",), 8)
     first.restore({g: d for g, d in groups.items() if g < 4})
     second.restore({g: d for g, d in groups.items() if g >= 4})
     for key in range(50):
@@ -116,9 +149,91 @@ def test_snapshot_is_by_key_group_and_restores_into_other_tasks() -> None:
         assert values == {key}
 
 
-def test_an_unpicklable_value_is_named() -> None:
-    state = KeyedState("count", ("k",), 128)
+def test_an_unpicklable_value_is_named(make: Make) -> None:
+    state = make("count", ("k",), 128)
     state.set_key(("a",))
-    state.value("lock").set(threading.Lock())
     with pytest.raises(StateError, match=r"state 'lock' of key 'a' holds a lock"):
+        state.value("lock").set(threading.Lock())  # rocksdb: at once; memory: at the snapshot
         state.snapshot()
+
+
+def test_a_snapshot_taken_on_one_backend_restores_on_the_other(tmp_path: Path) -> None:
+    """The snapshot's form does not depend on the backend: memory -> rocksdb -> memory."""
+    memory = KeyedState("c", ("k",), 16)
+    store = open_store(StoreSettings("rocksdb", str(tmp_path)), "t/c.0")
+    rocks = KeyedState("c", ("k",), 16, store=store)
+    back = KeyedState("c", ("k",), 16)
+    for key in range(40):
+        memory.set_key((key, "x"))
+        memory.value("n").set(key)
+        memory.map("m")["k"] = [key]
+        memory.list("l").extend([key, key + 1])
+    rocks.restore(memory.snapshot())
+    back.restore(rocks.snapshot())
+    rocks.close()
+    for key in range(40):
+        back.set_key((key, "x"))
+        assert (back.value("n").get(), back.map("m")["k"], back.list("l").get()) == (
+            key,
+            [key],
+            [key, key + 1],
+        )
+
+
+def test_expired_state_nobody_reads_is_swept(make: Make) -> None:
+    now = [0]
+    state = make("c", ("k",), 8, clock=lambda: now[0])
+    for key in range(30):
+        state.set_key((key,))
+        state.value("short", ttl=1).set(key)
+        state.value("long").set(key)
+    now[0] = 2_000
+    swept = 0
+    for _ in range(10):  # a sweep looks at part of the state; enough of them cover all of it
+        swept += state.sweep()
+    assert swept == 30
+    assert list(state.store.grouped(None))  # what has no TTL stays
+    assert all(set(states) == {"long"} for _, states in state.store.grouped(None))
+
+
+def test_a_value_changed_in_place_is_kept_only_once_set_back(make: Make, backend: dict) -> None:
+    """The rule both backends document: change state through set/append/[]=; a list read and
+    changed in place is the store's own object in memory, a copy on rocksdb."""
+    state = make("c", ("k",), 8)
+    state.set_key(("a",))
+    items = state.value("items", default=None)
+    items.set([1])
+    got = items.get()
+    got.append(2)
+    in_place = items.get()
+    items.set(got)
+    assert items.get() == [1, 2]  # set back: the same on both
+    assert in_place == ([1, 2] if backend["state.backend"] == "memory" else [1])
+
+
+def test_rocksdb_folders_of_dead_processes_are_removed_and_a_closed_store_removes_its_own(
+    tmp_path: Path,
+) -> None:
+    settings = StoreSettings("rocksdb", str(tmp_path))
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    left = tmp_path / "t" / f"c.0.{dead}.0"  # what an actor killed with its state open leaves
+    left.mkdir(parents=True)
+    other_task = tmp_path / "t" / f"c.1.{dead}.0"
+    other_task.mkdir()
+    store = open_store(settings, "t/c.0")
+    assert not left.exists() and other_task.exists()
+    mine = store.path  # type: ignore[attr-defined]
+    assert mine.exists()
+    store.close()
+    assert not mine.exists()
+
+
+def test_a_bad_backend_is_refused_naming_the_key() -> None:
+    t = counting()
+    with pytest.raises(ValueError, match=r"state\.backend: expected one of memory, rocksdb"):
+        run(t, overrides={"state.backend": "redis"})
+    with pytest.raises(ValueError, match=r"state\.rocksdb\.memory: expected at least 4MiB"):
+        run(t, overrides={"state.rocksdb.memory": "1MiB"})

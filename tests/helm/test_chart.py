@@ -94,6 +94,21 @@ def test_defaults() -> None:
     assert tokens["ray-token"] != tokens["ui-token"]
 
 
+@pytest.mark.parametrize("size", ["", "20Gi"])
+def test_every_node_has_a_local_volume_for_rocksdb_state(size: str) -> None:
+    objects = render("--set", f"state.volume.sizeLimit={size}")
+    for name in ("wc-rayflow-head", "wc-rayflow-worker-workers"):
+        pod = one(objects, "Deployment", name)["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "state"]
+        assert volume["emptyDir"] == ({"sizeLimit": size} if size else {})
+        container = pod["containers"][0]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["state"] == env_of(container)["RAYFLOW_STATE_ROCKSDB_DIR"]
+    off = one(render("--set", "state.volume.enabled=false"), "Deployment", "wc-rayflow-head")
+    container = off["spec"]["template"]["spec"]["containers"][0]
+    assert "RAYFLOW_STATE_ROCKSDB_DIR" not in env_of(container)
+
+
 def test_worker_replicas_resources_and_ray_sizes() -> None:
     objects = render(
         "--set", "workerGroups.workers.replicas=4",

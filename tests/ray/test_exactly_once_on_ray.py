@@ -83,20 +83,47 @@ def _deployment(spec: object, restore_from: dict | None = None) -> object:
     return deployment
 
 
-@pytest.mark.parametrize("before,after", [(2, 3), (3, 1)])
-def test_savepoint_then_resume_with_other_parallelism(
-    ray_session: str, tmp_path: Path, before: int, after: int
+@pytest.mark.parametrize(
+    "before,after,backends", [(2, 3, ("rocksdb", "memory")), (3, 1, ("memory", "rocksdb"))]
+)
+def test_savepoint_then_resume_with_other_parallelism_and_backend(
+    ray_session: str, tmp_path: Path, before: int, after: int, backends: tuple[str, str]
 ) -> None:
-    """Take a savepoint mid-run, stop, resume from it with the count's parallelism changed:
-    the keyed state moves with its key groups and the output equals an uninterrupted run."""
+    """Take a savepoint mid-run, stop, resume from it with the count's parallelism and state
+    backend changed: the keyed state moves with its key groups and the output equals an
+    uninterrupted run."""
     fast, slow = events(1500, 50, 0.1), events(300, 10, 0.1)
-    config = {"checkpoint.interval": "1h"}  # only the savepoint: nothing commits after it
+
+    def config(backend: str) -> dict[str, Any]:
+        # only the savepoint: nothing commits after it
+        return {"checkpoint.interval": "1h", **_backend(backend, tmp_path)}
+
     metadata = _savepoint_and_stop(
-        counting(str(tmp_path), fast, slow, before, config), str(tmp_path)
+        counting(str(tmp_path), fast, slow, before, config(backends[0])), str(tmp_path)
     )
     assert metadata["parallelism"]["count"] == before
-    _resume(counting(str(tmp_path), fast, slow, after, config), metadata)
+    _resume(counting(str(tmp_path), fast, slow, after, config(backends[1])), metadata)
     assert committed_rows(str(tmp_path)) == expected_rows(fast, slow)
+
+
+def _backend(backend: str, tmp_path: Path) -> dict[str, Any]:
+    return {"state.backend": backend, "state.rocksdb.dir": str(tmp_path / "rocksdb")}
+
+
+def test_rocksdb_state_stays_exact_despite_killed_tasks(ray_session: str, tmp_path: Path) -> None:
+    """The keyed count in RocksDB: killed count tasks come back from the checkpoints with the
+    output exact, and the folders of killed and finished tasks are gone at the end."""
+    from rayflow.launchers import embedded
+
+    fast, slow = events(1200, 40, 0.12), events(300, 10, 0.12)
+    topology = counting(str(tmp_path), fast, slow, 2, _backend("rocksdb", tmp_path))
+    with killing_tasks({"count"}, max_kills=3, every=1.0) as kills:
+        embedded.run_topology(topology.build())
+    assert kills, "no count task was killed before the run ended"
+    assert committed_rows(str(tmp_path)) == expected_rows(fast, slow)
+    folders = tmp_path / "rocksdb" / "exactly"
+    assert folders.is_dir(), "the count tasks kept their state in RocksDB"
+    assert not list(folders.iterdir()), "killed or finished tasks left their RocksDB folders"
 
 
 @pytest.mark.parametrize("chained_before", [True, False])

@@ -98,6 +98,10 @@ where checkpoints go. Call with (dict "root" $ "container" "head").
 - name: RAYFLOW_CHECKPOINT_STORAGE
   value: {{ . | quote }}
 {{- end }}
+{{- if .root.Values.state.volume.enabled }}
+- name: RAYFLOW_STATE_ROCKSDB_DIR
+  value: {{ .root.Values.state.volume.mountPath | quote }}
+{{- end }}
 {{- end }}
 
 {{/* Volumes and mounts every Ray node has: shared memory, scripts, checkpoints. */}}
@@ -115,6 +119,15 @@ where checkpoints go. Call with (dict "root" $ "container" "head").
   persistentVolumeClaim:
     claimName: {{ include "rayflow.checkpointClaim" . }}
 {{- end }}
+{{- if .Values.state.volume.enabled }}
+- name: state
+  {{- if .Values.state.volume.sizeLimit }}
+  emptyDir:
+    sizeLimit: {{ .Values.state.volume.sizeLimit }}
+  {{- else }}
+  emptyDir: {}
+  {{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "rayflow.nodeMounts" -}}
@@ -125,5 +138,9 @@ where checkpoints go. Call with (dict "root" $ "container" "head").
 {{- if .Values.checkpoints.persistence.enabled }}
 - name: checkpoints
   mountPath: {{ .Values.checkpoints.persistence.mountPath }}
+{{- end }}
+{{- if .Values.state.volume.enabled }}
+- name: state
+  mountPath: {{ .Values.state.volume.mountPath }}
 {{- end }}
 {{- end }}

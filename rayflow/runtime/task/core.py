@@ -63,15 +63,7 @@ from typing import Any
 from rayflow.api.components import Bolt, Spout
 from rayflow.errors import TaskError
 from rayflow.runtime.io.collector import Collector
-from rayflow.runtime.io.messages import (
-    BARRIER,
-    DATA,
-    END,
-    KIND_NAMES,
-    WATERMARK,
-    TaskKey,
-    Transmit,
-)
+from rayflow.runtime.io.messages import BARRIER, DATA, END, KIND_NAMES, WATERMARK, TaskKey, Transmit
 from rayflow.runtime.task.barriers import Aligner
 from rayflow.runtime.task.commands import Commands
 from rayflow.runtime.task.downstream import Downstream
@@ -89,6 +81,7 @@ __all__ = ["TaskCore", "TaskKey", "wall_clock_ms"]
 log = logging.getLogger("rayflow.task")
 
 _IDLE_SPOUT_SLEEP = 0.001  # Storm's default wait strategy: 1 ms when next_tuple emitted nothing
+STATE_SWEEP_INTERVAL = 1.0  # seconds between sweeps of expired keyed state nobody reads
 
 
 def wall_clock_ms() -> int:
@@ -312,6 +305,8 @@ class TaskCore:
             raise TaskError(
                 self.key[0], self.key[1], f"{type(exc).__name__}: {exc}", traceback.format_exc()
             ) from exc
+        finally:
+            self.user.close_state()  # its final snapshot, if any, was taken
         self.state = "finished"
         stats = self.stats()
         collected = getattr(self.user.obj, "collected_rows", None)
@@ -425,6 +420,7 @@ class TaskCore:
         histogram = report.execute_histogram
         linger = self.settings.batch_linger
         last_flush = time.monotonic()
+        next_sweep = last_flush + STATE_SWEEP_INTERVAL
         timers, watermarks = event_time.timers, event_time.watermarks
         event_time.start_ticks()
         while not commands.leaving:
@@ -494,6 +490,9 @@ class TaskCore:
             if now - last_flush >= linger:
                 c.flush_all()
                 last_flush = now
+                if now >= next_sweep:
+                    user.sweep_state()
+                    next_sweep = now + STATE_SWEEP_INTERVAL
             await asyncio.sleep(0)  # let deliveries and credit returns in
         if commands.reset is None:
             await self._end_of_stream(bolt.cleanup)

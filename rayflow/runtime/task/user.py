@@ -25,6 +25,8 @@ from rayflow.runtime.task.executors import (
     make_acking_executor,
     make_executor,
 )
+from rayflow.spec.state_settings import StoreSettings
+from rayflow.state.backends import open_store
 from rayflow.state.keyed import KeyedState
 
 if TYPE_CHECKING:
@@ -67,6 +69,7 @@ class UserObject:
                 f"creating {where} raised {type(exc).__name__}: {exc}",
                 traceback.format_exc(),
             ) from exc
+        self.close_state()  # a reset: the old object's store goes (its state is in a checkpoint)
         self.obj, self.execute = obj, None
         self.acking = bind_acking(task, obj) if task.reliable else None
         self._bind(obj)
@@ -109,6 +112,10 @@ class UserObject:
                 task.settings.max_parallelism,
                 task.clock,
                 on_first_use=self._keyed_state_in_use,
+                store=open_store(
+                    StoreSettings.from_config(task.config),
+                    f"{task.spec.name}/{task.component.id}.{task.key[1]}",
+                ),
             )
         if not reliable:
             obj.emit_direct = c.emit_direct
@@ -189,6 +196,22 @@ class UserObject:
             execute = make_executor(bolt, self.task.settings.tuple_reuse, user_error, process)
         self.execute = execute
         return execute
+
+    def keyed_state(self) -> KeyedState | None:
+        """The bolt's keyed state (None for a spout or before ``open``)."""
+        return None if self.obj is None else self.obj.__dict__.get("_rayflow_state")
+
+    def sweep_state(self) -> None:
+        """Drop some expired state nobody reads (the loop calls it about once a second)."""
+        state = self.keyed_state()
+        if state is not None and state.used:
+            state.sweep()
+
+    def close_state(self) -> None:
+        """Close the keyed state's store (a RocksDB folder is removed)."""
+        state = self.keyed_state()
+        if state is not None:
+            state.close()
 
     def _keyed_state_in_use(self) -> None:
         """The bolt asked for keyed state: from now on each tuple's key is set first."""

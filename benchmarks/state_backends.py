@@ -1,0 +1,123 @@
+"""Keyed state backends compared: the cost of one access and the memory many keys take.
+
+    python -m benchmarks.state_backends                    # from the repository root
+    python -m benchmarks.state_backends --keys 20000000    # the large-state check (minutes)
+
+In one process, no Ray, through ``KeyedState`` as a bolt's ``self.state`` uses it:
+
+1. **Per access**: ``set_key`` + ``value.get()`` + ``value.set()`` on ``--access-keys`` keys,
+   nanoseconds per read-modify-write, for ``memory`` and ``rocksdb``.
+2. **Memory**: ``--keys`` distinct keys written with the ``rocksdb`` backend and a budget of
+   ``--budget`` (``state.rocksdb.memory``), in a child process: its resident memory (RSS) at
+   the start, every ``--keys``/10 keys and at the end, against budget + the starting RSS; the
+   ``memory`` backend's RSS for the same keys up to ``--memory-keys`` (it grows without bound).
+3. **Snapshot**: the time :meth:`KeyedState.snapshot` takes over ``--access-keys`` keys with
+   each backend (what a checkpoint's synchronous part costs today: both read all the state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import tempfile
+import time
+
+from rayflow.spec.state_settings import StoreSettings
+from rayflow.spec.yaml_limits import describe_size, parse_size
+from rayflow.state.backends import open_store
+from rayflow.state.keyed import KeyedState
+
+
+def rss() -> int:
+    """This process's resident memory in bytes (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def keyed(backend: str, folder: str, budget: int) -> KeyedState:
+    settings = StoreSettings(backend, folder, budget)
+    return KeyedState("bench", ("key",), 128, store=open_store(settings, "bench/count.0"))
+
+
+def per_access(backend: str, keys: int, folder: str, budget: int) -> tuple[float, float]:
+    """(ns per read-modify-write, seconds for a snapshot of ``keys`` keys)."""
+    state = keyed(backend, folder, budget)
+    count = state.value("count", default=0)
+    names = [(f"key{i}",) for i in range(keys)]
+    for key in names:  # first writes (not timed): the keys exist
+        state.set_key(key)
+        count.set(1)
+    start = time.perf_counter()
+    for key in names:
+        state.set_key(key)
+        count.set(count.get() + 1)
+    took = time.perf_counter() - start
+    start = time.perf_counter()
+    state.snapshot()
+    snapshot = time.perf_counter() - start
+    state.close()
+    return took / keys * 1e9, snapshot
+
+
+def grow(backend: str, keys: int, folder: str, budget: int, out: multiprocessing.Queue) -> None:
+    """In a child: write ``keys`` keys, reporting (keys so far, RSS) ten times."""
+    base = rss()
+    state = keyed(backend, folder, budget)
+    count = state.value("count", default=0)
+    out.put((0, base))
+    step = max(1, keys // 10)
+    for i in range(keys):
+        state.set_key((f"key{i}",))
+        count.set(i)
+        if (i + 1) % step == 0:
+            out.put((i + 1, rss()))
+    state.close()
+    out.put(None)
+
+
+def memory_curve(backend: str, keys: int, folder: str, budget: int) -> list[tuple[int, int]]:
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    child = multiprocessing.Process(target=grow, args=(backend, keys, folder, budget, queue))
+    child.start()
+    points = []
+    while (point := queue.get()) is not None:
+        points.append(point)
+    child.join()
+    return points
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--access-keys", type=int, default=200_000)
+    parser.add_argument("--keys", type=int, default=2_000_000)
+    parser.add_argument("--memory-keys", type=int, default=2_000_000)
+    parser.add_argument("--budget", default="64MiB")
+    args = parser.parse_args(argv)
+    budget = parse_size(args.budget)
+    folder = tempfile.mkdtemp(prefix="rayflow-state-bench-")
+
+    costs = {}
+    for backend in ("memory", "rocksdb"):
+        costs[backend] = per_access(backend, args.access_keys, folder, budget)
+        ns, snapshot = costs[backend]
+        print(f"{backend:<8} read-modify-write {ns:8.0f} ns   snapshot of "
+              f"{args.access_keys:,} keys {snapshot:.2f}s", flush=True)  # fmt: skip
+    print(f"rocksdb / memory per access: {costs['rocksdb'][0] / costs['memory'][0]:.0f}x")
+
+    for backend, keys in (("rocksdb", args.keys), ("memory", args.memory_keys)):
+        points = memory_curve(backend, keys, folder, budget)
+        base = points[0][1]
+        print(f"{backend}: RSS at 0 keys {describe_size(base)}", flush=True)
+        for n, resident in points[1:]:
+            print(f"  {n:>12,} keys  RSS {describe_size(resident):>10}  "
+                  f"(+{describe_size(resident - base)})", flush=True)  # fmt: skip
+        if backend == "rocksdb":
+            peak = max(r for _, r in points) - base
+            print(f"  budget {describe_size(budget)}: growth {describe_size(peak)} "
+                  f"= {peak / budget:.2f}x of the budget", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""The ``rocksdb`` state backend: a task's keyed state in an embedded RocksDB on local disk.
+
+Through ``rocksdict`` (wheels for Linux, macOS and Windows on CPython 3.8-3.13, kept up with
+RocksDB's releases, and the one Python binding that exposes what this backend needs next:
+``Checkpoint`` (hard-linked SST files) and ``ingest_external_file``). A key is
+
+    key group (2 bytes, big-endian) | length of the state name (1 byte) | name | encoded key
+
+so one key group's state is one contiguous range (cut and moved on a rescale) and a task's
+state sorts by key group. A value is the pickled ``(key, value, expiry)`` (written and read
+only by the task itself, like its checkpoint files).
+
+Memory: one LRU block cache of ``state.rocksdb.memory`` bytes, with the write buffers
+(memtables) charged to it and the index and filter blocks kept in it, so the task's RSS stays
+near the budget whatever the number of keys. The write-ahead log is off: a task recovers from
+its checkpoints, never from its local RocksDB after a crash.
+
+Folders: ``<state.rocksdb.dir>/<topology>/<component>.<task>.<pid>.<n>`` (by default under
+:func:`default_folder`), removed when the store closes; a store that opens removes the folders
+of its task that processes no longer alive left behind (an actor killed with its state open).
+
+>>> import tempfile
+>>> from rayflow.spec.state_settings import StoreSettings
+>>> folder = tempfile.mkdtemp()
+>>> store = RocksStore(StoreSettings("rocksdb", folder), "demo/count/0")
+>>> store.put(7, "count", b"scow", ("cow", 2, None)); store.get(7, "count", b"scow")
+('cow', 2, None)
+>>> [(group, states) for group, states in store.grouped(now=0)]
+[(7, {'count': {b'scow': ('cow', 2, None)}})]
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from rayflow.spec.state_settings import StoreSettings
+from rayflow.state.stores import Entries, Entry
+
+_opened = itertools.count()
+_DUMP = pickle.dumps
+_LOAD = pickle.loads
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def _rocksdict() -> Any:
+    try:
+        import rocksdict
+    except ImportError:
+        raise RuntimeError(
+            "state.backend: rocksdb needs the rocksdict package: pip install 'rayflow[rocksdb]'"
+        ) from None
+    return rocksdict
+
+
+def name_prefix(name: str) -> bytes:
+    """The bytes a state name puts after the key group (at most 255 bytes of UTF-8).
+
+    >>> name_prefix("count")
+    b'\\x05count'
+    """
+    raw = name.encode()
+    if len(raw) > 255:
+        raise ValueError(f"state name {name[:40]!r}... is over 255 bytes")
+    return bytes((len(raw),)) + raw
+
+
+def split_key(raw: bytes) -> tuple[int, str, bytes]:
+    """(key group, state name, encoded key) of a stored key."""
+    size = raw[2]
+    return int.from_bytes(raw[:2], "big"), raw[3 : 3 + size].decode(), raw[3 + size :]
+
+
+def default_folder(environ: Mapping[str, str] = os.environ) -> str:
+    """Where tasks keep RocksDB when ``state.rocksdb.dir`` is not set: the node's
+    ``RAYFLOW_STATE_ROCKSDB_DIR`` (the Helm chart's volume), else YARN's local folder of the
+    application (``LOCAL_DIRS``, removed by YARN when it ends), else the temporary folder.
+
+    >>> default_folder({"LOCAL_DIRS": "/data1/app_1,/data2/app_1"})
+    '/data1/app_1/rayflow-state'
+    """
+    if environ.get("RAYFLOW_STATE_ROCKSDB_DIR"):
+        return environ["RAYFLOW_STATE_ROCKSDB_DIR"]
+    local = environ.get("LOCAL_DIRS", "").split(",")[0]
+    return os.path.join(local or tempfile.gettempdir(), "rayflow-state")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # somebody else's process
+    return True
+
+
+class RocksStore:
+    """Keyed state of one task in its own RocksDB (see the module docstring)."""
+
+    def __init__(self, settings: StoreSettings, owner: str) -> None:
+        rocksdict = _rocksdict()
+        topology, _, task = owner.partition("/")
+        base = Path(settings.directory or default_folder())
+        parent = base / topology
+        stem = task.replace("/", ".")
+        parent.mkdir(parents=True, exist_ok=True)
+        self._remove_abandoned(parent, stem)
+        self.path = parent / f"{stem}.{os.getpid()}.{next(_opened)}"
+        self.owner = owner
+        self._names: dict[str, bytes] = {}
+        self._sweep_from = b""
+        self.db = rocksdict.Rdict(str(self.path), self._options(rocksdict, settings.memory))
+        writes = rocksdict.WriteOptions()
+        writes.disable_wal = True
+        self.db.set_write_options(writes)
+        self._rocksdict = rocksdict
+
+    @staticmethod
+    def _options(rocksdict: Any, memory: int) -> Any:
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        cache = rocksdict.Cache(memory)
+        table = rocksdict.BlockBasedOptions()
+        table.set_block_cache(cache)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        options.set_block_based_table_factory(table)
+        # Memtables are charged to the same cache: half of the budget at most.
+        buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            memory // 2, False, cache
+        )
+        options.set_write_buffer_manager(buffers)
+        options.set_write_buffer_size(max(1 << 20, memory // 8))
+        options.set_max_write_buffer_number(2)
+        options.set_max_background_jobs(1)  # tasks share the node's cores
+        return options
+
+    @staticmethod
+    def _remove_abandoned(parent: Path, stem: str) -> None:
+        for folder in parent.glob(f"{stem}.*.*"):
+            pid = folder.name[len(stem) + 1 :].split(".")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _key(self, group: int, name: str, encoded: bytes) -> bytes:
+        prefix = self._names.get(name)
+        if prefix is None:
+            prefix = self._names[name] = name_prefix(name)
+        return group.to_bytes(2, "big") + prefix + encoded
+
+    def get(self, group: int, name: str, encoded: bytes) -> Entry | None:
+        raw = self.db.get(self._key(group, name, encoded))
+        return None if raw is None else _LOAD(raw)
+
+    def put(self, group: int, name: str, encoded: bytes, entry: Entry) -> None:
+        self.db.put(self._key(group, name, encoded), _DUMP(entry, _PROTOCOL))
+
+    def delete(self, group: int, name: str, encoded: bytes) -> None:
+        self.db.delete(self._key(group, name, encoded))
+
+    def grouped(self, now: int | None) -> Iterator[tuple[int, dict[str, Entries]]]:
+        """Each key group's live entries in key-group order (read from the database)."""
+        current, states = -1, {}
+        for raw, data in self.db.items():
+            group, name, encoded = split_key(raw)
+            if group != current:
+                if states:
+                    yield current, states
+                current, states = group, {}
+            entry = _LOAD(data)
+            if entry[2] is None or now is None or entry[2] > now:
+                states.setdefault(name, {})[encoded] = entry
+        if states:
+            yield current, states
+
+    def load(self, group: int, states: dict[str, Entries]) -> None:
+        batch = self._rocksdict.WriteBatch(raw_mode=True)
+        for name, entries in states.items():
+            for encoded, entry in entries.items():
+                batch.put(self._key(group, name, encoded), _DUMP(entry, _PROTOCOL))
+        self.db.write(batch)
+
+    def sweep(self, now: int, limit: int) -> int:
+        """Delete expired entries among the next ``limit`` after the last sweep's (from the
+        start again once the end is reached); returns how many were deleted."""
+        it = self.db.iter()
+        it.seek(self._sweep_from)
+        looked = dropped = 0
+        while it.valid() and looked < limit:
+            raw, entry = it.key(), _LOAD(it.value())
+            if entry[2] is not None and entry[2] <= now:
+                self.db.delete(raw)
+                dropped += 1
+            looked += 1
+            it.next()
+        self._sweep_from = it.key() if it.valid() else b""
+        del it
+        return dropped
+
+    @property
+    def empty(self) -> bool:
+        it = self.db.iter()
+        it.seek_to_first()
+        return not it.valid()
+
+    def close(self) -> None:
+        """Close the database and remove its folder (its state is in the checkpoints)."""
+        db, self.db = self.db, None
+        if db is not None:
+            db.close()
+            shutil.rmtree(self.path, ignore_errors=True)
