@@ -77,8 +77,9 @@ def grow(backend: str, keys: int, folder: str, budget: int, out: multiprocessing
 
 
 def memory_curve(backend: str, keys: int, folder: str, budget: int) -> list[tuple[int, int]]:
-    queue: multiprocessing.Queue = multiprocessing.Queue()
-    child = multiprocessing.Process(target=grow, args=(backend, keys, folder, budget, queue))
+    spawn = multiprocessing.get_context("spawn")  # not fork: RocksDB's threads would not follow
+    queue = spawn.Queue()
+    child = spawn.Process(target=grow, args=(backend, keys, folder, budget, queue))
     child.start()
     points = []
     while (point := queue.get()) is not None:

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from rayflow.errors import RayflowError
 from rayflow.keys import encode_fields, encode_key, key_group_of
 from rayflow.spec.durations import parse_duration
+from rayflow.state.rocksdb import RocksStore, copy_database, read_database
 from rayflow.state.stores import Entries, MemoryStore, Store
 
 _MISSING = object()
@@ -92,12 +94,19 @@ class KeyedState:
     def empty(self) -> bool:
         return self.store.empty and not any(self.tables.values())
 
-    def snapshot(self) -> dict[int, bytes]:
+    @property
+    def incremental(self) -> bool:
+        """Whether checkpoints take the store's own checkpoint (rocksdb) rather than
+        :meth:`snapshot` of all of it (see :mod:`rayflow.state.incremental`)."""
+        return isinstance(self.store, RocksStore)
+
+    def snapshot(self, with_store: bool = True) -> dict[int, bytes]:
         """Each key group's state, pickled (a value that cannot be pickled is named), expired
         entries left out. Tables are written in the same form as the rest, so either restores
-        the other; the form does not depend on the backend."""
+        the other; the form does not depend on the backend. ``with_store=False``: the tables
+        only (the store is in an incremental checkpoint)."""
         now = self.clock() if any(self._ttls.values()) else None  # None: nothing to expire
-        groups: dict[int, dict[str, Entries]] = dict(self.store.grouped(now))
+        groups: dict[int, dict[str, Entries]] = dict(self.store.grouped(now)) if with_store else {}
         originals, max_parallelism = self.originals, self.max_parallelism
         for name, table in self.tables.items():
             for index, value in table.items():
@@ -117,16 +126,36 @@ class KeyedState:
         """Take back key groups from :meth:`snapshot` (of this task or of others, after a
         change of parallelism); entries of a table made before come back into it."""
         for group, data in groups.items():
-            states = pickle.loads(data)
-            for name in [n for n in states if n in self.tables]:
-                table = self.tables[name]
-                for key, value, _expires in states.pop(name).values():
-                    index = table_key(key)
-                    if index.__class__ is bytes:
-                        self.originals[index] = key
-                    table[index] = value
-            if states:
-                self.store.load(group, states)
+            self._restore_group(group, pickle.loads(data))
+
+    def restore_databases(self, databases: list[tuple[Path, range, Any]], mine: range) -> None:
+        """Take back the key groups in ``mine`` from restored RocksDB checkpoints: (folder,
+        the key groups its task owned, its SST files' shared entries) each. One database of
+        exactly these key groups becomes a rocksdb store's own; otherwise the entries are read
+        out of each (a rescale, or the memory backend)."""
+        if len(databases) == 1 and isinstance(self.store, RocksStore) and self.store.empty:
+            folder, theirs, uploaded = databases[0]
+            if theirs.start >= mine.start and theirs.stop <= mine.stop:
+                self.store.adopt(folder, uploaded)
+                return
+        for folder, theirs, _ in databases:
+            wanted = range(max(mine.start, theirs.start), min(mine.stop, theirs.stop))
+            if isinstance(self.store, RocksStore):
+                copy_database(folder, wanted, self.store)  # as stored: nothing unpickled
+                continue
+            for group, states in read_database(folder, wanted):
+                self._restore_group(group, states)
+
+    def _restore_group(self, group: int, states: dict[str, Entries]) -> None:
+        for name in [n for n in states if n in self.tables]:
+            table = self.tables[name]
+            for key, value, _expires in states.pop(name).values():
+                index = table_key(key)
+                if index.__class__ is bytes:
+                    self.originals[index] = key
+                table[index] = value
+        if states:
+            self.store.load(group, states)
 
     def sweep(self) -> int:
         """Drop some expired entries no one reads any more (called once a second by the task);

@@ -50,7 +50,7 @@ _LOAD = pickle.loads
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-def _rocksdict() -> Any:
+def rocksdict_module() -> Any:
     try:
         import rocksdict
     except ImportError:
@@ -92,6 +92,69 @@ def default_folder(environ: Mapping[str, str] = os.environ) -> str:
     return os.path.join(local or tempfile.gettempdir(), "rayflow-state")
 
 
+def task_folder(settings: StoreSettings, owner: str) -> tuple[Path, str]:
+    """(the folder of a topology's stores, the stem of a task's) for ``topology/comp.task``."""
+    topology, _, task = owner.partition("/")
+    return Path(settings.directory or default_folder()) / topology, task.replace("/", ".")
+
+
+def restore_folder(settings: StoreSettings, owner: str) -> Path:
+    """A fresh folder beside the task's stores to rebuild a checkpoint's database in."""
+    parent, stem = task_folder(settings, owner)
+    return parent / f"{stem}.{os.getpid()}.restore-{next(_opened)}"
+
+
+def read_database(folder: Path, groups: range) -> Iterator[tuple[int, dict[str, Entries]]]:
+    """The entries of key groups ``groups`` in the RocksDB at ``folder`` (a restored
+    checkpoint), a key group at a time; the folder is removed afterwards."""
+    rocksdict = rocksdict_module()
+    db = rocksdict.Rdict(str(folder), rocksdict.Options(raw_mode=True))
+    try:
+        it = db.iter()
+        it.seek(groups.start.to_bytes(2, "big"))
+        current, states = -1, {}
+        while it.valid():
+            group, name, encoded = split_key(it.key())
+            if group >= groups.stop:
+                break
+            if group != current:
+                if states:
+                    yield current, states
+                current, states = group, {}
+            states.setdefault(name, {})[encoded] = _LOAD(it.value())
+            it.next()
+        if states:
+            yield current, states
+        del it
+    finally:
+        db.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_database(folder: Path, groups: range, target: RocksStore) -> None:
+    """Copy key groups ``groups`` of the RocksDB at ``folder`` into ``target`` as they are
+    stored (no unpickling: a rescale between rocksdb tasks); the folder is removed."""
+    rocksdict = rocksdict_module()
+    db = rocksdict.Rdict(str(folder), rocksdict.Options(raw_mode=True))
+    try:
+        it = db.iter()
+        it.seek(groups.start.to_bytes(2, "big"))
+        stop = groups.stop.to_bytes(2, "big")
+        batch, size = rocksdict.WriteBatch(raw_mode=True), 0
+        while it.valid() and it.key() < stop:
+            batch.put(it.key(), it.value())
+            size += 1
+            if size == 10_000:
+                target.db.write(batch)
+                batch, size = rocksdict.WriteBatch(raw_mode=True), 0
+            it.next()
+        target.db.write(batch)
+        del it
+    finally:
+        db.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -106,22 +169,33 @@ class RocksStore:
     """Keyed state of one task in its own RocksDB (see the module docstring)."""
 
     def __init__(self, settings: StoreSettings, owner: str) -> None:
-        rocksdict = _rocksdict()
-        topology, _, task = owner.partition("/")
-        base = Path(settings.directory or default_folder())
-        parent = base / topology
-        stem = task.replace("/", ".")
+        parent, stem = task_folder(settings, owner)
         parent.mkdir(parents=True, exist_ok=True)
         self._remove_abandoned(parent, stem)
         self.path = parent / f"{stem}.{os.getpid()}.{next(_opened)}"
         self.owner = owner
+        self.memory = settings.memory
+        self.uploaded: dict[str, dict[str, Any]] = {}  # SST file -> its shared entry
         self._names: dict[str, bytes] = {}
         self._sweep_from = b""
-        self.db = rocksdict.Rdict(str(self.path), self._options(rocksdict, settings.memory))
-        writes = rocksdict.WriteOptions()
+        self._rocksdict = rocksdict_module()
+        self.db = self._open()
+
+    def _open(self) -> Any:
+        db = self._rocksdict.Rdict(str(self.path), self._options(self._rocksdict, self.memory))
+        writes = self._rocksdict.WriteOptions()
         writes.disable_wal = True
-        self.db.set_write_options(writes)
-        self._rocksdict = rocksdict
+        db.set_write_options(writes)
+        return db
+
+    def adopt(self, folder: Path, uploaded: dict[str, dict[str, Any]]) -> None:
+        """Become the database in ``folder`` (a restored checkpoint of the same key groups),
+        whose SST files the storage already holds (``uploaded``)."""
+        self.db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.rename(folder, self.path)
+        self.db = self._open()
+        self.uploaded = dict(uploaded)
 
     @staticmethod
     def _options(rocksdict: Any, memory: int) -> Any:
@@ -141,6 +215,7 @@ class RocksStore:
         options.set_write_buffer_size(max(1 << 20, memory // 8))
         options.set_max_write_buffer_number(2)
         options.set_max_background_jobs(1)  # tasks share the node's cores
+        options.set_max_manifest_file_size(4 << 20)  # every checkpoint carries a copy of it
         return options
 
     @staticmethod

@@ -4,10 +4,16 @@ Layout under ``<storage>/<topology>/``::
 
     chk-7/_metadata              JSON, written last: its presence marks checkpoint 7 complete
     chk-7/count-1.state          one pickled snapshot per task
-    savepoint-20261125-101500/   the same layout, kept until the user deletes it
+    shared/count-1-3fa2...-000012.sst
+                                 files checkpoints share (the rocksdb backend's SST files:
+                                 uploaded once, referenced by every checkpoint that holds them)
+    savepoint-20261125-101500/   the same layout, kept until the user deletes it (self-contained:
+                                 a savepoint never references shared files)
 
 ``_metadata`` names every task file with its size and SHA-256, so a truncated or corrupted file
-is found (and named) before its contents are trusted.
+is found (and named) before its contents are trusted; a task's entry lists the shared files it
+references (``shared``), and a shared file's size and digest are in the task file that names it.
+Pruning deletes a shared file once no kept checkpoint references it.
 
 >>> import tempfile
 >>> store = CheckpointStorage(tempfile.mkdtemp())
@@ -36,8 +42,10 @@ import fsspec
 
 from rayflow.errors import RayflowError
 
-FORMAT_VERSION = 1
-"""The savepoint/checkpoint format this rayflow writes; it reads this one and older."""
+FORMAT_VERSION = 2
+"""The savepoint/checkpoint format this rayflow writes; it reads this one and older (2: a task
+file may hold a RocksDB checkpoint referencing shared files instead of its keyed state)."""
+SHARED = "shared"
 METADATA = "_metadata"
 DEFAULT_STORAGE = os.path.join("~", ".rayflow", "checkpoints")
 STORAGE_ENV = "RAYFLOW_CHECKPOINT_STORAGE"
@@ -66,6 +74,35 @@ def _join(*parts: str) -> str:
 
 def task_file(key: tuple[str, int]) -> str:
     return f"{key[0]}-{key[1]}.state"
+
+
+def parent_of(where: str) -> str:
+    """The topology folder a checkpoint folder (or URL) is in: shared files' paths are relative
+    to it.
+
+    >>> parent_of("s3://b/ckpt/wc/chk-7"), parent_of("/data/wc/chk-7/")
+    ('s3://b/ckpt/wc', '/data/wc')
+    """
+    return where.rstrip("/").rsplit("/", 1)[0]
+
+
+def is_savepoint(where: str) -> bool:
+    """Whether a snapshot goes to a savepoint folder (self-contained: no shared files).
+
+    >>> is_savepoint("/d/wc/savepoint-20261125-101500-a1b2c3"), is_savepoint("/d/wc/chk-3")
+    (True, False)
+    """
+    return where.rstrip("/").rsplit("/", 1)[-1].startswith("savepoint-")
+
+
+def digest_file(fs: Any, path: str) -> tuple[int, str]:
+    """(size, SHA-256) of a file, read in chunks."""
+    sha, size = hashlib.sha256(), 0
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+            size += len(chunk)
+    return size, sha.hexdigest()
 
 
 class CheckpointStorage:
@@ -115,6 +152,33 @@ class CheckpointStorage:
                 f"{info['bytes']} recorded, or a different checksum)"
             )
         return data
+
+    # ------------------------------------------------------------ shared files
+    def upload_shared(self, where: str, local_path: str, name: str) -> dict[str, Any]:
+        """Copy a local file into the shared folder next to checkpoint folder ``where``;
+        returns its entry (``path`` relative to the topology folder, ``bytes``, ``sha256``)."""
+        relative = f"{SHARED}/{name}"
+        target = _join(parent_of(where), relative)
+        self.fs.makedirs(parent_of(target), exist_ok=True)
+        self.fs.put_file(local_path, target)
+        size, sha = digest_file(fsspec.filesystem("file"), local_path)
+        return {"path": relative, "bytes": size, "sha256": sha}
+
+    def fetch_shared(self, where: str, entry: dict[str, Any], local_path: str) -> None:
+        """Copy a shared file that checkpoint ``where`` references to ``local_path``, checked
+        against its recorded size and digest (a clear CheckpointError when it is not right)."""
+        fs, base = fsspec.core.url_to_fs(where) if "://" in where else (self.fs, where)
+        source = _join(parent_of(base), entry["path"])
+        try:
+            fs.get_file(source, local_path)
+        except FileNotFoundError:
+            raise CheckpointError(f"shared file {self.url_of(source)} is missing") from None
+        size, sha = digest_file(fsspec.filesystem("file"), local_path)
+        if size != entry["bytes"] or sha != entry["sha256"]:
+            raise CheckpointError(
+                f"shared file {self.url_of(source)} is corrupted ({size} bytes, "
+                f"{entry['bytes']} recorded, or a different checksum)"
+            )
 
     # --------------------------------------------------------------- metadata
     def write_metadata(self, where: str, metadata: dict[str, Any]) -> None:
@@ -182,10 +246,13 @@ class CheckpointStorage:
 
     def prune(self, topology: str, keep: int, protect: Iterable[int] = ()) -> None:
         """Delete every checkpoint folder of ``topology`` but the newest ``keep`` complete ones
-        (and those in ``protect``), including folders of aborted checkpoints older than those."""
-        complete = [m["id"] for m in self.complete_checkpoints(topology)]
-        kept = set(complete[-keep:]) | set(protect)
+        (and those in ``protect``), including folders of aborted checkpoints older than those,
+        and the shared files only deleted checkpoints referenced."""
+        complete = self.complete_checkpoints(topology)
+        kept = {m["id"] for m in complete[-keep:]} | set(protect)
         oldest_kept = min(kept) if kept else None
+        referenced = {m["id"]: shared_files(m) for m in complete}
+        still = set().union(*(referenced.get(n, set()) for n in kept))
         for path in self._children(self.topology_path(topology)):
             name = path.rstrip("/").rsplit("/", 1)[-1]
             if not (name.startswith("chk-") and name[4:].isdigit()):
@@ -194,3 +261,10 @@ class CheckpointStorage:
             if number in kept or oldest_kept is None or number > oldest_kept:
                 continue
             self.remove(path)
+            for relative in referenced.get(number, set()) - still:
+                self.remove(_join(self.topology_path(topology), relative))
+
+
+def shared_files(metadata: dict[str, Any]) -> set[str]:
+    """The shared files (paths relative to the topology folder) a checkpoint references."""
+    return {path for info in metadata.get("tasks", {}).values() for path in info.get("shared", ())}

@@ -114,9 +114,11 @@ def test_rocksdb_state_stays_exact_despite_killed_tasks(ray_session: str, tmp_pa
     """The keyed count in RocksDB: killed count tasks come back from the checkpoints with the
     output exact, and the folders of killed and finished tasks are gone at the end."""
     from rayflow.launchers import embedded
+    from rayflow.state.storage import CheckpointStorage, shared_files
 
     fast, slow = events(1200, 40, 0.12), events(300, 10, 0.12)
-    topology = counting(str(tmp_path), fast, slow, 2, _backend("rocksdb", tmp_path))
+    config = {**_backend("rocksdb", tmp_path), "checkpoint.retained": 2}
+    topology = counting(str(tmp_path), fast, slow, 2, config)
     with killing_tasks({"count"}, max_kills=3, every=1.0) as kills:
         embedded.run_topology(topology.build())
     assert kills, "no count task was killed before the run ended"
@@ -124,6 +126,14 @@ def test_rocksdb_state_stays_exact_despite_killed_tasks(ray_session: str, tmp_pa
     folders = tmp_path / "rocksdb" / "exactly"
     assert folders.is_dir(), "the count tasks kept their state in RocksDB"
     assert not list(folders.iterdir()), "killed or finished tasks left their RocksDB folders"
+    storage = CheckpointStorage(str(tmp_path / "checkpoints"))
+    (run,) = (tmp_path / "checkpoints" / "exactly").iterdir()  # the run's own folder
+    kept = storage.complete_checkpoints(f"exactly/{run.name}")
+    incremental = [m for m in kept if shared_files(m)]
+    assert incremental, "the last checkpoint before the final one references shared files"
+    for metadata in incremental:  # pruning left every file a kept checkpoint needs
+        for relative in shared_files(metadata):
+            assert (run / relative).is_file(), relative
 
 
 @pytest.mark.parametrize("chained_before", [True, False])
@@ -179,17 +189,23 @@ def _resume(topology: Any, metadata: dict[str, Any]) -> None:
     run_deployment(_deployment(spec, restore_from=metadata))
 
 
+@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
 def test_corrupted_checkpoint_falls_back_to_the_previous_one(
-    ray_session: str, tmp_path: Path
+    ray_session: str, tmp_path: Path, backend: str
 ) -> None:
-    """With the newest checkpoint's files corrupted, a failure recovers from the one before
-    (the error names the file) and nothing is lost. (The sink had committed the newer
-    checkpoint's output, so going back behind it may repeat those lines, as in Flink.)"""
+    """With the newest checkpoint's files corrupted (rocksdb: an SST file only it references),
+    a failure recovers from the one before (the error names the file) and nothing is lost.
+    (The sink had committed the newer checkpoint's output, so going back behind it may repeat
+    those lines, as in Flink.)"""
     import ray
 
+    from rayflow.state.storage import CheckpointStorage
+
     fast, slow = events(1500, 50, 0.1), events(300, 10, 0.1)
-    deployment = _deployment(counting(str(tmp_path), fast, slow, 2).build())
+    config = _backend(backend, tmp_path)
+    deployment = _deployment(counting(str(tmp_path), fast, slow, 2, config).build())
     coordinator = deployment.checkpoints  # type: ignore[attr-defined]
+    storage = CheckpointStorage(str(tmp_path / "checkpoints"))
     corrupted: list[str] = []
 
     def chaos() -> None:
@@ -198,6 +214,12 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(
         latest = coordinator.latest
         name = latest["tasks"]["count/0"]["file"]
         path = os.path.join(latest["path"], name)
+        if backend == "rocksdb":  # a file the newest checkpoint added, of the task killed
+            # (the survivor resets from its local RocksDB checkpoint and reads no shared file)
+            run = os.path.relpath(os.path.dirname(latest["path"]), storage.root)
+            before = storage.complete_checkpoints(run)[-2]["tasks"]["count/1"]["shared"]
+            added = set(latest["tasks"]["count/1"]["shared"]) - set(before)
+            path = os.path.join(os.path.dirname(latest["path"]), sorted(added)[0])
         with open(path, "r+b") as f:
             f.write(b"garbage")
         corrupted.append(path)

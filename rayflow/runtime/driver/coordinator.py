@@ -199,7 +199,8 @@ class CheckpointCoordinator:
     def _complete(self, pending: PendingCheckpoint) -> None:
         spec = self.deployment.spec
         duration = time.monotonic() - pending.started_mono
-        size = sum(info["bytes"] for info in pending.acks.values())
+        # what this checkpoint wrote: task files and, for RocksDB, the files new since the last
+        size = sum(info["bytes"] + info.get("uploaded", 0) for info in pending.acks.values())
         metadata = {
             "id": pending.id,
             "topology": spec.name,

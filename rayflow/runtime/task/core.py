@@ -306,7 +306,7 @@ class TaskCore:
                 self.key[0], self.key[1], f"{type(exc).__name__}: {exc}", traceback.format_exc()
             ) from exc
         finally:
-            self.user.close_state()  # its final snapshot, if any, was taken
+            self.user.close_state(ended=True)  # its final snapshot, if any, was taken
         self.state = "finished"
         stats = self.stats()
         collected = getattr(self.user.obj, "collected_rows", None)

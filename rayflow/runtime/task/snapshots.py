@@ -11,8 +11,13 @@ every task has: that is the final checkpoint, and only then do sinks commit thei
 A failure after it restores every task from it *finished*: bolts do not run their cleanup again,
 spouts end at once, sinks commit (again, idempotently) what it holds.
 
-The file format is frozen (``FORMAT_VERSION``): a pickled dict of the task's user state
-(``operator``), its keyed state by key group (``keyed``) and its timers.
+The file format is versioned (``FORMAT_VERSION``; older ones still restore): a pickled dict of
+the task's user state (``operator``), its keyed state by key group (``keyed``) and its timers.
+With the rocksdb backend the loop only takes a local RocksDB checkpoint (and pickles the rest);
+the writing thread makes of it either an incremental checkpoint (:mod:`rayflow.state.incremental`:
+``keyed`` holds only the Streams API's tables, ``rocksdb`` the manifest of the database's files,
+the new ones uploaded) or, for a savepoint or the final checkpoint, the full form (``keyed`` by
+key group, as the memory backend writes it).
 
 >>> rewindable(type("Plain", (), {"snapshot": None, "restore": None}))
 True
@@ -23,14 +28,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rayflow.api.components import rewindable, unrewindable
 from rayflow.api.transactional import FINAL  # the final checkpoint of a bounded run
 from rayflow.errors import TaskError
 from rayflow.keys import key_groups_of_task
-from rayflow.state.storage import FORMAT_VERSION, CheckpointError, CheckpointStorage
+from rayflow.spec.state_settings import StoreSettings
+from rayflow.state.incremental import fetch, full_form, shared_paths, take_local, upload
+from rayflow.state.keyed import KeyedState
+from rayflow.state.rocksdb import restore_folder
+from rayflow.state.storage import FORMAT_VERSION, CheckpointError, CheckpointStorage, is_savepoint
 
 if TYPE_CHECKING:
     from rayflow.runtime.task.core import TaskCore
@@ -67,10 +78,11 @@ class Snapshots:
         return self._storage
 
     # -------------------------------------------------------------- snapshots
-    def _task_state(self, checkpoint_id: int) -> dict[str, Any]:
+    def _task_state(
+        self, checkpoint_id: int, keyed: KeyedState | None, rocks: bool
+    ) -> dict[str, Any]:
         task = self.task
         obj = task.user.obj
-        keyed = obj.__dict__.get("_rayflow_state")  # type: ignore[union-attr]
         return {
             "format": FORMAT_VERSION,
             "component": task.key[0],
@@ -79,23 +91,37 @@ class Snapshots:
             "checkpoint": checkpoint_id,
             "final": checkpoint_id == FINAL,
             "operator": obj._snapshot_for(checkpoint_id),  # type: ignore[union-attr]
-            "keyed": keyed.snapshot() if keyed is not None and not keyed.empty else {},
+            "keyed": keyed.snapshot(not rocks) if keyed is not None else {},
             "timers": task.event_time.timers.entries(),
         }
 
     def take(self, checkpoint_id: int, where: str, align_seconds: float) -> None:
-        """Snapshot now (pickled here), written to ``where`` in a thread."""
+        """Snapshot now (pickled here; a local RocksDB checkpoint for the rocksdb backend),
+        written to ``where`` in a thread (with the new RocksDB files uploaded)."""
         task = self.task
         started = time.perf_counter()
+        keyed = task.user.keyed_state()
+        if keyed is not None and keyed.empty:
+            keyed = None
+        rocks = keyed is not None and keyed.incremental
+        # savepoints and the final checkpoint: the full form that either backend restores
+        portable = checkpoint_id == FINAL or is_savepoint(where)
+        local = None
         try:
-            data = pickle.dumps(self._task_state(checkpoint_id), protocol=pickle.HIGHEST_PROTOCOL)
+            state = self._task_state(checkpoint_id, keyed, rocks)
+            data = pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
+            if rocks:  # the rest of it from a RocksDB checkpoint, in the writing thread
+                local = take_local(keyed.store, checkpoint_id, keep=not portable)  # type: ignore[union-attr, arg-type]
         except Exception as exc:
             task.report.user_error("snapshot", exc, count=0)
             self.record(checkpoint_id, {"error": f"{task.name}: snapshot failed: {exc}"})
             return
         sync_seconds = time.perf_counter() - started
         assert task.loop is not None
-        write = task.loop.run_in_executor(None, self.storage.write_task, where, task.key, data)
+        now = task.clock()
+        write = task.loop.run_in_executor(
+            None, self._write, where, data, keyed, local, portable, now
+        )
 
         def written(fut: asyncio.Future) -> None:
             if fut.exception() is not None:
@@ -112,6 +138,31 @@ class Snapshots:
             self.record(checkpoint_id, info)
 
         write.add_done_callback(written)
+
+    def _write(
+        self,
+        where: str,
+        data: bytes,
+        keyed: KeyedState | None,
+        local: Any,
+        portable: bool,
+        now: int,
+    ) -> dict[str, Any]:
+        """Write a snapshot (in a thread). With a RocksDB checkpoint ``local``: a portable one
+        gets the database's entries in the full form; an incremental one uploads the new files
+        and gets their manifest."""
+        key = self.task.key
+        if local is None:
+            return self.storage.write_task(where, key, data)
+        state = pickle.loads(data)
+        if portable:
+            state["keyed"] = full_form(local, state["keyed"], now)
+            return self.storage.write_task(where, key, pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
+        manifest = upload(keyed.store, local, self.storage, where, f"{key[0]}-{key[1]}")  # type: ignore[union-attr, arg-type]
+        state["rocksdb"] = manifest
+        info = self.storage.write_task(where, key, pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
+        info.update(shared=shared_paths(manifest), uploaded=manifest["uploaded"])
+        return info
 
     def record(self, checkpoint_id: int, result: dict[str, Any] | None) -> None:
         """What this task answers for checkpoint N (None: it gave N up)."""
@@ -172,7 +223,28 @@ class Snapshots:
                 raise CheckpointError(
                     f"checkpoint file {where}/{info['file']} cannot be read: {exc}"
                 ) from None
+            if states[-1].get("rocksdb"):  # an incremental checkpoint: its database, rebuilt
+                states[-1]["rocksdb_folder"] = self._fetch_database(where, states[-1])
         return states
+
+    def _fetch_database(self, where: str, state: dict[str, Any]) -> Path:
+        task = self.task
+        topology = task.spec.name
+        into = restore_folder(
+            StoreSettings.from_config(task.config), f"{topology}/{task.key[0]}.{task.key[1]}"
+        )
+        try:
+            return fetch(
+                state["rocksdb"],
+                f"{topology}/{state['component']}.{state['task']}",
+                state["checkpoint"],
+                self.storage,
+                where,
+                into,
+            )
+        except BaseException:
+            shutil.rmtree(into, ignore_errors=True)
+            raise
 
     def restore(self, plan: dict[str, Any], states: list[dict[str, Any]] | None = None) -> None:
         """Take back this task's state from a checkpoint (``plan`` from the coordinator): keyed
@@ -180,20 +252,23 @@ class Snapshots:
         if states is None:
             states = self.read_plan(plan)
         task = self.task
-        mine = set(
-            key_groups_of_task(
-                task.key[1], task.settings.max_parallelism, task.component.parallelism
-            )
-        )
+        max_parallelism = task.settings.max_parallelism
+        mine = key_groups_of_task(task.key[1], max_parallelism, task.component.parallelism)
         keyed: dict[int, bytes] = {}
+        databases: list[tuple[Path, range, Any]] = []
         timers: list[tuple[int, bool, Any]] = []
         for state in states:
             keyed.update({g: v for g, v in state["keyed"].items() if g in mine})
+            if state.get("rocksdb_folder") is not None:
+                theirs = key_groups_of_task(state["task"], max_parallelism, state["parallelism"])
+                databases.append((state["rocksdb_folder"], theirs, state["rocksdb"]["files"]))
             if len(states) == 1 or state["task"] == 0:
                 timers.extend(state["timers"])  # after a rescale, task 0 takes the timers
         obj = task.user.obj
         if keyed:
             obj.__dict__["_rayflow_state"].restore(keyed)  # type: ignore[union-attr]
+        if databases:
+            obj.__dict__["_rayflow_state"].restore_databases(databases, mine)  # type: ignore[union-attr]
         for timestamp, event_time, payload in timers:
             task.event_time.timers.register(timestamp, event_time, payload)
         self.finished_on_restore = any(state.get("final") for state in states)

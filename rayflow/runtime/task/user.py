@@ -27,6 +27,7 @@ from rayflow.runtime.task.executors import (
 )
 from rayflow.spec.state_settings import StoreSettings
 from rayflow.state.backends import open_store
+from rayflow.state.incremental import forget_local
 from rayflow.state.keyed import KeyedState
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class UserObject:
         self.obj: Spout | Bolt | None = None
         self.acking: Acking | None = None
         self.execute: Execute | None = None  # bolts: how one batch is processed
+        self.state_owner = f"{task.spec.name}/{task.component.id}.{task.key[1]}"  # its folders
 
     def open(self) -> None:
         """A fresh user object, bound, with ``open``/``prepare`` called (a raise: TaskError)."""
@@ -112,10 +114,7 @@ class UserObject:
                 task.settings.max_parallelism,
                 task.clock,
                 on_first_use=self._keyed_state_in_use,
-                store=open_store(
-                    StoreSettings.from_config(task.config),
-                    f"{task.spec.name}/{task.component.id}.{task.key[1]}",
-                ),
+                store=open_store(StoreSettings.from_config(task.config), self.state_owner),
             )
         if not reliable:
             obj.emit_direct = c.emit_direct
@@ -207,11 +206,14 @@ class UserObject:
         if state is not None and state.used:
             state.sweep()
 
-    def close_state(self) -> None:
-        """Close the keyed state's store (a RocksDB folder is removed)."""
+    def close_state(self, ended: bool = False) -> None:
+        """Close the keyed state's store (a RocksDB folder is removed); ``ended``: the task
+        is over, its local RocksDB checkpoints go too (a reset keeps them to restore from)."""
         state = self.keyed_state()
         if state is not None:
             state.close()
+        if ended:
+            forget_local(self.state_owner)
 
     def _keyed_state_in_use(self) -> None:
         """The bolt asked for keyed state: from now on each tuple's key is set first."""

@@ -1,0 +1,195 @@
+"""Incremental RocksDB checkpoints on a real RocksDB and a real folder: what is uploaded, what a
+checkpoint restores (adopted, read at other parallelism, into the memory backend), what pruning
+keeps, and a missing or corrupted shared file named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rayflow.keys import key_groups_of_task
+from rayflow.spec.state_settings import StoreSettings
+from rayflow.state.backends import open_store
+from rayflow.state.incremental import LOCAL, fetch, full_form, shared_paths, take_local, upload
+from rayflow.state.keyed import KeyedState
+from rayflow.state.rocksdb import RocksStore
+from rayflow.state.storage import CheckpointError, CheckpointStorage
+
+GROUPS = 16
+
+
+def keyed(tmp_path: Path, backend: str = "rocksdb", owner: str = "t/count.0") -> KeyedState:
+    store = open_store(StoreSettings(backend, str(tmp_path / "db")), owner)
+    return KeyedState("count", ("k",), GROUPS, store=store)
+
+
+def write(state: KeyedState, keys: range, value: Any) -> None:
+    for key in keys:
+        state.set_key((f"k{key}",))
+        state.value("n").set(value(key))
+
+
+def read(state: KeyedState, keys: range) -> dict[int, Any]:
+    out = {}
+    for key in keys:
+        state.set_key((f"k{key}",))
+        out[key] = state.value("n").get()
+    return out
+
+
+def checkpoint(state: KeyedState, storage: CheckpointStorage, number: int) -> dict[str, Any]:
+    store = state.store
+    assert isinstance(store, RocksStore)
+    where = storage.checkpoint_path("t", number)
+    return upload(store, take_local(store, number), storage, where, "count-0")
+
+
+def restored(
+    tmp_path: Path, manifest: dict, number: int, storage: CheckpointStorage, into: str
+) -> Path:
+    """The checkpoint's database rebuilt from the storage alone (no local checkpoint)."""
+    return fetch(
+        manifest, "nobody/count.0", number, storage, storage.checkpoint_path("t", number),
+        tmp_path / into,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> CheckpointStorage:
+    return CheckpointStorage(str(tmp_path / "checkpoints"))
+
+
+def test_a_checkpoint_uploads_what_changed_since_the_last_and_restores_exactly(
+    tmp_path: Path, storage: CheckpointStorage
+) -> None:
+    state = keyed(tmp_path)
+    write(state, range(20_000), lambda k: k)
+    first = checkpoint(state, storage, 1)
+    write(state, range(0, 20_000, 100), lambda k: -k)  # 1% of the keys change
+    second = checkpoint(state, storage, 2)
+    assert first["uploaded"] > 0
+    assert second["uploaded"] < first["uploaded"] / 5  # the change, not the whole state
+    assert set(shared_paths(first)) & set(shared_paths(second))  # files shared by both
+    expected = read(state, range(20_000))
+    state.close()
+
+    again = keyed(tmp_path, owner="t/count.1")
+    folder = restored(tmp_path, second, 2, storage, "fetched")
+    again.restore_databases([(folder, range(GROUPS), second["files"])], range(GROUPS))
+    assert read(again, range(20_000)) == expected
+    again.set_key(("k5",))
+    again.value("n").set("changed after the restore")  # the adopted database is writable
+    # the adopted database knows its files are uploaded: the next checkpoint adds only its own
+    assert checkpoint(again, storage, 3)["uploaded"] < first["uploaded"] / 5
+    again.close()
+
+
+@pytest.mark.parametrize("backend", ["rocksdb", "memory"])
+def test_a_rescaled_task_or_the_memory_backend_reads_only_its_key_groups(
+    tmp_path: Path, storage: CheckpointStorage, backend: str
+) -> None:
+    state = keyed(tmp_path)
+    write(state, range(3_000), lambda k: k * 2)
+    manifest = checkpoint(state, storage, 1)
+    expected = read(state, range(3_000))
+    state.close()
+    parts = [keyed(tmp_path, backend, f"t/count.{i}") for i in range(3)]  # parallelism 1 -> 3
+    for index, part in enumerate(parts):
+        folder = restored(tmp_path, manifest, 1, storage, f"fetched-{index}")
+        part.restore_databases(
+            [(folder, range(GROUPS), manifest["files"])], key_groups_of_task(index, GROUPS, 3)
+        )
+        assert not folder.exists()  # read out, then removed
+    found: dict[int, Any] = {}
+    for part in parts:
+        for key, value in read(part, range(3_000)).items():
+            if value is not None:
+                assert key not in found, "a key restored into two tasks"
+                found[key] = value
+        part.close()
+    assert found == expected
+
+
+def test_a_task_reset_in_place_links_its_local_checkpoint_instead_of_downloading(
+    tmp_path: Path, storage: CheckpointStorage
+) -> None:
+    state = keyed(tmp_path)
+    write(state, range(500), lambda k: k)
+    manifest = checkpoint(state, storage, 1)
+    for entry in manifest["files"].values():  # the storage's copies are gone...
+        (Path(storage.topology_path("t")) / entry["path"]).unlink()
+    state.close()  # ...but this process still has its local checkpoint
+    folder = fetch(
+        manifest, "t/count.0", 1, storage, storage.checkpoint_path("t", 1), tmp_path / "r"
+    )
+    again = keyed(tmp_path, owner="t/count.0")
+    again.restore_databases([(folder, range(GROUPS), manifest["files"])], range(GROUPS))
+    assert read(again, range(500)) == {k: k for k in range(500)}
+    again.close()
+    LOCAL.pop("t/count.0", None)
+
+
+def test_a_missing_or_corrupted_shared_file_is_named(
+    tmp_path: Path, storage: CheckpointStorage
+) -> None:
+    state = keyed(tmp_path)
+    write(state, range(500), lambda k: k)
+    manifest = checkpoint(state, storage, 1)
+    state.close()
+    LOCAL.clear()
+    name, entry = next(iter(manifest["files"].items()))
+    shared = Path(storage.topology_path("t")) / entry["path"]
+    shared.write_bytes(b"x" * entry["bytes"])
+    with pytest.raises(CheckpointError, match=rf"shared file .*{name} is corrupted"):
+        restored(tmp_path, manifest, 1, storage, "bad")
+    shared.unlink()
+    with pytest.raises(CheckpointError, match=rf"shared file .*{name} is missing"):
+        restored(tmp_path, manifest, 1, storage, "bad")
+
+
+def test_pruning_deletes_shared_files_only_when_no_kept_checkpoint_references_them(
+    tmp_path: Path, storage: CheckpointStorage
+) -> None:
+    base = Path(storage.topology_path("t"))
+    (base / "shared").mkdir(parents=True)
+    references = {1: {"a", "b"}, 2: {"b", "c"}, 3: {"c", "d"}, 4: {"d", "e"}}
+    for number, files in references.items():
+        for name in files:
+            (base / "shared" / name).write_bytes(b"sst")
+        where = storage.checkpoint_path("t", number)
+        info = storage.write_task(where, ("count", 0), b"state")
+        info["shared"] = [f"shared/{name}" for name in sorted(files)]
+        storage.write_metadata(where, {"id": number, "tasks": {"count/0": info}})
+    storage.prune("t", keep=2)
+    assert sorted(p.name for p in base.iterdir() if p.name.startswith("chk-")) == ["chk-3", "chk-4"]
+    assert sorted(p.name for p in (base / "shared").iterdir()) == ["c", "d", "e"]
+
+
+def test_the_full_form_of_a_local_checkpoint_restores_on_the_memory_backend(
+    tmp_path: Path,
+) -> None:
+    """A savepoint with the rocksdb backend: the database's entries (expired ones left out)
+    merged with the tables, in the form :meth:`KeyedState.snapshot` writes."""
+    now = [0]
+    state = keyed(tmp_path)
+    state.clock = lambda: now[0]
+    write(state, range(300), lambda k: k)
+    state.set_key(("k7",))
+    state.value("brief", ttl=1).set("gone by then")
+    state.table("counts")["cow"] = 3
+    now[0] = 5_000
+    store = state.store
+    assert isinstance(store, RocksStore)
+    folder = take_local(store, 9, keep=False)
+    groups = full_form(folder, state.snapshot(with_store=False), now[0])
+    assert not folder.exists() and "t/count.0" not in LOCAL
+    state.close()
+    memory = KeyedState("count", ("k",), GROUPS)
+    memory.table("counts")
+    memory.restore(groups)
+    assert read(memory, range(300)) == {k: k for k in range(300)}
+    assert memory.tables["counts"] == {"cow": 3}
+    memory.set_key(("k7",))
+    assert memory.value("brief").get() is None
