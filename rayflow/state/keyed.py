@@ -105,7 +105,7 @@ class KeyedState:
         entries left out. Tables are written in the same form as the rest, so either restores
         the other; the form does not depend on the backend. ``with_store=False``: the tables
         only (the store is in an incremental checkpoint)."""
-        now = self.clock() if any(self._ttls.values()) else None  # None: nothing to expire
+        now = self.expiry_time()
         groups: dict[int, dict[str, Entries]] = dict(self.store.grouped(now)) if with_store else {}
         originals, max_parallelism = self.originals, self.max_parallelism
         for name, table in self.tables.items():
@@ -121,6 +121,10 @@ class KeyedState:
             except Exception:
                 raise self._unpicklable(states) from None
         return out
+
+    def expiry_time(self) -> int | None:
+        """The time snapshots drop expired entries at (None: no state has a time to live)."""
+        return self.clock() if any(self._ttls.values()) else None
 
     def restore(self, groups: dict[int, bytes]) -> None:
         """Take back key groups from :meth:`snapshot` (of this task or of others, after a

@@ -164,6 +164,29 @@ class CheckpointStorage:
         size, sha = digest_file(fsspec.filesystem("file"), local_path)
         return {"path": relative, "bytes": size, "sha256": sha}
 
+    def write_shared(self, where: str, entry: dict[str, Any], data: bytes) -> None:
+        """Write ``data`` as the shared file ``entry`` names (next to checkpoint ``where``)."""
+        target = _join(parent_of(where), entry["path"])
+        self.fs.makedirs(parent_of(target), exist_ok=True)
+        with self.fs.open(target, "wb") as f:
+            f.write(data)
+
+    def read_shared(self, where: str, entry: dict[str, Any]) -> bytes:
+        """A shared file that checkpoint ``where`` references, checked against its entry."""
+        fs, base = fsspec.core.url_to_fs(where) if "://" in where else (self.fs, where)
+        source = _join(parent_of(base), entry["path"])
+        try:
+            with fs.open(source, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise CheckpointError(f"shared file {self.url_of(source)} is missing") from None
+        if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise CheckpointError(
+                f"shared file {self.url_of(source)} is corrupted ({len(data)} bytes, "
+                f"{entry['bytes']} recorded, or a different checksum)"
+            )
+        return data
+
     def fetch_shared(self, where: str, entry: dict[str, Any], local_path: str) -> None:
         """Copy a shared file that checkpoint ``where`` references to ``local_path``, checked
         against its recorded size and digest (a clear CheckpointError when it is not right)."""

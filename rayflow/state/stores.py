@@ -53,6 +53,12 @@ class MemoryStore:
     def __init__(self) -> None:
         self.groups: dict[int, dict[str, Entries]] = {}
         self._sweep_from = 0  # the key group the next sweep starts at
+        # For incremental checkpoints (rayflow.state.deltas): the keys changed since the last
+        # (None until the first: a job without checkpoints keeps no such set), and the shared
+        # files, base first, that the last incremental checkpoint consists of.
+        self.changed: set[tuple[int, str, bytes]] | None = None
+        self.chain: list[dict[str, Any]] = []
+        self.force_full = False  # a write failed: the next checkpoint starts a new base
 
     def get(self, group: int, name: str, encoded: bytes) -> Entry | None:
         states = self.groups.get(group)
@@ -63,9 +69,13 @@ class MemoryStore:
 
     def put(self, group: int, name: str, encoded: bytes, entry: Entry) -> None:
         self.groups.setdefault(group, {}).setdefault(name, {})[encoded] = entry
+        if self.changed is not None:
+            self.changed.add((group, name, encoded))
 
     def delete(self, group: int, name: str, encoded: bytes) -> None:
         self.groups.get(group, {}).get(name, {}).pop(encoded, None)
+        if self.changed is not None:
+            self.changed.add((group, name, encoded))
 
     def grouped(self, now: int | None) -> Iterator[tuple[int, dict[str, Entries]]]:
         """Each key group's entries, those expired by ``now`` left out (None: no state has a
@@ -98,10 +108,12 @@ class MemoryStore:
         start = next((i for i, g in enumerate(groups) if g >= self._sweep_from), 0)
         looked = dropped = 0
         for group in groups[start:] + groups[:start]:
-            for entries in self.groups[group].values():
+            for name, entries in self.groups[group].items():
                 gone = [k for k, e in entries.items() if e[2] is not None and e[2] <= now]
                 for encoded in gone:
                     del entries[encoded]
+                    if self.changed is not None:
+                        self.changed.add((group, name, encoded))
                 looked += len(entries) + len(gone)
                 dropped += len(gone)
             self._sweep_from = group + 1

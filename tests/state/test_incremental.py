@@ -1,6 +1,6 @@
-"""Incremental RocksDB checkpoints on a real RocksDB and a real folder: what is uploaded, what a
-checkpoint restores (adopted, read at other parallelism, into the memory backend), what pruning
-keeps, and a missing or corrupted shared file named."""
+"""Incremental checkpoints: RocksDB's on a real RocksDB and a real folder (what is uploaded, what
+a checkpoint restores: adopted, read at other parallelism, into the memory backend; what pruning
+keeps; a missing or corrupted shared file named) and the memory backend's bases and deltas."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import pytest
 from rayflow.keys import key_groups_of_task
 from rayflow.spec.state_settings import StoreSettings
 from rayflow.state.backends import open_store
+from rayflow.state.deltas import MAX_DELTAS, apply_chain, next_part
 from rayflow.state.incremental import LOCAL, fetch, full_form, shared_paths, take_local, upload
 from rayflow.state.keyed import KeyedState
 from rayflow.state.rocksdb import RocksStore
 from rayflow.state.storage import CheckpointError, CheckpointStorage
+from rayflow.state.stores import MemoryStore
 
 GROUPS = 16
 
@@ -193,3 +195,40 @@ def test_the_full_form_of_a_local_checkpoint_restores_on_the_memory_backend(
     assert memory.tables["counts"] == {"cow": 3}
     memory.set_key(("k7",))
     assert memory.value("brief").get() is None
+
+
+def test_memory_checkpoints_are_a_base_then_deltas_of_the_changed_keys(tmp_path: Path) -> None:
+    """The memory backend: the first checkpoint writes all keys, the next ones only those
+    changed (per key, deletions and swept keys included), a new base after MAX_DELTAS; the
+    chain replays exactly, also into three tasks of a new parallelism."""
+    now = [0]
+    state = KeyedState("count", ("k",), GROUPS, clock=lambda: now[0])
+    store = state.store
+    assert isinstance(store, MemoryStore)
+    write(state, range(10_000), lambda k: k)
+    base, _, _ = next_part(store, None, "count-0", 1)
+    write(state, range(0, 10_000, 100), lambda k: -k)  # 1% changed
+    state.set_key(("k1",))
+    state.value("n").clear()
+    state.set_key(("k2",))
+    state.value("brief", ttl=1).set("expires")
+    now[0] = 2_000
+    assert state.sweep() == 1  # nobody read it: swept, and the delta says so
+    delta, _, chain = next_part(store, None, "count-0", 2)
+    assert len(delta) < len(base) / 20
+    assert [entry["path"].rsplit(".", 1)[1] for entry in chain] == ["base", "delta"]
+    expected = read(state, range(10_000))
+    parts = [base, delta]
+    tasks = [KeyedState("count", ("k",), GROUPS) for _ in range(3)]
+    for index, task in enumerate(tasks):
+        apply_chain(task.store, parts, key_groups_of_task(index, GROUPS, 3))
+    found = {}
+    for task in tasks:
+        found.update({k: v for k, v in read(task, range(10_000)).items() if v is not None})
+    assert found == {k: v for k, v in expected.items() if v is not None}
+    assert 1 not in found and found[100] == -100
+    for number in range(3, 2 + MAX_DELTAS):  # deltas up to MAX_DELTAS after the base
+        _, _, chain = next_part(store, None, "count-0", number)
+    assert len(chain) == MAX_DELTAS + 1
+    _, _, chain = next_part(store, None, "count-0", 99)
+    assert [entry["path"].rsplit(".", 1)[1] for entry in chain] == ["base"]

@@ -17,7 +17,8 @@ With the rocksdb backend the loop only takes a local RocksDB checkpoint (and pic
 the writing thread makes of it either an incremental checkpoint (:mod:`rayflow.state.incremental`:
 ``keyed`` holds only the Streams API's tables, ``rocksdb`` the manifest of the database's files,
 the new ones uploaded) or, for a savepoint or the final checkpoint, the full form (``keyed`` by
-key group, as the memory backend writes it).
+key group, as the memory backend writes it). The memory backend's checkpoints are incremental
+too (:mod:`rayflow.state.deltas`): ``chain`` lists its base and deltas in the shared files.
 
 >>> rewindable(type("Plain", (), {"snapshot": None, "restore": None}))
 True
@@ -38,6 +39,7 @@ from rayflow.api.transactional import FINAL  # the final checkpoint of a bounded
 from rayflow.errors import TaskError
 from rayflow.keys import key_groups_of_task
 from rayflow.spec.state_settings import StoreSettings
+from rayflow.state.deltas import apply_chain, next_part
 from rayflow.state.incremental import fetch, full_form, shared_paths, take_local, upload
 from rayflow.state.keyed import KeyedState
 from rayflow.state.rocksdb import restore_folder
@@ -79,7 +81,7 @@ class Snapshots:
 
     # -------------------------------------------------------------- snapshots
     def _task_state(
-        self, checkpoint_id: int, keyed: KeyedState | None, rocks: bool
+        self, checkpoint_id: int, keyed: KeyedState | None, store_elsewhere: bool
     ) -> dict[str, Any]:
         task = self.task
         obj = task.user.obj
@@ -91,7 +93,7 @@ class Snapshots:
             "checkpoint": checkpoint_id,
             "final": checkpoint_id == FINAL,
             "operator": obj._snapshot_for(checkpoint_id),  # type: ignore[union-attr]
-            "keyed": keyed.snapshot(not rocks) if keyed is not None else {},
+            "keyed": keyed.snapshot(not store_elsewhere) if keyed is not None else {},
             "timers": task.event_time.timers.entries(),
         }
 
@@ -106,9 +108,17 @@ class Snapshots:
         rocks = keyed is not None and keyed.incremental
         # savepoints and the final checkpoint: the full form that either backend restores
         portable = checkpoint_id == FINAL or is_savepoint(where)
-        local = None
+        chained = keyed is not None and not rocks and not portable  # memory: base or delta
+        local = part = None
         try:
-            state = self._task_state(checkpoint_id, keyed, rocks)
+            state = self._task_state(checkpoint_id, keyed, rocks or chained)
+            if chained:
+                part, _, state["chain"] = next_part(
+                    keyed.store,  # type: ignore[union-attr, arg-type]
+                    keyed.expiry_time(),  # type: ignore[union-attr]
+                    f"{task.key[0]}-{task.key[1]}",
+                    checkpoint_id,
+                )
             data = pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
             if rocks:  # the rest of it from a RocksDB checkpoint, in the writing thread
                 local = take_local(keyed.store, checkpoint_id, keep=not portable)  # type: ignore[union-attr, arg-type]
@@ -119,14 +129,17 @@ class Snapshots:
         sync_seconds = time.perf_counter() - started
         assert task.loop is not None
         now = task.clock()
+        chain = state.get("chain")
         write = task.loop.run_in_executor(
-            None, self._write, where, data, keyed, local, portable, now
+            None, self._write, where, data, keyed, local, portable, now, part, chain
         )
 
         def written(fut: asyncio.Future) -> None:
             if fut.exception() is not None:
                 error = f"{task.name}: writing the snapshot to {where} failed: {fut.exception()}"
                 log.error("%s", error)
+                if chained:  # the chain misses that part: the next checkpoint starts anew
+                    keyed.store.force_full = True  # type: ignore[union-attr]
                 self.record(checkpoint_id, {"error": error})
                 return
             info = fut.result()
@@ -147,11 +160,19 @@ class Snapshots:
         local: Any,
         portable: bool,
         now: int,
+        part: bytes | None,
+        chain: list[dict[str, Any]] | None,
     ) -> dict[str, Any]:
-        """Write a snapshot (in a thread). With a RocksDB checkpoint ``local``: a portable one
+        """Write a snapshot (in a thread). The memory backend's ``part`` of its ``chain`` goes
+        to the shared files first. With a RocksDB checkpoint ``local``: a portable snapshot
         gets the database's entries in the full form; an incremental one uploads the new files
         and gets their manifest."""
         key = self.task.key
+        if part is not None and chain is not None:
+            self.storage.write_shared(where, chain[-1], part)
+            info = self.storage.write_task(where, key, data)
+            info.update(shared=[entry["path"] for entry in chain], uploaded=len(part))
+            return info
         if local is None:
             return self.storage.write_task(where, key, data)
         state = pickle.loads(data)
@@ -225,6 +246,8 @@ class Snapshots:
                 ) from None
             if states[-1].get("rocksdb"):  # an incremental checkpoint: its database, rebuilt
                 states[-1]["rocksdb_folder"] = self._fetch_database(where, states[-1])
+            chain = states[-1].get("chain") or []  # the memory backend's base and deltas
+            states[-1]["chain_parts"] = [self.storage.read_shared(where, e) for e in chain]
         return states
 
     def _fetch_database(self, where: str, state: dict[str, Any]) -> Path:
@@ -269,6 +292,9 @@ class Snapshots:
             obj.__dict__["_rayflow_state"].restore(keyed)  # type: ignore[union-attr]
         if databases:
             obj.__dict__["_rayflow_state"].restore_databases(databases, mine)  # type: ignore[union-attr]
+        for state in states:
+            if state.get("chain_parts"):
+                apply_chain(obj.__dict__["_rayflow_state"].store, state["chain_parts"], mine)  # type: ignore[union-attr]
         for timestamp, event_time, payload in timers:
             task.event_time.timers.register(timestamp, event_time, payload)
         self.finished_on_restore = any(state.get("final") for state in states)
