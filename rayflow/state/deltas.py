@@ -6,8 +6,9 @@ touches every key group, so per key group would copy it all). At a checkpoint
 :func:`next_part` pickles either the whole store (a base: the first time, after a restore,
 after :data:`MAX_DELTAS` deltas or a failed write) or only the changed keys (a delta: each
 entry, or ``None`` where the key was deleted), so the loop's work is proportional to what
-changed. The part is written to the checkpoint storage's ``shared/`` folder; the task file
-lists the chain (base first) and pruning keeps each file while a kept checkpoint lists it.
+changed. The part is written to the checkpoint storage's ``shared/`` folder (after the parts
+before it: :class:`PartWrites`); the task file lists the chain (base first) and pruning keeps
+each file while a kept checkpoint lists it.
 :func:`apply_chain` replays a chain into any store, keeping the key groups a task owns.
 
 >>> from rayflow.state.stores import MemoryStore
@@ -25,14 +26,52 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import threading
 import uuid
 from typing import Any
 
-from rayflow.state.storage import SHARED
+from rayflow.state.storage import SHARED, CheckpointError
 from rayflow.state.stores import MemoryStore, Store
 
 MAX_DELTAS = 9
 """Deltas after a base before the next base (a restore reads the base and at most this many)."""
+
+
+class PartWrites:
+    """Which parts of a store's chain the writing threads have written: a part is written
+    only after the parts before it (a checkpoint whose earlier part was lost fails instead of
+    referencing it; see :meth:`wait`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.state: dict[str, bool | None] = {}  # shared path -> written (None: not yet)
+
+    def started(self, path: str, chain: list[dict[str, Any]]) -> None:
+        """A part is on its way; parts no longer in the chain are forgotten (on the loop)."""
+        with self.lock:
+            keep = {entry["path"] for entry in chain}
+            self.state = {p: done for p, done in self.state.items() if p in keep}
+            self.state[path] = None
+
+    def finished(self, path: str, written: bool) -> None:
+        with self.lock:
+            self.state[path] = written
+            self.lock.notify_all()
+
+    def wait(self, chain: list[dict[str, Any]], timeout: float) -> None:
+        """Until every earlier part of ``chain`` this process writes is written (in a
+        thread); a lost or late one raises CheckpointError."""
+        paths = [entry["path"] for entry in chain[:-1]]
+        with self.lock:
+            if not self.lock.wait_for(
+                lambda: all(self.state.get(p, True) is not None for p in paths), timeout
+            ):
+                raise CheckpointError(
+                    f"an earlier part of the chain was not written in {timeout:g}s"
+                )
+            lost = [p for p in paths if self.state.get(p, True) is False]
+        if lost:
+            raise CheckpointError(f"an earlier part of the chain was lost: {lost[0]}")
 
 
 def next_part(
@@ -65,6 +104,9 @@ def next_part(
     }
     chain.append(entry)
     store.chain = chain
+    if store.writes is None:
+        store.writes = PartWrites()
+    store.writes.started(entry["path"], chain)
     return data, entry, chain
 
 

@@ -19,7 +19,7 @@ backend-independent form).
 >>> from pathlib import Path
 >>> from rayflow.spec.state_settings import StoreSettings
 >>> from rayflow.state.rocksdb import RocksStore
->>> from rayflow.state.storage import CheckpointStorage
+>>> from rayflow.state.storage import CheckpointStorage, parent_of
 >>> base = Path(tempfile.mkdtemp())
 >>> store = RocksStore(StoreSettings("rocksdb", str(base / "db")), "wc/count.0")
 >>> store.put(3, "n", b"scow", ("cow", 2, None))
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from rayflow.state.rocksdb import RocksStore, read_database, rocksdict_module
-from rayflow.state.storage import CheckpointStorage
+from rayflow.state.storage import CheckpointStorage, parent_of
 
 LOCAL: dict[str, dict[int, Path]] = {}
 """owner (``topology/component.task``) -> checkpoint id -> its local checkpoint folder in this
@@ -55,12 +55,12 @@ def take_local(store: RocksStore, checkpoint_id: int, keep: bool = True) -> Path
     ``keep``: registered for a local recovery (else the caller removes it: a savepoint's)."""
     folder = Path(f"{store.path}.{'chk' if keep else 'full'}-{checkpoint_id}")
     shutil.rmtree(folder, ignore_errors=True)
-    rocksdict_module().Checkpoint(store.db).create_checkpoint(str(folder))
+    rocksdict_module().Checkpoint(store.database()).create_checkpoint(str(folder))
     if not keep:
         return folder
     held = LOCAL.setdefault(store.owner, {})
     held[checkpoint_id] = folder
-    for old in [n for n in held if n < checkpoint_id - 1]:
+    for old in sorted(held)[:-2]:  # the one in flight and the one before (complete, or not)
         shutil.rmtree(held.pop(old), ignore_errors=True)
     return folder
 
@@ -73,6 +73,9 @@ def upload(
     files: dict[str, dict[str, Any]] = {}
     meta: dict[str, bytes] = {}
     sent = 0
+    home = parent_of(where)
+    if store.uploaded_to != home:  # restored from another run's checkpoint: upload it all once
+        store.uploaded, store.uploaded_to = {}, home
     for name in sorted(os.listdir(folder)):
         path = folder / name
         if not name.endswith(".sst"):
@@ -87,16 +90,16 @@ def upload(
     return {"files": files, "meta": meta, "uploaded": sent}
 
 
-def full_form(folder: Path, tables: dict[int, bytes], now: int) -> dict[int, bytes]:
+def full_form(folder: Path, tables: dict[int, bytes], now: int | None) -> dict[int, bytes]:
     """The local checkpoint ``folder`` in the full form of
     :meth:`~rayflow.state.keyed.KeyedState.snapshot` (pickled per key group, entries expired
-    by ``now`` left out), merged with the tables' groups (call in a thread; the folder is
-    removed)."""
+    by ``now`` left out; None: none expire), merged with the tables' groups (call in a thread;
+    the folder is removed)."""
     groups = dict(tables)
     for group, states in read_database(folder, range(1 << 16)):
         live = {}
         for name, entries in states.items():
-            kept = {k: e for k, e in entries.items() if e[2] is None or e[2] > now}
+            kept = {k: e for k, e in entries.items() if e[2] is None or now is None or e[2] > now}
             if kept:
                 live[name] = kept
         if group in groups:
@@ -127,13 +130,24 @@ def fetch(
     into.mkdir(parents=True)
     local = LOCAL.get(source, {}).get(checkpoint_id)
     for name, entry in manifest["files"].items():
-        if local is not None and (local / name).exists():
-            os.link(local / name, into / name)
-        else:
-            storage.fetch_shared(where, entry, str(into / name))
+        if local is not None and _link(local / name, into / name, entry["bytes"]):
+            continue
+        storage.fetch_shared(where, entry, str(into / name))
     for name, data in manifest["meta"].items():
         (into / name).write_bytes(data)
     return into
+
+
+def _link(source: Path, target: Path, size: int) -> bool:
+    """Hard-link a local checkpoint's file (SST files never change once written); False when
+    it is not there as recorded (then the caller downloads it)."""
+    try:
+        if source.stat().st_size != size:
+            return False
+        os.link(source, target)
+    except OSError:
+        return False
+    return True
 
 
 def forget_local(owner: str) -> None:

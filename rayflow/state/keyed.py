@@ -7,7 +7,8 @@ by), so a key group's state can move to another task when the parallelism change
 is one picklable object per key group, the same for either backend.
 
 State changes only through ``.set()``, ``map[k] = v``, ``del map[k]``, ``.append()`` and
-``.clear()``: a value read and changed in place is a copy on RocksDB (the change is lost there).
+``.clear()``: a value read and changed in place is a copy on RocksDB (the change is lost there)
+and, in memory, missed by incremental checkpoints (only keys that were set are in a delta).
 
 >>> state = KeyedState("count", ("word",), max_parallelism=128)
 >>> counts = state.value("count", default=0)
@@ -25,6 +26,7 @@ State changes only through ``.set()``, ``map[k] = v``, ``del map[k]``, ``.append
 from __future__ import annotations
 
 import pickle
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -134,21 +136,26 @@ class KeyedState:
 
     def restore_databases(self, databases: list[tuple[Path, range, Any]], mine: range) -> None:
         """Take back the key groups in ``mine`` from restored RocksDB checkpoints: (folder,
-        the key groups its task owned, its SST files' shared entries) each. One database of
+        the key groups its task owned, (its SST files' shared entries, the storage's topology
+        folder they are in)) each. One database of
         exactly these key groups becomes a rocksdb store's own; otherwise the entries are read
         out of each (a rescale, or the memory backend)."""
-        if len(databases) == 1 and isinstance(self.store, RocksStore) and self.store.empty:
-            folder, theirs, uploaded = databases[0]
-            if theirs.start >= mine.start and theirs.stop <= mine.stop:
-                self.store.adopt(folder, uploaded)
-                return
-        for folder, theirs, _ in databases:
-            wanted = range(max(mine.start, theirs.start), min(mine.stop, theirs.stop))
-            if isinstance(self.store, RocksStore):
-                copy_database(folder, wanted, self.store)  # as stored: nothing unpickled
-                continue
-            for group, states in read_database(folder, wanted):
-                self._restore_group(group, states)
+        try:
+            if len(databases) == 1 and isinstance(self.store, RocksStore) and self.store.empty:
+                folder, theirs, (uploaded, home) = databases[0]
+                if theirs.start >= mine.start and theirs.stop <= mine.stop:
+                    self.store.adopt(folder, uploaded, home)
+                    return
+            for folder, theirs, _ in databases:
+                wanted = range(max(mine.start, theirs.start), min(mine.stop, theirs.stop))
+                if isinstance(self.store, RocksStore):
+                    copy_database(folder, wanted, self.store)  # as stored: nothing unpickled
+                    continue
+                for group, states in read_database(folder, wanted):
+                    self._restore_group(group, states)
+        finally:  # what was not adopted or read (an error midway) goes
+            for folder, _, _ in databases:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _restore_group(self, group: int, states: dict[str, Entries]) -> None:
         for name in [n for n in states if n in self.tables]:
@@ -162,8 +169,10 @@ class KeyedState:
             self.store.load(group, states)
 
     def sweep(self) -> int:
-        """Drop some expired entries no one reads any more (called once a second by the task);
-        returns how many went."""
+        """Drop some expired entries no one reads any more (called once a second by the task;
+        nothing to do until a state with a time to live is declared); returns how many went."""
+        if not any(self._ttls.values()):
+            return 0
         return self.store.sweep(self.clock(), SWEEP_ENTRIES)
 
     def close(self) -> None:
@@ -259,7 +268,7 @@ class KeyedState:
         expires = None if ttl is None else self.clock() + ttl
         try:
             self.store.put(group, name, encoded, (key, value, expires))
-        except Exception as exc:  # only a store that pickles on write (rocksdb) raises here
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # rocksdb pickles here
             raise self._unpicklable_value(name, key, value, exc) from None
 
     def _clear(self, name: str) -> None:

@@ -16,8 +16,9 @@ near the budget whatever the number of keys. The write-ahead log is off: a task 
 its checkpoints, never from its local RocksDB after a crash.
 
 Folders: ``<state.rocksdb.dir>/<topology>/<component>.<task>.<pid>.<n>`` (by default under
-:func:`default_folder`), removed when the store closes; a store that opens removes the folders
-of its task that processes no longer alive left behind (an actor killed with its state open).
+:func:`default_folder`, which must be local to the node), removed when the store closes; a store
+that opens its database removes the folders that processes no longer alive left behind (actors
+killed with their state open). A bolt that never uses keyed state opens no database.
 
 >>> import tempfile
 >>> from rayflow.spec.state_settings import StoreSettings
@@ -35,6 +36,7 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -145,14 +147,31 @@ def copy_database(folder: Path, groups: range, target: RocksStore) -> None:
             batch.put(it.key(), it.value())
             size += 1
             if size == 10_000:
-                target.db.write(batch)
+                target.database().write(batch)
                 batch, size = rocksdict.WriteBatch(raw_mode=True), 0
             it.next()
-        target.db.write(batch)
+        target.database().write(batch)
         del it
     finally:
         db.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_FOLDER = re.compile(r"\.(\d+)\.(?:\d+|restore-\d+)(?:\.(?:chk|full)-[-\d]+)?$")
+
+
+def remove_abandoned(parent: Path) -> None:
+    """Remove the folders of this node's processes that are no longer alive (databases, local
+    checkpoints and restores of actors that were killed) in a topology's folder. The folder
+    must be local to the node (a process id says nothing about another machine's).
+
+    >>> _FOLDER.search("count.0.4242.3.chk-7").group(1), _FOLDER.search("a.b.1.9").group(1)
+    ('4242', '1')
+    """
+    for folder in parent.iterdir():
+        match = _FOLDER.search(folder.name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -169,33 +188,45 @@ class RocksStore:
     """Keyed state of one task in its own RocksDB (see the module docstring)."""
 
     def __init__(self, settings: StoreSettings, owner: str) -> None:
-        parent, stem = task_folder(settings, owner)
-        parent.mkdir(parents=True, exist_ok=True)
-        self._remove_abandoned(parent, stem)
-        self.path = parent / f"{stem}.{os.getpid()}.{next(_opened)}"
+        self.parent, stem = task_folder(settings, owner)
+        self.path = self.parent / f"{stem}.{os.getpid()}.{next(_opened)}"
         self.owner = owner
         self.memory = settings.memory
-        self.uploaded: dict[str, dict[str, Any]] = {}  # SST file -> its shared entry
+        self.uploaded: dict[str, dict[str, Any]] = {}  # SST file -> its shared entry...
+        self.uploaded_to: str | None = None  # ...in this topology folder of the storage
         self._names: dict[str, bytes] = {}
         self._sweep_from = b""
         self._rocksdict = rocksdict_module()
-        self.db = self._open()
+        self.db: Any = None  # opened on first use: a bolt without keyed state opens none
+
+    def database(self) -> Any:
+        """The open database (opened, and dead processes' folders removed, on first use)."""
+        if self.db is None:
+            self.db = self._open()
+        return self.db
 
     def _open(self) -> Any:
+        self.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned(self.parent)
         db = self._rocksdict.Rdict(str(self.path), self._options(self._rocksdict, self.memory))
         writes = self._rocksdict.WriteOptions()
         writes.disable_wal = True
         db.set_write_options(writes)
         return db
 
-    def adopt(self, folder: Path, uploaded: dict[str, dict[str, Any]]) -> None:
+    def adopt(self, folder: Path, uploaded: dict[str, dict[str, Any]], home: str) -> None:
         """Become the database in ``folder`` (a restored checkpoint of the same key groups),
-        whose SST files the storage already holds (``uploaded``)."""
-        self.db.close()
+        whose SST files the storage's topology folder ``home`` already holds (``uploaded``)."""
+        if self.db is not None:
+            self.db.close()
         shutil.rmtree(self.path, ignore_errors=True)
         os.rename(folder, self.path)
         self.db = self._open()
-        self.uploaded = dict(uploaded)
+        self.uploaded, self.uploaded_to = dict(uploaded), home
+
+    def restart_increments(self) -> None:
+        """The next checkpoint uploads every file again (its last one referenced none)."""
+        self.uploaded, self.uploaded_to = {}, None
 
     @staticmethod
     def _options(rocksdict: Any, memory: int) -> Any:
@@ -218,13 +249,6 @@ class RocksStore:
         options.set_max_manifest_file_size(4 << 20)  # every checkpoint carries a copy of it
         return options
 
-    @staticmethod
-    def _remove_abandoned(parent: Path, stem: str) -> None:
-        for folder in parent.glob(f"{stem}.*.*"):
-            pid = folder.name[len(stem) + 1 :].split(".")[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                shutil.rmtree(folder, ignore_errors=True)
-
     def _key(self, group: int, name: str, encoded: bytes) -> bytes:
         prefix = self._names.get(name)
         if prefix is None:
@@ -232,18 +256,20 @@ class RocksStore:
         return group.to_bytes(2, "big") + prefix + encoded
 
     def get(self, group: int, name: str, encoded: bytes) -> Entry | None:
-        raw = self.db.get(self._key(group, name, encoded))
+        raw = self.database().get(self._key(group, name, encoded))
         return None if raw is None else _LOAD(raw)
 
     def put(self, group: int, name: str, encoded: bytes, entry: Entry) -> None:
-        self.db.put(self._key(group, name, encoded), _DUMP(entry, _PROTOCOL))
+        self.database().put(self._key(group, name, encoded), _DUMP(entry, _PROTOCOL))
 
     def delete(self, group: int, name: str, encoded: bytes) -> None:
-        self.db.delete(self._key(group, name, encoded))
+        self.database().delete(self._key(group, name, encoded))
 
     def grouped(self, now: int | None) -> Iterator[tuple[int, dict[str, Entries]]]:
         """Each key group's live entries in key-group order (read from the database)."""
         current, states = -1, {}
+        if self.db is None:
+            return
         for raw, data in self.db.items():
             group, name, encoded = split_key(raw)
             if group != current:
@@ -261,11 +287,13 @@ class RocksStore:
         for name, entries in states.items():
             for encoded, entry in entries.items():
                 batch.put(self._key(group, name, encoded), _DUMP(entry, _PROTOCOL))
-        self.db.write(batch)
+        self.database().write(batch)
 
     def sweep(self, now: int, limit: int) -> int:
         """Delete expired entries among the next ``limit`` after the last sweep's (from the
         start again once the end is reached); returns how many were deleted."""
+        if self.db is None:
+            return 0
         it = self.db.iter()
         it.seek(self._sweep_from)
         looked = dropped = 0
@@ -282,6 +310,8 @@ class RocksStore:
 
     @property
     def empty(self) -> bool:
+        if self.db is None:
+            return True
         it = self.db.iter()
         it.seek_to_first()
         return not it.valid()

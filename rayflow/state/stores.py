@@ -13,7 +13,8 @@ restores with the other (:meth:`rayflow.state.keyed.KeyedState.snapshot`).
 
 The rule both backends share: state changes only through ``.set()``, ``map[k] = v``, ``del``,
 ``.append()``, ``.clear()``. A value read and then changed in place (``state.get().append(x)``)
-is a copy on RocksDB, so the change is lost there; set it back.
+is a copy on RocksDB, so the change is lost there, and the memory backend's checkpoint deltas
+miss it (they hold the keys that were set); set it back.
 
 >>> store = MemoryStore()
 >>> store.put(3, "count", b"scow", ("cow", 2, None)); store.get(3, "count", b"scow")
@@ -42,6 +43,7 @@ class Store(Protocol):
     def grouped(self, now: int | None) -> Iterator[tuple[int, dict[str, Entries]]]: ...
     def load(self, group: int, states: dict[str, Entries]) -> None: ...
     def sweep(self, now: int, limit: int) -> int: ...
+    def restart_increments(self) -> None: ...
     def close(self) -> None: ...
     @property
     def empty(self) -> bool: ...
@@ -58,7 +60,12 @@ class MemoryStore:
         # files, base first, that the last incremental checkpoint consists of.
         self.changed: set[tuple[int, str, bytes]] | None = None
         self.chain: list[dict[str, Any]] = []
-        self.force_full = False  # a write failed: the next checkpoint starts a new base
+        self.force_full = False  # a part was lost: the next checkpoint starts a new base
+        self.writes: Any = None  # rayflow.state.deltas.PartWrites, from the first checkpoint
+
+    def restart_increments(self) -> None:
+        """The next checkpoint writes a base (its last one referenced no part)."""
+        self.force_full = True
 
     def get(self, group: int, name: str, encoded: bytes) -> Entry | None:
         states = self.groups.get(group)

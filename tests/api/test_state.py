@@ -219,12 +219,20 @@ def test_rocksdb_folders_of_dead_processes_are_removed_and_a_closed_store_remove
     if dead == 0:
         os._exit(0)
     os.waitpid(dead, 0)
-    left = tmp_path / "t" / f"c.0.{dead}.0"  # what an actor killed with its state open leaves
-    left.mkdir(parents=True)
-    other_task = tmp_path / "t" / f"c.1.{dead}.0"
-    other_task.mkdir()
+    parent = tmp_path / "t"
+    parent.mkdir()
+    left = [  # what actors killed with their state open leave: databases, checkpoints, restores
+        parent / f"c.0.{dead}.0",
+        parent / f"c.1.{dead}.3.chk-7",
+        parent / f"c.1.{dead}.restore-4",
+    ]
+    alive = parent / f"c.2.{os.getppid()}.0"  # a live process's folder stays
+    for folder in [*left, alive]:
+        folder.mkdir()
     store = open_store(settings, "t/c.0")
-    assert not left.exists() and other_task.exists()
+    assert all(folder.exists() for folder in left), "nothing is opened before the first use"
+    store.put(1, "n", b"k", ("k", 1, None))
+    assert not any(folder.exists() for folder in left) and alive.exists()
     mine = store.path  # type: ignore[attr-defined]
     assert mine.exists()
     store.close()

@@ -79,7 +79,8 @@ def test_a_checkpoint_uploads_what_changed_since_the_last_and_restores_exactly(
 
     again = keyed(tmp_path, owner="t/count.1")
     folder = restored(tmp_path, second, 2, storage, "fetched")
-    again.restore_databases([(folder, range(GROUPS), second["files"])], range(GROUPS))
+    home = storage.topology_path("t")
+    again.restore_databases([(folder, range(GROUPS), (second["files"], home))], range(GROUPS))
     assert read(again, range(20_000)) == expected
     again.set_key(("k5",))
     again.value("n").set("changed after the restore")  # the adopted database is writable
@@ -100,8 +101,10 @@ def test_a_rescaled_task_or_the_memory_backend_reads_only_its_key_groups(
     parts = [keyed(tmp_path, backend, f"t/count.{i}") for i in range(3)]  # parallelism 1 -> 3
     for index, part in enumerate(parts):
         folder = restored(tmp_path, manifest, 1, storage, f"fetched-{index}")
+        home = storage.topology_path("t")
         part.restore_databases(
-            [(folder, range(GROUPS), manifest["files"])], key_groups_of_task(index, GROUPS, 3)
+            [(folder, range(GROUPS), (manifest["files"], home))],
+            key_groups_of_task(index, GROUPS, 3),
         )
         assert not folder.exists()  # read out, then removed
     found: dict[int, Any] = {}
@@ -127,7 +130,8 @@ def test_a_task_reset_in_place_links_its_local_checkpoint_instead_of_downloading
         manifest, "t/count.0", 1, storage, storage.checkpoint_path("t", 1), tmp_path / "r"
     )
     again = keyed(tmp_path, owner="t/count.0")
-    again.restore_databases([(folder, range(GROUPS), manifest["files"])], range(GROUPS))
+    home = storage.topology_path("t")
+    again.restore_databases([(folder, range(GROUPS), (manifest["files"], home))], range(GROUPS))
     assert read(again, range(500)) == {k: k for k in range(500)}
     again.close()
     LOCAL.pop("t/count.0", None)
@@ -232,3 +236,41 @@ def test_memory_checkpoints_are_a_base_then_deltas_of_the_changed_keys(tmp_path:
     assert len(chain) == MAX_DELTAS + 1
     _, _, chain = next_part(store, None, "count-0", 99)
     assert [entry["path"].rsplit(".", 1)[1] for entry in chain] == ["base"]
+
+
+def test_a_database_restored_from_another_runs_checkpoint_uploads_all_of_its_files_once(
+    tmp_path: Path, storage: CheckpointStorage
+) -> None:
+    """Files the adopted checkpoint's run holds are not in this run's folder: the first
+    checkpoint into another topology folder uploads everything, the next ones only news."""
+    state = keyed(tmp_path)
+    write(state, range(2_000), lambda k: k)
+    manifest = checkpoint(state, storage, 1)
+    state.close()
+    again = keyed(tmp_path, owner="t/count.1")
+    folder = restored(tmp_path, manifest, 1, storage, "fetched")
+    home = storage.topology_path("t")
+    again.restore_databases([(folder, range(GROUPS), (manifest["files"], home))], range(GROUPS))
+    store = again.store
+    assert isinstance(store, RocksStore)
+    elsewhere = storage.checkpoint_path("t2/run-2", 1)
+    first = upload(store, take_local(store, 11), storage, elsewhere, "count-0")
+    assert first["uploaded"] == sum(entry["bytes"] for entry in first["files"].values()) > 0
+    assert upload(store, take_local(store, 12), storage, elsewhere, "count-0")["uploaded"] == 0
+    again.close()
+
+
+def test_a_chain_never_builds_on_a_part_that_was_not_written() -> None:
+    store = MemoryStore()
+    store.put(1, "n", b"sa", ("a", 1, None))
+    _, first, _ = next_part(store, None, "count-0", 1)
+    _, _, chain = next_part(store, None, "count-0", 2)
+    store.writes.finished(first["path"], False)  # checkpoint 1's write failed after 2 began
+    with pytest.raises(CheckpointError, match="an earlier part of the chain was lost"):
+        store.writes.wait(chain, timeout=1.0)
+    store.force_full = True  # as the failed write's callback does
+    _, _, chain = next_part(store, None, "count-0", 3)
+    assert [entry["path"].rsplit(".", 1)[1] for entry in chain] == ["base"]
+    store.restart_increments()  # an empty checkpoint referenced nothing: a base again
+    _, _, chain = next_part(store, None, "count-0", 4)
+    assert len(chain) == 1

@@ -43,7 +43,13 @@ from rayflow.state.deltas import apply_chain, next_part
 from rayflow.state.incremental import fetch, full_form, shared_paths, take_local, upload
 from rayflow.state.keyed import KeyedState
 from rayflow.state.rocksdb import restore_folder
-from rayflow.state.storage import FORMAT_VERSION, CheckpointError, CheckpointStorage, is_savepoint
+from rayflow.state.storage import (
+    FORMAT_VERSION,
+    CheckpointError,
+    CheckpointStorage,
+    is_savepoint,
+    parent_of,
+)
 
 if TYPE_CHECKING:
     from rayflow.runtime.task.core import TaskCore
@@ -103,33 +109,38 @@ class Snapshots:
         task = self.task
         started = time.perf_counter()
         keyed = task.user.keyed_state()
-        if keyed is not None and keyed.empty:
-            keyed = None
-        rocks = keyed is not None and keyed.incremental
         # savepoints and the final checkpoint: the full form that either backend restores
         portable = checkpoint_id == FINAL or is_savepoint(where)
+        if keyed is not None and keyed.empty:
+            if not portable:  # this checkpoint references nothing the next could build on
+                keyed.store.restart_increments()
+            keyed = None
+        rocks = keyed is not None and keyed.incremental
         chained = keyed is not None and not rocks and not portable  # memory: base or delta
-        local = part = None
+        local = part = chain = None
         try:
             state = self._task_state(checkpoint_id, keyed, rocks or chained)
             if chained:
-                part, _, state["chain"] = next_part(
+                part, _, chain = next_part(
                     keyed.store,  # type: ignore[union-attr, arg-type]
                     keyed.expiry_time(),  # type: ignore[union-attr]
                     f"{task.key[0]}-{task.key[1]}",
                     checkpoint_id,
                 )
+                state["chain"] = chain
             data = pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
             if rocks:  # the rest of it from a RocksDB checkpoint, in the writing thread
                 local = take_local(keyed.store, checkpoint_id, keep=not portable)  # type: ignore[union-attr, arg-type]
         except Exception as exc:
+            if part is not None:  # its part is never written: the next one is a base
+                keyed.store.force_full = True  # type: ignore[union-attr]
+                keyed.store.writes.finished(chain[-1]["path"], False)  # type: ignore[union-attr, index]
             task.report.user_error("snapshot", exc, count=0)
             self.record(checkpoint_id, {"error": f"{task.name}: snapshot failed: {exc}"})
             return
         sync_seconds = time.perf_counter() - started
         assert task.loop is not None
-        now = task.clock()
-        chain = state.get("chain")
+        now = keyed.expiry_time() if keyed is not None else None
         write = task.loop.run_in_executor(
             None, self._write, where, data, keyed, local, portable, now, part, chain
         )
@@ -159,7 +170,7 @@ class Snapshots:
         keyed: KeyedState | None,
         local: Any,
         portable: bool,
-        now: int,
+        now: int | None,
         part: bytes | None,
         chain: list[dict[str, Any]] | None,
     ) -> dict[str, Any]:
@@ -169,7 +180,14 @@ class Snapshots:
         and gets their manifest."""
         key = self.task.key
         if part is not None and chain is not None:
-            self.storage.write_shared(where, chain[-1], part)
+            writes = keyed.store.writes  # type: ignore[union-attr]
+            try:
+                writes.wait(chain, self.task.settings.checkpoint_timeout)
+                self.storage.write_shared(where, chain[-1], part)
+            except BaseException:
+                writes.finished(chain[-1]["path"], False)
+                raise
+            writes.finished(chain[-1]["path"], True)
             info = self.storage.write_task(where, key, data)
             info.update(shared=[entry["path"] for entry in chain], uploaded=len(part))
             return info
@@ -245,7 +263,12 @@ class Snapshots:
                     f"checkpoint file {where}/{info['file']} cannot be read: {exc}"
                 ) from None
             if states[-1].get("rocksdb"):  # an incremental checkpoint: its database, rebuilt
-                states[-1]["rocksdb_folder"] = self._fetch_database(where, states[-1])
+                try:
+                    states[-1]["rocksdb_folder"] = self._fetch_database(where, states[-1])
+                except BaseException:  # the folders fetched before this one go too
+                    for state in states[:-1]:
+                        shutil.rmtree(state.get("rocksdb_folder") or "", ignore_errors=True)
+                    raise
             chain = states[-1].get("chain") or []  # the memory backend's base and deltas
             states[-1]["chain_parts"] = [self.storage.read_shared(where, e) for e in chain]
         return states
@@ -284,7 +307,8 @@ class Snapshots:
             keyed.update({g: v for g, v in state["keyed"].items() if g in mine})
             if state.get("rocksdb_folder") is not None:
                 theirs = key_groups_of_task(state["task"], max_parallelism, state["parallelism"])
-                databases.append((state["rocksdb_folder"], theirs, state["rocksdb"]["files"]))
+                home = (state["rocksdb"]["files"], parent_of(plan["path"]))
+                databases.append((state["rocksdb_folder"], theirs, home))
             if len(states) == 1 or state["task"] == 0:
                 timers.extend(state["timers"])  # after a rescale, task 0 takes the timers
         obj = task.user.obj

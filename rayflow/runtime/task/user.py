@@ -81,6 +81,7 @@ class UserObject:
         try:
             hook(context)
         except Exception as exc:
+            self.close_state()  # the task fails here: nothing else would close its store
             name = "open" if task.is_spout else "prepare"
             raise TaskError(
                 comp.id,
