@@ -76,6 +76,15 @@ def task_file(key: tuple[str, int]) -> str:
     return f"{key[0]}-{key[1]}.state"
 
 
+def check(url: str, what: str, size: int, sha256: str, entry: dict[str, Any]) -> None:
+    """A CheckpointError naming the file when its size or digest is not what ``entry`` says."""
+    if size != entry["bytes"] or sha256 != entry["sha256"]:
+        raise CheckpointError(
+            f"{what} {url} is corrupted ({size} bytes, {entry['bytes']} recorded, "
+            "or a different checksum)"
+        )
+
+
 def parent_of(where: str) -> str:
     """The topology folder a checkpoint folder (or URL) is in: shared files' paths are relative
     to it.
@@ -140,17 +149,16 @@ class CheckpointStorage:
         """One task's snapshot, checked against its recorded size and digest (``where`` may be
         a URL of another storage: a savepoint)."""
         fs, where = fsspec.core.url_to_fs(where) if "://" in where else (self.fs, where)
-        path = _join(where, info["file"])
+        return self._read_checked(fs, _join(where, info["file"]), info, "checkpoint file")
+
+    def _read_checked(self, fs: Any, path: str, entry: dict[str, Any], what: str) -> bytes:
+        """A file's bytes, checked against the size and SHA-256 its ``entry`` records."""
         try:
             with fs.open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            raise CheckpointError(f"checkpoint file {self.url_of(path)} is missing") from None
-        if len(data) != info["bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
-            raise CheckpointError(
-                f"checkpoint file {self.url_of(path)} is corrupted ({len(data)} bytes, "
-                f"{info['bytes']} recorded, or a different checksum)"
-            )
+            raise CheckpointError(f"{what} {self.url_of(path)} is missing") from None
+        check(self.url_of(path), what, len(data), hashlib.sha256(data).hexdigest(), entry)
         return data
 
     # ------------------------------------------------------------ shared files
@@ -174,18 +182,7 @@ class CheckpointStorage:
     def read_shared(self, where: str, entry: dict[str, Any]) -> bytes:
         """A shared file that checkpoint ``where`` references, checked against its entry."""
         fs, base = fsspec.core.url_to_fs(where) if "://" in where else (self.fs, where)
-        source = _join(parent_of(base), entry["path"])
-        try:
-            with fs.open(source, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            raise CheckpointError(f"shared file {self.url_of(source)} is missing") from None
-        if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            raise CheckpointError(
-                f"shared file {self.url_of(source)} is corrupted ({len(data)} bytes, "
-                f"{entry['bytes']} recorded, or a different checksum)"
-            )
-        return data
+        return self._read_checked(fs, _join(parent_of(base), entry["path"]), entry, "shared file")
 
     def fetch_shared(self, where: str, entry: dict[str, Any], local_path: str) -> None:
         """Copy a shared file that checkpoint ``where`` references to ``local_path``, checked
@@ -197,11 +194,7 @@ class CheckpointStorage:
         except FileNotFoundError:
             raise CheckpointError(f"shared file {self.url_of(source)} is missing") from None
         size, sha = digest_file(fsspec.filesystem("file"), local_path)
-        if size != entry["bytes"] or sha != entry["sha256"]:
-            raise CheckpointError(
-                f"shared file {self.url_of(source)} is corrupted ({size} bytes, "
-                f"{entry['bytes']} recorded, or a different checksum)"
-            )
+        check(self.url_of(source), "shared file", size, sha, entry)
 
     # --------------------------------------------------------------- metadata
     def write_metadata(self, where: str, metadata: dict[str, Any]) -> None:
