@@ -54,7 +54,8 @@ def take_local(store: RocksStore, checkpoint_id: int, keep: bool = True) -> Path
     """A RocksDB checkpoint of ``store`` beside its folder (hard links; call on the loop);
     ``keep``: registered for a local recovery (else the caller removes it: a savepoint's)."""
     folder = Path(f"{store.path}.{'chk' if keep else 'full'}-{checkpoint_id}")
-    shutil.rmtree(folder, ignore_errors=True)
+    for stale in (folder, Path(f"{folder}.tmp")):  # .tmp: where RocksDB writes it first
+        shutil.rmtree(stale, ignore_errors=True)
     rocksdict_module().Checkpoint(store.database()).create_checkpoint(str(folder))
     if not keep:
         return folder

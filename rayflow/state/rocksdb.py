@@ -157,7 +157,9 @@ def copy_database(folder: Path, groups: range, target: RocksStore) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-_FOLDER = re.compile(r"\.(\d+)\.(?:\d+|restore-\d+)(?:\.(?:chk|full)-[-\d]+)?$")
+# <stem>.<pid>.<n>, its local checkpoints (.chk-7, .full-7; .tmp while RocksDB writes one),
+# <stem>.<pid>.restore-<n>
+_FOLDER = re.compile(r"\.(\d+)\.(?:\d+|restore-\d+)(?:\.(?:chk|full)-[-\d]+(?:\.tmp)?)?$")
 
 
 def remove_abandoned(parent: Path) -> None:
@@ -165,8 +167,8 @@ def remove_abandoned(parent: Path) -> None:
     checkpoints and restores of actors that were killed) in a topology's folder. The folder
     must be local to the node (a process id says nothing about another machine's).
 
-    >>> _FOLDER.search("count.0.4242.3.chk-7").group(1), _FOLDER.search("a.b.1.9").group(1)
-    ('4242', '1')
+    >>> [_FOLDER.search(name).group(1) for name in ("count.0.42.3.chk-7", "a.1.2.0.55.3.chk-2.tmp")]
+    ['42', '55']
     """
     for folder in parent.iterdir():
         match = _FOLDER.search(folder.name)

@@ -224,6 +224,7 @@ def test_rocksdb_folders_of_dead_processes_are_removed_and_a_closed_store_remove
     left = [  # what actors killed with their state open leave: databases, checkpoints, restores
         parent / f"c.0.{dead}.0",
         parent / f"c.1.{dead}.3.chk-7",
+        parent / f"c.1.{dead}.3.chk-8.tmp",  # killed while RocksDB wrote a checkpoint
         parent / f"c.1.{dead}.restore-4",
     ]
     alive = parent / f"c.2.{os.getppid()}.0"  # a live process's folder stays
