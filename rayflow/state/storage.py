@@ -262,11 +262,13 @@ class CheckpointStorage:
 
     def prune(self, topology: str, keep: int, protect: Iterable[int] = ()) -> None:
         """Delete every checkpoint folder of ``topology`` but the newest ``keep`` complete ones
-        (and those in ``protect``), including folders of aborted checkpoints older than those,
-        and the shared files only deleted checkpoints referenced."""
+        and those in ``protect`` (the final checkpoint, whose id is older), including folders of
+        aborted checkpoints older than the newest ``keep``, and the shared files only deleted
+        checkpoints referenced."""
         complete = self.complete_checkpoints(topology)
-        kept = {m["id"] for m in complete[-keep:]} | set(protect)
-        oldest_kept = min(kept) if kept else None
+        newest = {m["id"] for m in complete[-keep:]}
+        kept = newest | set(protect)
+        oldest_kept = min(newest) if newest else None
         referenced = {m["id"]: shared_files(m) for m in complete}
         still = set().union(*(referenced.get(n, set()) for n in kept))
         for path in self._children(self.topology_path(topology)):

@@ -54,6 +54,8 @@ def test_exactly_once_output_despite_killed_tasks(ray_session: str, tmp_path: Pa
     assert stats["completed"] >= 3
     completed = [c for c in stats["history"] if c["status"] == "COMPLETED"]
     assert any(c["align_ms"] > 0 for c in completed), "the count tasks aligned two inputs"
+    (final,) = [c for c in completed if c.get("final")]  # its id was taken at the start...
+    assert os.path.isfile(os.path.join(final["path"], "_metadata")), "...and it is kept"
 
 
 def test_a_transient_raise_recovers_from_the_checkpoint_and_the_output_stays_exact(

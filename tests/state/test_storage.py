@@ -57,6 +57,9 @@ def test_prune_keeps_the_newest_complete_checkpoints(tmp_path: Path) -> None:
     store.prune("t/run", keep=2)
     assert [m["id"] for m in store.complete_checkpoints("t/run")] == [4, 5]
     assert sorted(p.name for p in (tmp_path / "t" / "run").iterdir()) == ["chk-4", "chk-5"]
+    _checkpoint(store, 1)  # the final checkpoint of a bounded run: its id was taken first
+    store.prune("t/run", keep=2, protect=[1])
+    assert sorted(p.name for p in (tmp_path / "t" / "run").iterdir()) == ["chk-1", "chk-4", "chk-5"]
 
 
 def test_urls_work_as_well_as_folders(tmp_path: Path) -> None:

@@ -229,7 +229,8 @@ class CheckpointCoordinator:
         self.next_at = time.monotonic() + self.interval
         pending.done.set()
         try:
-            self.storage.prune(self.folder, self.keep)
+            # never the one just completed: the final checkpoint's id is older than the rest
+            self.storage.prune(self.folder, self.keep, protect=(pending.id,))
         except Exception as exc:  # a full disk must not stop the topology
             log.warning("could not delete old checkpoints of %s: %s", spec.name, exc)
 
