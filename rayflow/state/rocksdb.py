@@ -177,13 +177,22 @@ def remove_abandoned(parent: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a killed one its parent has not reaped yet does not).
+
+    >>> _alive(os.getpid())
+    True
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # somebody else's process
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # Z: a zombie
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal answered
 
 
 class RocksStore:
