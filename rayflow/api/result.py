@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     """The end of a run: ``components[id]`` counters summed over tasks, ``outputs[sink_id]`` rows.
 
@@ -39,6 +39,19 @@ class RunResult:
         return sum(
             task.get("metrics", {}).get(name, {}).get("value", 0)
             for task in self.tasks.get(component, [])
+        )
+
+    def __repr__(self) -> str:
+        """A summary: the rows are counted, not shown (Python 3.11's ``asyncio.run`` formats
+        the result of its task on the way out, which took a second for a million rows).
+
+        >>> RunResult("t", outputs={"sink": [1, 2]}, seconds=1.5)
+        RunResult('t', ended='finished', seconds=1.50, outputs={'sink': '2 rows'})
+        """
+        outputs = {name: f"{len(rows)} rows" for name, rows in self.outputs.items()}
+        return (
+            f"RunResult({self.name!r}, ended={self.ended!r}, seconds={self.seconds:.2f}, "
+            f"outputs={outputs})"
         )
 
 

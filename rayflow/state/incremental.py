@@ -42,6 +42,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from rayflow.state.due import is_derived
 from rayflow.state.rocksdb import RocksStore, read_database, rocksdict_module
 from rayflow.state.storage import CheckpointStorage, parent_of
 
@@ -100,6 +101,8 @@ def full_form(folder: Path, tables: dict[int, bytes], now: int | None) -> dict[i
     for group, states in read_database(folder, range(1 << 16)):
         live = {}
         for name, entries in states.items():
+            if is_derived(name):
+                continue  # an index: built again on restore
             kept = {k: e for k, e in entries.items() if e[2] is None or now is None or e[2] > now}
             if kept:
                 live[name] = kept

@@ -27,31 +27,21 @@ from __future__ import annotations
 
 import pickle
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from rayflow.errors import RayflowError
 from rayflow.keys import encode_fields, encode_key, key_group_of
 from rayflow.spec.durations import parse_duration
+from rayflow.state.due import DueKeys, StoreDueKeys, is_derived
 from rayflow.state.rocksdb import RocksStore, copy_database, read_database
 from rayflow.state.stores import Entries, MemoryStore, Store
+from rayflow.state.tables import CACHE_ENTRIES, StoreTable, table_key
 
 _MISSING = object()
 SWEEP_ENTRIES = 10_000
 """Entries a :meth:`KeyedState.sweep` looks at for expired ones (the task sweeps once a second)."""
-
-
-def table_key(key: Any) -> Any:
-    """What a table is indexed by: a str or int key itself (never equal to a key of another
-    type), the canonical bytes of any other (so ``1``, ``1.0`` and ``True`` stay three keys, as
-    in routing).
-
-    >>> table_key("a"), table_key(7), table_key(True), table_key(1.0)[:1]
-    ('a', 7, b'T', b'f')
-    """
-    cls = key.__class__
-    return key if cls is str or cls is int else encode_key(key)
 
 
 class StateError(RayflowError, RuntimeError):
@@ -81,6 +71,10 @@ class KeyedState:
         self._ttls: dict[str, int | None] = {}
         self.tables: dict[str, dict[Any, Any]] = {}
         self.originals: dict[bytes, Any] = {}  # a table's bytes-indexed keys, as they were
+        # rocksdb: tables in the store, and the bytes-indexed keys seen since they settled
+        self.store_tables: dict[str, StoreTable] = {}
+        self.store_dues: list[StoreDueKeys] = []
+        self.recent: dict[bytes, Any] = {}
 
     # ---------------------------------------------------------------- the runtime's side
     def set_key(self, values: tuple[Any, ...] | None) -> None:
@@ -107,8 +101,14 @@ class KeyedState:
         entries left out. Tables are written in the same form as the rest, so either restores
         the other; the form does not depend on the backend. ``with_store=False``: the tables
         only (the store is in an incremental checkpoint)."""
+        self.settle()
         now = self.expiry_time()
-        groups: dict[int, dict[str, Entries]] = dict(self.store.grouped(now)) if with_store else {}
+        groups: dict[int, dict[str, Entries]] = {}
+        if with_store:  # derived states (indexes) are built again on restore
+            for group, states in self.store.grouped(now):
+                kept = {name: entries for name, entries in states.items() if not is_derived(name)}
+                if kept:
+                    groups[group] = kept
         originals, max_parallelism = self.originals, self.max_parallelism
         for name, table in self.tables.items():
             for index, value in table.items():
@@ -158,6 +158,8 @@ class KeyedState:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _restore_group(self, group: int, states: dict[str, Entries]) -> None:
+        for name in [n for n in states if is_derived(n)]:
+            del states[name]  # an index: its operator builds it again from its table
         for name in [n for n in states if n in self.tables]:
             table = self.tables[name]
             for key, value, _expires in states.pop(name).values():
@@ -179,12 +181,14 @@ class KeyedState:
         """Let go of the store (a RocksDB closes and removes its folder)."""
         self.store.close()
 
-    def table(self, name: str) -> dict[Any, Any]:
-        """A plain dict of one value per key, for code that handles many keys per call (the
+    def table(self, name: str) -> MutableMapping[Any, Any]:
+        """A table of one value per key, for code that handles many keys per call (the
         Streams API's keyed operators: a dict operation per item, no key to set first). It is
         indexed by :func:`table_key` of the key; :meth:`keep_original` keeps a key that is not
         its own index (not a str or int). Saved and moved by key group like the rest, after
-        ``table`` was called again in the new task (before its restore).
+        ``table`` was called again in the new task (before its restore). A plain dict on the
+        memory backend; on rocksdb a :class:`~rayflow.state.tables.StoreTable` (its values may
+        be changed in place until :meth:`settle`).
 
         >>> state = KeyedState("count", ("key",), 128)
         >>> counts = state.table("count"); counts["cow"] = 2
@@ -193,19 +197,71 @@ class KeyedState:
         >>> again.restore(state.snapshot()); again.tables["count"]
         {'cow': 2}
         """
+        if isinstance(self.store, RocksStore):
+            held = self.store_tables.get(name)
+            if held is None:
+                held = self.store_tables[name] = StoreTable(
+                    self.store, name, self.max_parallelism, self.original
+                )
+            return held
         table = self.tables.get(name)
         if table is None:
             table = self.tables[name] = {}
         return table
 
+    def due(
+        self, name: str, groups: range, on_new: Callable[[int], None]
+    ) -> DueKeys | StoreDueKeys:
+        """Which keys of a table have something due at a time (:mod:`rayflow.state.due`):
+        in memory, or in the store on rocksdb (``groups``: the key groups the task owns)."""
+        if isinstance(self.store, RocksStore):
+            held = StoreDueKeys(self.store, name, self.max_parallelism, groups, on_new)
+            self.store_dues.append(held)
+            return held
+        return DueKeys(on_new)
+
     def keep_original(self, index: Any, key: Any) -> None:
         """``key`` is in a table under ``index`` (:func:`table_key`), which is not the key."""
         if index.__class__ is bytes:
-            self.originals[index] = key
+            if self.store_tables:
+                self.recent[index] = key  # the store keeps it with the entry
+            else:
+                self.originals[index] = key
 
     def original(self, index: Any) -> Any:
         """The key a table's ``index`` stands for."""
-        return self.originals.get(index, index) if index.__class__ is bytes else index
+        if index.__class__ is not bytes:
+            return index
+        key = self.originals.get(index, _MISSING)
+        if key is _MISSING:
+            key = self.recent.get(index, _MISSING)
+        for table in self.store_tables.values():
+            if key is not _MISSING:
+                break
+            key = table.key_of(index, _MISSING)
+        return index if key is _MISSING else key
+
+    def settle(self) -> None:
+        """Write back what the store tables hold (after each batch, timer and the end of the
+        input, and before a checkpoint: nothing read from them is being changed then)."""
+        for name, table in self.store_tables.items():
+            try:
+                table.settle()
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise StateError(
+                    f"bolt '{self.component}': a value of its '{name}' state cannot be pickled "
+                    f"({exc}); keep picklable values in state"
+                ) from None
+        for due in self.store_dues:
+            due.settle()
+        self.recent.clear()
+
+    def settle_some(self) -> None:
+        """Settle the store tables whose cache grew large; call it between keys."""
+        for table in self.store_tables.values():  # none on the memory backend
+            if len(table.cache) > CACHE_ENTRIES:
+                self.settle()
+                return
 
     # ---------------------------------------------------------------- the user's side
     def value(self, name: str, default: Any = None, ttl: float | str | None = None) -> ValueState:

@@ -276,6 +276,48 @@ class RocksStore:
     def delete(self, group: int, name: str, encoded: bytes) -> None:
         self.database().delete(self._key(group, name, encoded))
 
+    def write(self, name: str, changes: list[tuple[int, bytes, Entry | None]]) -> None:
+        """Several puts (an entry) and deletes (None) of one state, in one write batch."""
+        batch = self._rocksdict.WriteBatch(raw_mode=True)
+        for group, encoded, entry in changes:
+            if entry is None:
+                batch.delete(self._key(group, name, encoded))
+            else:
+                batch.put(self._key(group, name, encoded), _DUMP(entry, _PROTOCOL))
+        self.database().write(batch)
+
+    def scan(self, group: int, name: str, start: bytes = b"") -> Iterator[tuple[bytes, Entry]]:
+        """(encoded key, entry) of one state in one key group, in key order from ``start``."""
+        if self.db is None:
+            return
+        prefix = self._key(group, name, b"")
+        it = self.db.iter()
+        try:
+            it.seek(prefix + start)
+            while it.valid():
+                raw = it.key()
+                if not raw.startswith(prefix):
+                    break
+                yield raw[len(prefix) :], _LOAD(it.value())
+                it.next()
+        finally:
+            del it
+
+    def entries(self, name: str, groups: int) -> Iterator[Entry]:
+        """Every entry of one state (key groups ``0..groups-1``), read from the database as
+        it was when each key group's read began."""
+        if self.db is None:
+            return
+        prefix = self._key(0, name, b"")[2:]
+        for group in range(groups):
+            start = group.to_bytes(2, "big") + prefix
+            it = self.db.iter()
+            it.seek(start)
+            while it.valid() and it.key().startswith(start):
+                yield _LOAD(it.value())
+                it.next()
+            del it
+
     def grouped(self, now: int | None) -> Iterator[tuple[int, dict[str, Entries]]]:
         """Each key group's live entries in key-group order (read from the database)."""
         current, states = -1, {}

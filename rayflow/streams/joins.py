@@ -19,6 +19,7 @@ watermark (at or before it) are dropped and counted (``late_dropped``).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rayflow.api.components import Context, Timer
@@ -37,7 +38,8 @@ class IntervalJoinHead(KeyedHead):
         self.lower, self.upper = step.params["lower"], step.params["upper"]
         # key index -> [(left timestamps, left items), (right ...)], each sorted by time
         self.table = self.state.table("interval_join")
-        self.expiring: dict[int, set[Any]] = {}  # when -> key indexes with items expiring then
+        # when -> key indexes with items expiring then (one timer per time)
+        self.expiring = self.state.due("interval_join", self.owned_groups(), self.timer_at)
         self.side = 0
 
     def on_rows(self, index: int, wire: str, rows: list[Any]) -> None:
@@ -80,18 +82,17 @@ class IntervalJoinHead(KeyedHead):
             self.bolt.metrics.counter("late_dropped").inc(dropped)
 
     def expire_at(self, at: Any, when: int) -> None:
-        keys = self.expiring.get(when)
-        if keys is None:
-            keys = self.expiring[when] = set()
-            self.bolt.register_timer(when, True, ("interval_join", when))
-        keys.add(at)
+        self.expiring.add(at, when)
+
+    def timer_at(self, when: int) -> None:
+        self.bolt.register_timer(when, True, ("interval_join", when))
 
     def on_timer(self, timer: Timer) -> None:
         payload = timer.payload
         if not (isinstance(payload, tuple) and payload and payload[0] == "interval_join"):
             return
         when = payload[1]
-        for at in self.expiring.pop(when, ()):
+        for at in self.expiring.keys(when):
             sides = self.table.get(at)
             if sides is None:
                 continue
@@ -102,11 +103,13 @@ class IntervalJoinHead(KeyedHead):
                 del tss[:gone], items[:gone]
             if not sides[0][0] and not sides[1][0]:
                 del self.table[at]
+            self.state.settle_some()
+        self.expiring.drop(when)
 
     def resume_timers(self) -> None:
-        self.expiring = {}
-        for at, ((left_tss, _lefts), (right_tss, _rights)) in self.table.items():
-            for ts in left_tss:
-                self.expire_at(at, ts + self.upper)
-            for ts in right_tss:
-                self.expire_at(at, ts - self.lower)
+        def pairs() -> Iterator[tuple[Any, int]]:
+            for at, ((left_tss, _), (right_tss, _)) in self.table.items():
+                yield from ((at, ts + self.upper) for ts in left_tss)
+                yield from ((at, ts - self.lower) for ts in right_tss)
+
+        self.expiring.resume(pairs())

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rayflow.api.components import Context, Timer
 from rayflow.errors import TopologyError
+from rayflow.keys import key_groups_of_task
 from rayflow.state.keyed import table_key
 from rayflow.streams.pipeline import Run, Step, decode
 
@@ -79,6 +80,13 @@ class KeyedHead(Head):
         self.out: list[Any] = []
         self.out_ts: list[Any] | None = None
         self.origins: list[int | None] = []
+
+    def owned_groups(self) -> range:
+        """The key groups this task owns (where its keys' state is)."""
+        context = self.context
+        return key_groups_of_task(
+            context.task_index, self.state.max_parallelism, context.parallelism
+        )
 
     def index(self, key: Any) -> Any:
         """The key's index in a table (``rayflow.state.keyed.table_key``)."""

@@ -406,6 +406,9 @@ class FlowBolt(Bolt):
             self.runner.run(self.head.downstream, items, tss, None, origins)
 
     def flush(self) -> None:
+        state = self.__dict__.get("_rayflow_state")
+        if state is not None:
+            state.settle()  # rocksdb tables: what the head changed goes to the store
         for stream, rows in self.outputs.take().items():
             if rows:
                 self.emit_many(rows, stream=stream)

@@ -67,7 +67,8 @@ class WindowHead(KeyedHead):
         self.fn = params.get("fn")  # the aggregation's (window() itself takes none)
         # key index -> {start: [end, accumulator, fired]} (sessions: the same, by start)
         self.table = self.state.table("window")
-        self.ends: dict[int, set[Any]] = {}  # window end -> key indexes with a window ending there
+        # window end -> key indexes with a window ending there (one timer per end)
+        self.due = self.state.due("window", self.owned_groups(), self.timers_at)
         self.late_logged = -LATE_LOG_EVERY
 
     # -------------------------------------------------------------- items
@@ -189,13 +190,13 @@ class WindowHead(KeyedHead):
 
     # ------------------------------------------------------------- firing
     def watch(self, at: Any, end: int) -> None:
-        keys = self.ends.get(end)
-        if keys is None:
-            keys = self.ends[end] = set()
-            self.bolt.register_timer(end - 1, self.event, ("window", end))
-            if self.lateness and self.event:
-                self.bolt.register_timer(end - 1 + self.lateness, True, ("expire", end))
-        keys.add(at)
+        self.due.add(at, end)
+
+    def timers_at(self, end: int) -> None:
+        """The first window ending at ``end``: its timers (firing, and the end of lateness)."""
+        self.bolt.register_timer(end - 1, self.event, ("window", end))
+        if self.lateness and self.event:
+            self.bolt.register_timer(end - 1 + self.lateness, True, ("expire", end))
 
     def fire(self, key: Any, start: int, window: list, origin: int | None) -> None:
         window[2] = True
@@ -218,9 +219,8 @@ class WindowHead(KeyedHead):
         what, end = payload
         self.out, self.origins = [], []
         self.out_ts = [] if self.event else None
-        keys = self.ends.get(end, ())
         keep = self.lateness and self.event
-        for at in list(keys):
+        for at in self.due.keys(end):
             windows = self.table.get(at)
             if windows is None:
                 continue
@@ -233,16 +233,16 @@ class WindowHead(KeyedHead):
                     del windows[start]
             if not windows:
                 del self.table[at]
+            self.state.settle_some()
         if what == "expire" or not keep:
-            self.ends.pop(end, None)
+            self.due.drop(end)
         self.send()
 
     def resume_timers(self) -> None:
         """The timers of the windows this task holds now (restored from keyed state)."""
-        self.ends = {}
-        for at, windows in self.table.items():
-            for window in windows.values():
-                self.watch(at, window[0])
+        self.due.resume(
+            (at, window[0]) for at, windows in self.table.items() for window in windows.values()
+        )
 
 
 _EMPTY = object()  # a reduce window's accumulator before its first item (add() replaces it)
@@ -258,7 +258,7 @@ class WindowJoinHead(KeyedHead):
         self.event = w["time"] == "event"
         self.size, self.slide, self.lateness = w["size"], w["slide"], w["allowed_lateness"]
         self.table = self.state.table("window_join")  # key index -> {start: [end, lefts, rights]}
-        self.ends: dict[int, set[Any]] = {}
+        self.due = self.state.due("window_join", self.owned_groups(), self.timers_at)
         self.side = 0
 
     def on_rows(self, index: int, wire: str, rows: list[Any]) -> None:
@@ -294,11 +294,10 @@ class WindowJoinHead(KeyedHead):
             self.bolt.metrics.counter("late_dropped").inc(dropped)
 
     def watch(self, at: Any, end: int) -> None:
-        keys = self.ends.get(end)
-        if keys is None:
-            keys = self.ends[end] = set()
-            self.bolt.register_timer(end - 1, self.event, ("join", end))
-        keys.add(at)
+        self.due.add(at, end)
+
+    def timers_at(self, end: int) -> None:
+        self.bolt.register_timer(end - 1, self.event, ("join", end))
 
     def on_timer(self, timer: Timer) -> None:
         payload = timer.payload
@@ -308,7 +307,7 @@ class WindowJoinHead(KeyedHead):
         self.out, self.origins = [], []
         self.out_ts = [] if self.event else None
         fn = self.fn
-        for at in self.ends.pop(end, ()):
+        for at in self.due.keys(end):
             windows = self.table.get(at)
             if windows is None:
                 continue
@@ -324,6 +323,8 @@ class WindowJoinHead(KeyedHead):
                         self.put(joined, end - 1, None)
             if not windows:
                 del self.table[at]
+            self.state.settle_some()
+        self.due.drop(end)
         self.send()
 
     resume_timers = WindowHead.resume_timers  # the same: a timer per window end held

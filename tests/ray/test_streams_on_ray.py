@@ -1,5 +1,6 @@
 """The Streams API on a real Ray: the same results as in process, fused or not; keyed state of
-map_state and windows through task kills under exactly-once (exact committed output)."""
+map_state and windows (on both state backends) through task kills under exactly-once (exact
+committed output)."""
 
 from __future__ import annotations
 
@@ -69,12 +70,16 @@ def test_map_state_survives_killed_tasks_under_exactly_once(
     assert committed_items(str(tmp_path)) == expected_rows(items)
 
 
-def test_windows_survive_killed_tasks_under_exactly_once(ray_session: str, tmp_path: Any) -> None:
+@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
+def test_windows_survive_killed_tasks_under_exactly_once(
+    ray_session: str, tmp_path: Any, backend: str
+) -> None:
+    """The windows' accumulators are a table: dicts on memory, RocksDB entries on rocksdb."""
     from rayflow.launchers import embedded
     from tests.reliability import killing_tasks
 
     items = timed_events(1200, 40, 0.1)
-    flow = windowed_flow(str(tmp_path), items, **{"task.restarts": 1000})
+    flow = windowed_flow(str(tmp_path), items, **{"task.restarts": 1000, "state.backend": backend})
     expected = Counter()
     for word, ts in (i for i in items if isinstance(i, tuple)):
         expected[(word, ts - ts % 1000)] += 1

@@ -109,6 +109,8 @@ class Snapshots:
         task = self.task
         started = time.perf_counter()
         keyed = task.user.keyed_state()
+        if keyed is not None:
+            keyed.settle()
         # savepoints and the final checkpoint: the full form that either backend restores
         portable = checkpoint_id == FINAL or is_savepoint(where)
         if keyed is not None and keyed.empty:

@@ -1,0 +1,146 @@
+"""Which keys have something due at a time: the keys with a window ending then, or with join
+items expiring then. One runtime timer per distinct time fires them all
+(:meth:`rayflow.state.keyed.KeyedState.due`).
+
+On the memory backend a dict of time -> key indexes (:class:`DueKeys`). On rocksdb an entry
+per (time, key) in the task's RocksDB (:class:`StoreDueKeys`), in the key's key group (so it
+moves with the key on a rescale) under the state name ``~`` + name, and only the distinct
+times in memory: the index grows with the keys on disk, not in the task's memory. Such
+*derived* states are indexes of a table: savepoints leave them out, and a restore without them
+builds them again from the table.
+
+>>> fired = []
+>>> due = DueKeys(fired.append)
+>>> due.add("cow", 10_000); due.add("moon", 10_000); due.add("cow", 20_000)
+>>> fired, sorted(due.keys(10_000))
+([10000, 20000], ['cow', 'moon'])
+>>> due.drop(10_000); due.keys(10_000)
+[]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rayflow.keys import encode_key, key_group_of
+from rayflow.state.rocksdb import RocksStore
+
+DERIVED = "~"
+"""The first character of a derived state's name (an index of a table, never a user's)."""
+_OFFSET = 1 << 63  # times as unsigned big-endian: byte order is time order, negatives first
+
+
+def is_derived(name: str) -> bool:
+    """Whether a state name is an index that restores rebuild (savepoints leave it out)."""
+    return name.startswith(DERIVED)
+
+
+def time_bytes(when: int) -> bytes:
+    """Eight bytes that sort as the times do.
+
+    >>> time_bytes(-1) < time_bytes(0) < time_bytes(1)
+    True
+    """
+    return (when + _OFFSET).to_bytes(8, "big")
+
+
+class DueKeys:
+    """Time -> key indexes in a dict; ``on_new(time)`` when a time is first added (to
+    register its timer)."""
+
+    def __init__(self, on_new: Callable[[int], None]) -> None:
+        self.on_new = on_new
+        self.times: dict[int, set[Any]] = {}
+
+    def add(self, index: Any, when: int) -> None:
+        keys = self.times.get(when)
+        if keys is None:
+            keys = self.times[when] = set()
+            self.on_new(when)
+        keys.add(index)
+
+    def keys(self, when: int) -> list[Any]:
+        """The key indexes with something due at ``when``."""
+        return list(self.times.get(when, ()))
+
+    def drop(self, when: int) -> None:
+        """Forget ``when`` (its keys were handled)."""
+        self.times.pop(when, None)
+
+    def resume(self, pairs: Iterable[tuple[Any, int]]) -> None:
+        """After a restore: (key index, time) of everything the table holds now."""
+        self.times = {}
+        for index, when in pairs:
+            self.add(index, when)
+
+    def settle(self) -> None:
+        """Nothing held back."""
+
+
+class StoreDueKeys:
+    """The same, as entries of the task's RocksDB; ``groups`` are the key groups the task
+    owns (each time's keys are read from each of them)."""
+
+    def __init__(
+        self,
+        store: RocksStore,
+        name: str,
+        max_parallelism: int,
+        groups: range,
+        on_new: Callable[[int], None],
+    ) -> None:
+        self.store = store
+        self.name = DERIVED + name
+        self.max_parallelism = max_parallelism
+        self.groups = groups
+        self.on_new = on_new
+        self.times: set[int] = set()
+        self.pending: list[tuple[int, bytes, Any]] = []  # written when the task settles
+
+    def add(self, index: Any, when: int) -> None:
+        if when not in self.times:
+            self.times.add(when)
+            self.on_new(when)
+        encoded = index if index.__class__ is bytes else encode_key(index)
+        group = key_group_of(encoded, self.max_parallelism)
+        self.pending.append((group, time_bytes(when) + encoded, (index, None, None)))
+
+    def settle(self) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, []
+            self.store.write(self.name, pending)
+
+    def _due(self, when: int) -> Iterable[tuple[int, bytes, Any]]:
+        self.settle()
+        prefix = time_bytes(when)
+        for group in self.groups:
+            for encoded, entry in self.store.scan(group, self.name, prefix):
+                if not encoded.startswith(prefix):
+                    break
+                yield group, encoded, entry[0]
+
+    def keys(self, when: int) -> list[Any]:
+        return [index for _, _, index in self._due(when)]
+
+    def drop(self, when: int) -> None:
+        gone = [(group, encoded, None) for group, encoded, _ in self._due(when)]
+        self.store.write(self.name, gone)
+        self.times.discard(when)
+
+    def resume(self, pairs: Iterable[tuple[Any, int]]) -> None:
+        """The times the restored index holds (one seek per time and key group), or, restored
+        from a savepoint (which leaves the index out), the index built again from ``pairs``."""
+        self.times, found = set(), False
+        for group in self.groups:
+            start = b""
+            while (first := next(iter(self.store.scan(group, self.name, start)), None)) is not None:
+                found = True
+                when = int.from_bytes(first[0][:8], "big") - _OFFSET
+                if when not in self.times:
+                    self.times.add(when)
+                    self.on_new(when)
+                start = time_bytes(when + 1)
+        if not found:
+            for index, when in pairs:
+                self.add(index, when)
