@@ -80,6 +80,47 @@ def windowed_flow(out: str, items: list[Any], parallelism: int = 2, **config: An
     return flow
 
 
+def count_in_second(ctx: Any, item: tuple[str, int]) -> None:
+    """A process function: counts a word's events per second in map state, with an event-time
+    timer at the second's end."""
+    second = item[1] - item[1] % 1000
+    counts = ctx.state.map("per_second")
+    counts[second] = counts.get(second, 0) + 1
+    ctx.register_timer(second + 999)
+
+
+def emit_second(ctx: Any, timestamp: int) -> None:
+    """The timer of ``count_in_second``: the second's count, out and forgotten."""
+    counts = ctx.state.map("per_second")
+    second = timestamp - 999
+    ctx.emit((second, counts[second]))
+    del counts[second]
+
+
+def timers_flow(out: str, items: list[Any], parallelism: int = 2, **config: Any) -> Flow:
+    """The windowed flow's counts made by ``process`` with per-key timers."""
+    flow = Flow(
+        "streams-timers-exactly",
+        config={
+            "reliability": "exactly_once",
+            "checkpoint.interval": "300ms",
+            "checkpoint.storage": os.path.join(out, "checkpoints"),
+            "batch.size": 16,
+            "watermark.interval": "50ms",
+            **config,
+        },
+    )
+    (
+        flow.source(Events, kwargs={"items": items}, name="events")
+        .with_timestamps(second, "500ms")
+        .key_by(first)
+        .process(count_in_second, emit_second, name="per_second", parallelism=parallelism)
+        .map(lambda r: (r[0], r[1][0], r[1][1]))
+        .sink(FileSink, kwargs={"path": os.path.join(out, "files")}, name="sink")
+    )
+    return flow
+
+
 def timed_events(n: int, pause_every: int, pause: float) -> list[Any]:
     """``events`` with a timestamp each: 20 ms apart, in order."""
     out: list[Any] = []

@@ -245,6 +245,9 @@ class ProcessContext:
         return self._head.bolt.current_processing_time()
 
 
+PROCESS_TIMERS = ("process_at", "process")  # one per timestamp; one per key (earlier versions)
+
+
 class ProcessHead(KeyedHead):
     """``process(fn, on_timer=None)``: Flink's KeyedProcessFunction."""
 
@@ -253,6 +256,8 @@ class ProcessHead(KeyedHead):
         self.on_timer_fn = step.params.get("on_timer")
         self.event_time = bool(step.params.get("timestamped"))
         self.timers = self.state.table("process.timers")  # key index -> timestamps pending
+        # timestamp -> key indexes with a timer then (one runtime timer per timestamp)
+        self.due = self.state.due("process.timers", self.owned_groups(), self.timer_at)
         self.ctx = ProcessContext(self)
         self.origin: int | None = None
 
@@ -275,29 +280,44 @@ class ProcessHead(KeyedHead):
             pending = self.timers[at] = []
         if timestamp not in pending:
             pending.append(timestamp)
-            self.bolt.register_timer(timestamp, self.event_time, ("process", at))
+            self.due.add(at, timestamp)
+
+    def timer_at(self, timestamp: int) -> None:
+        """The first key with a timer at ``timestamp``: the runtime's timer for all of them."""
+        self.bolt.register_timer(timestamp, self.event_time, ("process_at", timestamp))
 
     def on_timer(self, timer: Timer) -> None:
         payload = timer.payload
-        if not (isinstance(payload, tuple) and payload and payload[0] == "process"):
+        if not (isinstance(payload, tuple) and payload and payload[0] in PROCESS_TIMERS):
             return
-        at = payload[1]
+        if payload[0] == "process":  # one key's timer, from a checkpoint of an earlier version
+            self.fire(payload[1], timer.timestamp)
+            return
+        keys = self.due.keys(timer.timestamp)
+        self.due.drop(timer.timestamp)  # before firing: on_timer may set this time again
+        for at in keys:
+            self.fire(at, timer.timestamp)
+            self.state.settle_some()
+
+    def fire(self, at: Any, timestamp: int) -> None:
+        """The timer of one key at ``timestamp``, unless it fired already or its key moved to
+        another task on a rescale."""
         pending = self.timers.get(at)
-        if not pending or timer.timestamp not in pending:
-            return  # fired already, or its key moved to another task on a rescale
-        pending.remove(timer.timestamp)
+        if not pending or timestamp not in pending:
+            return
+        pending.remove(timestamp)
         if not pending:
             del self.timers[at]
         if self.on_timer_fn is None:
             return
         key = self.state.original(at)
         ctx = self.ctx
-        ctx.key, ctx.timestamp, self.origin = key, timer.timestamp, None
+        ctx.key, ctx.timestamp, self.origin = key, timestamp, None
         self.out, self.origins = [], []
         self.out_ts = [] if self.event_time else None
         self.state.set_key((key,))
         try:
-            self.on_timer_fn(ctx, timer.timestamp)
+            self.on_timer_fn(ctx, timestamp)
         except Exception as exc:
             self.bolt.runner.report([], exc)
         finally:
@@ -305,8 +325,8 @@ class ProcessHead(KeyedHead):
         self.send()
 
     def resume_timers(self) -> None:
-        # Task 0 of a rescaled job also gets the old timers of keys it lost: on_timer ignores
+        # Task 0 of a rescaled job also gets the old timers of keys it lost: fire() ignores
         # those (their key is not in its table).
-        for at, pending in self.timers.items():
-            for timestamp in pending:
-                self.bolt.register_timer(timestamp, self.event_time, ("process", at))
+        self.due.resume(
+            (at, timestamp) for at, pending in self.timers.items() for timestamp in pending
+        )

@@ -16,6 +16,7 @@ from tests.streams_parts import (
     committed_items,
     counting_flow,
     timed_events,
+    timers_flow,
     windowed_flow,
 )
 
@@ -80,6 +81,27 @@ def test_windows_survive_killed_tasks_under_exactly_once(
 
     items = timed_events(1200, 40, 0.1)
     flow = windowed_flow(str(tmp_path), items, **{"task.restarts": 1000, "state.backend": backend})
+    expected = Counter()
+    for word, ts in (i for i in items if isinstance(i, tuple)):
+        expected[(word, ts - ts % 1000)] += 1
+    killed = {"per_second.map", "events.with_timestamps.key_by"}
+    with killing_tasks(killed, max_kills=KILLS, every=0.7) as kills:
+        result = embedded.run_topology(flow.topology().build(), duration=180)
+    assert len(kills) == KILLS, f"only {len(kills)} kills happened before the run ended"
+    assert result.ended == "finished"
+    committed = committed_items(str(tmp_path))
+    assert committed == Counter({(w, start, n): 1 for (w, start), n in expected.items()})
+
+
+def test_process_timers_survive_killed_tasks_on_rocksdb(ray_session: str, tmp_path: Any) -> None:
+    """Per-key event-time timers (kept per timestamp, in RocksDB) and map state through kills:
+    every (word, second) count fires once, exactly."""
+    from rayflow.launchers import embedded
+    from tests.reliability import killing_tasks
+
+    items = timed_events(1200, 40, 0.1)
+    config = {"task.restarts": 1000, "state.backend": "rocksdb"}
+    flow = timers_flow(str(tmp_path), items, **config)
     expected = Counter()
     for word, ts in (i for i in items if isinstance(i, tuple)):
         expected[(word, ts - ts % 1000)] += 1
