@@ -20,11 +20,11 @@ builds them again from the table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from rayflow.keys import encode_key, key_group_of
 from rayflow.state.rocksdb import RocksStore
+from rayflow.state.tables import locate
 
 DERIVED = "~"
 """The first character of a derived state's name (an index of a table, never a user's)."""
@@ -80,7 +80,7 @@ class DueKeys:
 
 class StoreDueKeys:
     """The same, as entries of the task's RocksDB; ``groups`` are the key groups the task
-    owns (each time's keys are read from each of them)."""
+    owns. In memory: each time with the key groups that hold keys due then."""
 
     def __init__(
         self,
@@ -95,52 +95,57 @@ class StoreDueKeys:
         self.max_parallelism = max_parallelism
         self.groups = groups
         self.on_new = on_new
-        self.times: set[int] = set()
-        self.pending: list[tuple[int, bytes, Any]] = []  # written when the task settles
+        self.times: dict[int, set[int]] = {}
+        # (key group, encoded) -> entry, written when the task settles (an item of a session
+        # or a join adds its key again: one write)
+        self.pending: dict[tuple[int, bytes], Any] = {}
 
     def add(self, index: Any, when: int) -> None:
-        if when not in self.times:
-            self.times.add(when)
+        groups = self.times.get(when)
+        if groups is None:
+            groups = self.times[when] = set()
             self.on_new(when)
-        encoded = index if index.__class__ is bytes else encode_key(index)
-        group = key_group_of(encoded, self.max_parallelism)
-        self.pending.append((group, time_bytes(when) + encoded, (index, None, None)))
+        group, encoded = locate(index, self.max_parallelism)
+        groups.add(group)
+        self.pending[(group, time_bytes(when) + encoded)] = (index, None, None)
 
     def settle(self) -> None:
         if self.pending:
-            pending, self.pending = self.pending, []
-            self.store.write(self.name, pending)
+            pending, self.pending = self.pending, {}
+            self.store.write(self.name, [(g, e, entry) for (g, e), entry in pending.items()])
 
-    def _due(self, when: int) -> Iterable[tuple[int, bytes, Any]]:
+    def keys(self, when: int) -> Iterator[Any]:
+        """The key indexes due at ``when``, read as they are iterated (the store's iterators
+        see the index as it was when each key group's read began)."""
         self.settle()
         prefix = time_bytes(when)
-        for group in self.groups:
+        for group in sorted(self.times.get(when, ())):
             for encoded, entry in self.store.scan(group, self.name, prefix):
                 if not encoded.startswith(prefix):
                     break
-                yield group, encoded, entry[0]
-
-    def keys(self, when: int) -> list[Any]:
-        return [index for _, _, index in self._due(when)]
+                yield entry[0]
 
     def drop(self, when: int) -> None:
-        gone = [(group, encoded, None) for group, encoded, _ in self._due(when)]
-        self.store.write(self.name, gone)
-        self.times.discard(when)
+        self.settle()
+        start, stop = time_bytes(when), time_bytes(when + 1)
+        groups = self.times.pop(when, ())
+        self.store.write(self.name, (), [(group, start, stop) for group in groups])
 
     def resume(self, pairs: Iterable[tuple[Any, int]]) -> None:
         """The times the restored index holds (one seek per time and key group), or, restored
         from a savepoint (which leaves the index out), the index built again from ``pairs``."""
-        self.times, found = set(), False
+        self.times = {}
         for group in self.groups:
-            start = b""
-            while (first := next(iter(self.store.scan(group, self.name, start)), None)) is not None:
-                found = True
-                when = int.from_bytes(first[0][:8], "big") - _OFFSET
+            for first in self.store.prefixes(group, self.name, 8):
+                when = int.from_bytes(first, "big") - _OFFSET
                 if when not in self.times:
-                    self.times.add(when)
+                    self.times[when] = set()
                     self.on_new(when)
-                start = time_bytes(when + 1)
-        if not found:
-            for index, when in pairs:
-                self.add(index, when)
+                self.times[when].add(group)
+        if self.times:
+            return
+        for n, (index, when) in enumerate(pairs, 1):
+            self.add(index, when)
+            if n % 10_000 == 0:
+                self.settle()
+        self.settle()

@@ -220,6 +220,12 @@ class KeyedState:
             return held
         return DueKeys(on_new)
 
+    def keyed_items(self, table: MutableMapping[Any, Any]) -> Iterator[tuple[Any, Any]]:
+        """Every (key, value) of a table from :meth:`table`."""
+        if isinstance(table, StoreTable):
+            return table.keyed_items()  # the keys are stored with the values
+        return ((self.original(index), value) for index, value in table.items())
+
     def keep_original(self, index: Any, key: Any) -> None:
         """``key`` is in a table under ``index`` (:func:`table_key`), which is not the key."""
         if index.__class__ is bytes:
@@ -244,17 +250,20 @@ class KeyedState:
     def settle(self) -> None:
         """Write back what the store tables hold (after each batch, timer and the end of the
         input, and before a checkpoint: nothing read from them is being changed then)."""
+        error = None
         for name, table in self.store_tables.items():
             try:
                 table.settle()
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                raise StateError(
-                    f"bolt '{self.component}': a value of its '{name}' state cannot be pickled "
-                    f"({exc}); keep picklable values in state"
-                ) from None
+                error = error or StateError(
+                    f"bolt '{self.component}': state '{name}': {exc}; keep picklable values "
+                    "(numbers, strings, lists, dicts, dataclasses) in state"
+                )
         for due in self.store_dues:
             due.settle()
         self.recent.clear()
+        if error is not None:  # the rest is written: only that value's change is lost
+            raise error
 
     def settle_some(self) -> None:
         """Settle the store tables whose cache grew large; call it between keys."""

@@ -39,7 +39,7 @@ import pickle
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -276,14 +276,22 @@ class RocksStore:
     def delete(self, group: int, name: str, encoded: bytes) -> None:
         self.database().delete(self._key(group, name, encoded))
 
-    def write(self, name: str, changes: list[tuple[int, bytes, Entry | None]]) -> None:
-        """Several puts (an entry) and deletes (None) of one state, in one write batch."""
+    def write(
+        self,
+        name: str,
+        changes: Iterable[tuple[int, bytes, Entry | None]],
+        ranges: Iterable[tuple[int, bytes, bytes]] = (),
+    ) -> None:
+        """Several puts (an entry) and deletes (None) of one state, and deletes of the ranges
+        ``(group, from, to)`` of its encoded keys, in one write batch."""
         batch = self._rocksdict.WriteBatch(raw_mode=True)
         for group, encoded, entry in changes:
             if entry is None:
                 batch.delete(self._key(group, name, encoded))
             else:
                 batch.put(self._key(group, name, encoded), _DUMP(entry, _PROTOCOL))
+        for group, start, stop in ranges:
+            batch.delete_range(self._key(group, name, start), self._key(group, name, stop))
         self.database().write(batch)
 
     def scan(self, group: int, name: str, start: bytes = b"") -> Iterator[tuple[bytes, Entry]]:
@@ -303,19 +311,26 @@ class RocksStore:
         finally:
             del it
 
-    def entries(self, name: str, groups: int) -> Iterator[Entry]:
-        """Every entry of one state (key groups ``0..groups-1``), read from the database as
-        it was when each key group's read began."""
+    def prefixes(self, group: int, name: str, width: int) -> Iterator[bytes]:
+        """The distinct first ``width`` bytes of one state's encoded keys in one key group, in
+        order (one seek each, on one iterator)."""
         if self.db is None:
             return
-        prefix = self._key(0, name, b"")[2:]
-        for group in range(groups):
-            start = group.to_bytes(2, "big") + prefix
-            it = self.db.iter()
-            it.seek(start)
-            while it.valid() and it.key().startswith(start):
-                yield _LOAD(it.value())
-                it.next()
+        prefix = self._key(group, name, b"")
+        it = self.db.iter()
+        try:
+            it.seek(prefix)
+            while it.valid():
+                raw = it.key()
+                if not raw.startswith(prefix):
+                    break
+                first = raw[len(prefix) : len(prefix) + width]
+                yield first
+                following = int.from_bytes(first, "big") + 1
+                if following >> (8 * width):
+                    break  # the last prefix there can be
+                it.seek(prefix + following.to_bytes(width, "big"))
+        finally:
             del it
 
     def grouped(self, now: int | None) -> Iterator[tuple[int, dict[str, Entries]]]:

@@ -25,6 +25,7 @@ other.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -32,7 +33,8 @@ from rayflow.keys import encode_key, key_group_of
 from rayflow.state.rocksdb import RocksStore
 
 CACHE_ENTRIES = 20_000
-"""Entries a table holds before :meth:`StoreTable.settle_some` writes them back."""
+"""Entries a table holds before :meth:`~rayflow.state.keyed.KeyedState.settle_some` writes
+them back."""
 
 _ABSENT = object()
 
@@ -47,6 +49,16 @@ def table_key(key: Any) -> Any:
     """
     cls = key.__class__
     return key if cls is str or cls is int else encode_key(key)
+
+
+def locate(index: Any, max_parallelism: int) -> tuple[int, bytes]:
+    """(key group, encoded key) of a table's index.
+
+    >>> locate("cow", 128) == (key_group_of(b"scow", 128), b"scow")
+    True
+    """
+    encoded = index if index.__class__ is bytes else encode_key(index)
+    return key_group_of(encoded, max_parallelism), encoded
 
 
 class StoreTable(MutableMapping[Any, Any]):
@@ -71,8 +83,7 @@ class StoreTable(MutableMapping[Any, Any]):
     def _held(self, index: Any) -> list[Any]:
         held = self.cache.get(index)
         if held is None:
-            encoded = index if index.__class__ is bytes else encode_key(index)
-            group = key_group_of(encoded, self.max_parallelism)
+            group, encoded = locate(index, self.max_parallelism)
             entry = self.store.get(group, self.name, encoded)
             if entry is None:
                 held = [None, _ABSENT, False, group, encoded]
@@ -107,9 +118,10 @@ class StoreTable(MutableMapping[Any, Any]):
         held[1] = _ABSENT
 
     def key_of(self, index: Any, default: Any = None) -> Any:
-        """The key stored under ``index`` (``default`` when there is none)."""
+        """The key stored under ``index`` (``default`` when there is none; a key deleted since
+        the last settle is still known)."""
         held = self._held(index)
-        return default if held[1] is _ABSENT else held[0]
+        return default if held[1] is _ABSENT and not held[2] else held[0]
 
     def __iter__(self) -> Iterator[Any]:
         return (index for index, _ in self.items())
@@ -119,16 +131,22 @@ class StoreTable(MutableMapping[Any, Any]):
 
     def items(self) -> Iterator[tuple[Any, Any]]:  # type: ignore[override]
         """Every (index, value), read from the store after writing back what is held."""
+        return ((table_key(key), value) for key, value in self.keyed_items())
+
+    def keyed_items(self) -> Iterator[tuple[Any, Any]]:
+        """Every (key, value): the keys as they were set, read with their values."""
         self.settle()
-        for key, value, _expires in self.store.entries(self.name, self.max_parallelism):
-            yield table_key(key), value
+        for group in range(self.max_parallelism):
+            for _, (key, value, _expires) in self.store.scan(group, self.name):
+                yield key, value
 
     def values(self) -> Iterator[Any]:  # type: ignore[override]
         return (value for _, value in self.items())
 
     def settle(self) -> None:
         """Write back every entry read or written since the last time (its value may have
-        been changed in place), and forget them."""
+        been changed in place), and forget them. A value that cannot be pickled keeps its
+        stored one (the rest is written) and raises ``TypeError`` naming its key."""
         if not self.cache:
             return
         changes = []
@@ -137,11 +155,24 @@ class StoreTable(MutableMapping[Any, Any]):
                 changes.append((group, encoded, (key, value, None)))
             elif stored:
                 changes.append((group, encoded, None))
+        try:
+            self.store.write(self.name, changes)
+        except Exception:
+            bad = [c for c in changes if c[2] is not None and not _picklable(c[2])]
+            if not bad:
+                raise
+            self.store.write(self.name, [c for c in changes if c not in bad])
+            self.cache = {}
+            key, value = bad[0][2][0], bad[0][2][1]
+            raise TypeError(
+                f"the value of key {key!r} is a {type(value).__name__}, which cannot be pickled"
+            ) from None
         self.cache = {}
-        self.store.write(self.name, changes)
 
-    def settle_some(self) -> None:
-        """Settle if the cache is large: call it only where nothing read from the table is
-        still being changed (between keys)."""
-        if len(self.cache) > CACHE_ENTRIES:
-            self.settle()
+
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return False
+    return True

@@ -173,10 +173,9 @@ class FinalHead(KeyedHead):
                 self.failed(i, exc)
 
     def on_end(self) -> None:
-        original = self.state.original
         self.out, self.origins, self.out_ts = [], [], None
-        for at, result in self.table.items():
-            self.put((original(at), result), None, None)
+        for key, result in self.state.keyed_items(self.table):
+            self.put((key, result), None, None)
         self.send()
 
 
@@ -293,7 +292,7 @@ class ProcessHead(KeyedHead):
         if payload[0] == "process":  # one key's timer, from a checkpoint of an earlier version
             self.fire(payload[1], timer.timestamp)
             return
-        keys = self.due.keys(timer.timestamp)
+        keys = list(self.due.keys(timer.timestamp))
         self.due.drop(timer.timestamp)  # before firing: on_timer may set this time again
         for at in keys:
             self.fire(at, timer.timestamp)
@@ -305,12 +304,12 @@ class ProcessHead(KeyedHead):
         pending = self.timers.get(at)
         if not pending or timestamp not in pending:
             return
+        key = self.state.original(at)  # before the entry (which may keep the key) goes
         pending.remove(timestamp)
         if not pending:
             del self.timers[at]
         if self.on_timer_fn is None:
             return
-        key = self.state.original(at)
         ctx = self.ctx
         ctx.key, ctx.timestamp, self.origin = key, timestamp, None
         self.out, self.origins = [], []

@@ -17,7 +17,7 @@ from rayflow.state import tables
 from rayflow.state.backends import open_store
 from rayflow.state.due import DueKeys, StoreDueKeys
 from rayflow.state.incremental import take_local
-from rayflow.state.keyed import KeyedState
+from rayflow.state.keyed import KeyedState, StateError
 from rayflow.state.rocksdb import RocksStore
 from rayflow.state.tables import StoreTable
 
@@ -108,7 +108,8 @@ def test_due_keys_live_in_the_store_and_savepoints_leave_them_out(tmp_path: Path
     assert timers == [-1000, 0, 1000]  # one timer per distinct time
     assert sorted(due.keys(0)) == sorted(f"k{i}" for i in range(1, 100, 3))
     due.drop(0)
-    assert due.keys(0) == [] and len(due.keys(1_000)) == 33
+    assert list(due.keys(0)) == [] and len(list(due.keys(1_000))) == 33
+    assert len(list(due.keys(-1_000))) == 34  # the range deleted was that time's only
     assert stored(state, "~window")  # in the store...
     assert all("~window" not in states for states in map(_unpickled, state.snapshot().values()))
     state.close()  # ...and not in the full form a savepoint is
@@ -154,7 +155,7 @@ def test_a_restored_rocksdb_checkpoint_brings_its_due_keys_a_savepoint_rebuilds_
     from_savepoint.restore(savepoint)
     rebuilt = from_savepoint.due("window", range(GROUPS), timers.append)
     rebuilt.resume(iter([("k1", 10_000), ("k2", 20_000)]))
-    assert rebuilt.keys(10_000) == ["k1"] and rebuilt.keys(20_000) == ["k2"]
+    assert list(rebuilt.keys(10_000)) == ["k1"] and list(rebuilt.keys(20_000)) == ["k2"]
     from_savepoint.close()
 
 
@@ -163,4 +164,29 @@ def test_the_memory_backend_keeps_due_keys_in_a_dict(tmp_path: Path) -> None:
     due = state.due("window", range(GROUPS), lambda when: None)
     assert isinstance(due, DueKeys)
     due.add("a", 5)
-    assert state.store.empty and due.keys(5) == ["a"]
+    assert state.store.empty and list(due.keys(5)) == ["a"]
+
+
+def test_an_unpicklable_value_is_named_and_the_rest_of_the_batch_is_written(
+    tmp_path: Path,
+) -> None:
+    state = keyed(tmp_path)
+    table = state.table("reduce")
+    table["good"] = 1
+    table["bad"] = lambda: None  # cannot be pickled
+    with pytest.raises(StateError, match=r"'bad'.*function"):
+        state.settle()
+    assert {key for key, _ in stored(state, "reduce").values()} == {"good"}
+    state.close()
+
+
+def test_a_key_deleted_before_the_table_settles_is_still_known(tmp_path: Path) -> None:
+    state = keyed(tmp_path)
+    table = state.table("process.timers")
+    index = tables.table_key(("a", 1))
+    state.keep_original(index, ("a", 1))
+    table[index] = [5]
+    state.settle()  # the key now lives only with its entry
+    del table[index]
+    assert state.original(index) == ("a", 1)
+    state.close()

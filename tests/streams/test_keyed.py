@@ -119,6 +119,21 @@ def test_process_with_state_timestamps_and_event_time_timers() -> None:
     ]
 
 
+def test_process_timers_of_tuple_keys_get_their_key_back() -> None:
+    def on_item(ctx: Any, item: tuple[str, int]) -> None:
+        ctx.state.value("seen", default=0).set(1)
+        ctx.register_timer(ctx.timestamp + 10)
+
+    def on_timer(ctx: Any, ts: int) -> None:
+        ctx.emit((ts, ctx.key, ctx.state.value("seen", default=0).get()))
+
+    flow = Flow("process-tuple-keys")
+    events = flow.source([("a", 1), ("b", 2)]).with_timestamps(lambda e: e[1])
+    events.key_by(lambda e: (e[0], 1.0)).process(on_item, on_timer=on_timer).collect("out")
+    out = testing.run(flow).outputs["out"]
+    assert sorted(out) == [(("a", 1.0), (11, ("a", 1.0), 1)), (("b", 1.0), (12, ("b", 1.0), 1))]
+
+
 def test_process_timers_in_processing_time() -> None:
     clock = ManualClock(start=10_000)
 

@@ -109,10 +109,14 @@ class Snapshots:
         task = self.task
         started = time.perf_counter()
         keyed = task.user.keyed_state()
-        if keyed is not None:
-            keyed.settle()
         # savepoints and the final checkpoint: the full form that either backend restores
         portable = checkpoint_id == FINAL or is_savepoint(where)
+        try:
+            if keyed is not None:
+                keyed.settle()  # what the Streams operators' tables hold, into the store
+        except Exception as exc:
+            self._failed(checkpoint_id, exc)
+            return
         if keyed is not None and keyed.empty:
             if not portable:  # this checkpoint references nothing the next could build on
                 keyed.store.restart_increments()
@@ -137,8 +141,7 @@ class Snapshots:
             if part is not None:  # its part is never written: the next one is a base
                 keyed.store.force_full = True  # type: ignore[union-attr]
                 keyed.store.writes.finished(chain[-1]["path"], False)  # type: ignore[union-attr, index]
-            task.report.user_error("snapshot", exc, count=0)
-            self.record(checkpoint_id, {"error": f"{task.name}: snapshot failed: {exc}"})
+            self._failed(checkpoint_id, exc)
             return
         sync_seconds = time.perf_counter() - started
         assert task.loop is not None
@@ -164,6 +167,10 @@ class Snapshots:
             self.record(checkpoint_id, info)
 
         write.add_done_callback(written)
+
+    def _failed(self, checkpoint_id: int, exc: Exception) -> None:
+        self.task.report.user_error("snapshot", exc, count=0)
+        self.record(checkpoint_id, {"error": f"{self.task.name}: snapshot failed: {exc}"})
 
     def _write(
         self,
