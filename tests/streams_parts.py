@@ -55,10 +55,11 @@ def counting_flow(out: str, items: list[Any], parallelism: int = 2, **config: An
     return flow
 
 
-def windowed_flow(out: str, items: list[Any], parallelism: int = 2, **config: Any) -> Flow:
-    """(word, ts) events -> 1 s tumbling event-time counts per word -> a transactional sink."""
+def per_second_flow(out: str, items: list[Any], by: str, **config: Any) -> Flow:
+    """(word, ts) events -> event-time counts per word and second -> a transactional sink, the
+    counts made ``by`` a 1 s tumbling ``window`` or by ``process`` with per-key timers."""
     flow = Flow(
-        "streams-windows-exactly",
+        f"streams-{by}-exactly",
         config={
             "reliability": "exactly_once",
             "checkpoint.interval": "300ms",
@@ -68,15 +69,15 @@ def windowed_flow(out: str, items: list[Any], parallelism: int = 2, **config: An
             **config,
         },
     )
-    (
-        flow.source(Events, kwargs={"items": items}, name="events")
-        .with_timestamps(second, "500ms")
-        .key_by(first)
-        .window({"type": "tumbling", "size": "1s"}, name="per_second", parallelism=parallelism)
-        .count()
-        .map(lambda r: (r[0], r[1].start, r[2]))
-        .sink(FileSink, kwargs={"path": os.path.join(out, "files")}, name="sink")
-    )
+    keyed = flow.source(Events, kwargs={"items": items}, name="events")
+    keyed = keyed.with_timestamps(second, "500ms").key_by(first)
+    if by == "window":
+        counts = keyed.window({"type": "tumbling", "size": "1s"}, name="per_second", parallelism=2)
+        rows = counts.count().map(lambda r: (r[0], r[1].start, r[2]))
+    else:
+        per_second = keyed.process(count_in_second, emit_second, name="per_second", parallelism=2)
+        rows = per_second.map(lambda r: (r[0], r[1][0], r[1][1]))
+    rows.sink(FileSink, kwargs={"path": os.path.join(out, "files")}, name="sink")
     return flow
 
 
@@ -95,30 +96,6 @@ def emit_second(ctx: Any, timestamp: int) -> None:
     second = timestamp - 999
     ctx.emit((second, counts[second]))
     del counts[second]
-
-
-def timers_flow(out: str, items: list[Any], parallelism: int = 2, **config: Any) -> Flow:
-    """The windowed flow's counts made by ``process`` with per-key timers."""
-    flow = Flow(
-        "streams-timers-exactly",
-        config={
-            "reliability": "exactly_once",
-            "checkpoint.interval": "300ms",
-            "checkpoint.storage": os.path.join(out, "checkpoints"),
-            "batch.size": 16,
-            "watermark.interval": "50ms",
-            **config,
-        },
-    )
-    (
-        flow.source(Events, kwargs={"items": items}, name="events")
-        .with_timestamps(second, "500ms")
-        .key_by(first)
-        .process(count_in_second, emit_second, name="per_second", parallelism=parallelism)
-        .map(lambda r: (r[0], r[1][0], r[1][1]))
-        .sink(FileSink, kwargs={"path": os.path.join(out, "files")}, name="sink")
-    )
-    return flow
 
 
 def timed_events(n: int, pause_every: int, pause: float) -> list[Any]:

@@ -15,9 +15,8 @@ from tests.exactly_once import expected_rows
 from tests.streams_parts import (
     committed_items,
     counting_flow,
+    per_second_flow,
     timed_events,
-    timers_flow,
-    windowed_flow,
 )
 
 pytestmark = pytest.mark.ray
@@ -71,37 +70,21 @@ def test_map_state_survives_killed_tasks_under_exactly_once(
     assert committed_items(str(tmp_path)) == expected_rows(items)
 
 
-@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
-def test_windows_survive_killed_tasks_under_exactly_once(
-    ray_session: str, tmp_path: Any, backend: str
+@pytest.mark.parametrize(
+    "by, backend", [("window", "memory"), ("window", "rocksdb"), ("process", "rocksdb")]
+)
+def test_per_second_counts_survive_killed_tasks_under_exactly_once(
+    ray_session: str, tmp_path: Any, by: str, backend: str
 ) -> None:
-    """The windows' accumulators are a table: dicts on memory, RocksDB entries on rocksdb."""
+    """A window's accumulators, or process's map state and per-key event-time timers (kept per
+    timestamp), through kills: dicts on memory, RocksDB entries on rocksdb; every (word, second)
+    count is committed once, exactly."""
     from rayflow.launchers import embedded
     from tests.reliability import killing_tasks
 
     items = timed_events(1200, 40, 0.1)
-    flow = windowed_flow(str(tmp_path), items, **{"task.restarts": 1000, "state.backend": backend})
-    expected = Counter()
-    for word, ts in (i for i in items if isinstance(i, tuple)):
-        expected[(word, ts - ts % 1000)] += 1
-    killed = {"per_second.map", "events.with_timestamps.key_by"}
-    with killing_tasks(killed, max_kills=KILLS, every=0.7) as kills:
-        result = embedded.run_topology(flow.topology().build(), duration=180)
-    assert len(kills) == KILLS, f"only {len(kills)} kills happened before the run ended"
-    assert result.ended == "finished"
-    committed = committed_items(str(tmp_path))
-    assert committed == Counter({(w, start, n): 1 for (w, start), n in expected.items()})
-
-
-def test_process_timers_survive_killed_tasks_on_rocksdb(ray_session: str, tmp_path: Any) -> None:
-    """Per-key event-time timers (kept per timestamp, in RocksDB) and map state through kills:
-    every (word, second) count fires once, exactly."""
-    from rayflow.launchers import embedded
-    from tests.reliability import killing_tasks
-
-    items = timed_events(1200, 40, 0.1)
-    config = {"task.restarts": 1000, "state.backend": "rocksdb"}
-    flow = timers_flow(str(tmp_path), items, **config)
+    config = {"task.restarts": 1000, "state.backend": backend}
+    flow = per_second_flow(str(tmp_path), items, by, **config)
     expected = Counter()
     for word, ts in (i for i in items if isinstance(i, tuple)):
         expected[(word, ts - ts % 1000)] += 1
