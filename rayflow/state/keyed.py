@@ -37,7 +37,7 @@ from rayflow.spec.durations import parse_duration
 from rayflow.state.due import DueKeys, StoreDueKeys, is_derived
 from rayflow.state.rocksdb import RocksStore, copy_database, read_database
 from rayflow.state.stores import Entries, MemoryStore, Store
-from rayflow.state.tables import CACHE_ENTRIES, StoreTable, table_key
+from rayflow.state.tables import CACHE_ENTRIES, StoreTable, UnpicklableEntry, table_key
 
 _MISSING = object()
 SWEEP_ENTRIES = 10_000
@@ -100,8 +100,7 @@ class KeyedState:
         """Each key group's state, pickled (a value that cannot be pickled is named), expired
         entries left out. Tables are written in the same form as the rest, so either restores
         the other; the form does not depend on the backend. ``with_store=False``: the tables
-        only (the store is in an incremental checkpoint)."""
-        self.settle()
+        only (the store is in an incremental checkpoint). Call :meth:`settle` first."""
         now = self.expiry_time()
         groups: dict[int, dict[str, Entries]] = {}
         if with_store:  # derived states (indexes) are built again on restore
@@ -229,8 +228,8 @@ class KeyedState:
     def keep_original(self, index: Any, key: Any) -> None:
         """``key`` is in a table under ``index`` (:func:`table_key`), which is not the key."""
         if index.__class__ is bytes:
-            if self.store_tables:
-                self.recent[index] = key  # the store keeps it with the entry
+            if isinstance(self.store, RocksStore):
+                self.recent[index] = key  # until the entry, which keeps it, is written
             else:
                 self.originals[index] = key
 
@@ -241,9 +240,8 @@ class KeyedState:
         key = self.originals.get(index, _MISSING)
         if key is _MISSING:
             key = self.recent.get(index, _MISSING)
-        for table in self.store_tables.values():
-            if key is not _MISSING:
-                break
+        tables = iter(self.store_tables.values())
+        while key is _MISSING and (table := next(tables, None)) is not None:
             key = table.key_of(index, _MISSING)
         return index if key is _MISSING else key
 
@@ -254,11 +252,8 @@ class KeyedState:
         for name, table in self.store_tables.items():
             try:
                 table.settle()
-            except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                error = error or StateError(
-                    f"bolt '{self.component}': state '{name}': {exc}; keep picklable values "
-                    "(numbers, strings, lists, dicts, dataclasses) in state"
-                )
+            except UnpicklableEntry as bad:
+                error = error or self._unpicklable_value(name, bad.key, bad.value, bad.cause)
         for due in self.store_dues:
             due.settle()
         self.recent.clear()

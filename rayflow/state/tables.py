@@ -146,7 +146,7 @@ class StoreTable(MutableMapping[Any, Any]):
     def settle(self) -> None:
         """Write back every entry read or written since the last time (its value may have
         been changed in place), and forget them. A value that cannot be pickled keeps its
-        stored one (the rest is written) and raises ``TypeError`` naming its key."""
+        stored one (the rest is written) and raises :class:`UnpicklableEntry`."""
         if not self.cache:
             return
         changes = []
@@ -158,21 +158,26 @@ class StoreTable(MutableMapping[Any, Any]):
         try:
             self.store.write(self.name, changes)
         except Exception:
-            bad = [c for c in changes if c[2] is not None and not _picklable(c[2])]
-            if not bad:
-                raise
-            self.store.write(self.name, [c for c in changes if c not in bad])
             self.cache = {}
-            key, value = bad[0][2][0], bad[0][2][1]
-            raise TypeError(
-                f"the value of key {key!r} is a {type(value).__name__}, which cannot be pickled"
-            ) from None
+            bad, good = None, []
+            for change in changes:  # which one: the others are written
+                try:
+                    if change[2] is not None:
+                        pickle.dumps(change[2], pickle.HIGHEST_PROTOCOL)
+                    good.append(change)
+                except Exception as exc:
+                    bad = bad or UnpicklableEntry(change[2][0], change[2][1], exc)
+            if bad is None:
+                raise
+            self.store.write(self.name, good)
+            raise bad from None
         self.cache = {}
 
 
-def _picklable(value: Any) -> bool:
-    try:
-        pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        return False
-    return True
+class UnpicklableEntry(Exception):
+    """A table's value that cannot be pickled (so it cannot be stored): its key, the value
+    and what pickle said."""
+
+    def __init__(self, key: Any, value: Any, cause: Exception) -> None:
+        super().__init__(key, value, cause)
+        self.key, self.value, self.cause = key, value, cause
