@@ -53,6 +53,23 @@ class RaisingCount(RunningCount):
         self.emit([tup[0], count.get()])
 
 
+class FinalSnapshotFailsOnce(RunningCount):
+    """A running count whose snapshot raises once in the whole job (remembered in the file
+    ``flag``): at the end of the input, so its part of the final checkpoint fails."""
+
+    def __init__(self, flag: str) -> None:
+        self.flag, self.ended = flag, False
+
+    def cleanup(self) -> None:  # the end of the input: the final snapshot comes next
+        self.ended = True
+
+    def snapshot(self) -> None:
+        if self.ended and not os.path.exists(self.flag):
+            with open(self.flag, "w"):
+                pass
+            raise OSError("the disk is full (once)")
+
+
 def events(n: int, pause_every: int, pause: float) -> list[Any]:
     """``n`` words, pausing now and then so that a run lasts long enough for failures."""
     items: list[Any] = []

@@ -17,7 +17,11 @@ Exit codes: 0 done, 1 a task or the cluster failed, 2 a wrong topology file or a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
+import io
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -55,6 +59,9 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # `kill -USR1 <pid>`: where every thread is, on stderr (a real one: not under a test)
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -2,7 +2,8 @@
 
 It watches the tasks' counters; when none moved for ``timeout`` seconds while some task still had
 input waiting, it reports the tasks holding input they do not process (a bolt stuck in user code,
-or waiting for a downstream that does not read), instead of letting the run hang silently.
+or waiting for a downstream that does not read), instead of letting the run hang silently; and
+when some task reached the end of its input and waits for the rest, what it waits for.
 
 >>> w = StallWatch(timeout=10)
 >>> busy = [{"component": "count", "task": 0, "state": "running", "inbox": 4,
@@ -19,6 +20,14 @@ True
 ...     pending_batches=2, blocked_on=["count[0]"])
 >>> w.check([sender, held], 0.0); print(w.check([sender, held], 11.0))  # doctest: +ELLIPSIS
 no progress for 11s: ... count[0] aligns checkpoint 7, waiting for the barrier of split[1]...)
+
+A bounded run whose end does not come names what each ending task waits for, and the tasks
+that have not reached the end of their input:
+
+>>> ending = dict(busy[0], inbox=0, waits_for="the final checkpoint")
+>>> w = StallWatch(timeout=10); w.check([ending, dict(ending, task=1, waits_for=None)], 0.0)
+>>> print(w.check([ending, dict(ending, task=1, waits_for=None)], 11.0))  # doctest: +ELLIPSIS
+no progress for 11s: count[0] waits for the final checkpoint; not at its end yet: count[1] (...)
 """
 
 from __future__ import annotations
@@ -48,8 +57,10 @@ class StallWatch:
             for t in stats
             if t.get("state") == "running" and (t.get("inbox", 0) or t.get("pending_batches", 0))
         ]
+        running = [t for t in stats if t.get("state") == "running" and "component" in t]
+        ending = [t for t in running if t.get("waits_for")]
         stalled = now - self.last_progress
-        if not waiting or stalled < self.timeout or self.reported:
+        if not (waiting or ending) or stalled < self.timeout or self.reported:
             return None
         self.reported = True
         parts = []
@@ -82,6 +93,12 @@ class StallWatch:
                 parts.append(f"{name} drops what goes to {', '.join(task['dropping_to'][:3])}")
             if task.get("paused") and task.get("state") == "running":
                 parts.append(f"{name} is paused (reset, never resumed)")
+        for task in ending[:5]:
+            parts.append(f"{task['component']}[{task['task']}] waits for {task['waits_for']}")
+        if ending:
+            behind = [f"{t['component']}[{t['task']}]" for t in running if not t.get("waits_for")]
+            if behind:
+                parts.append(f"not at its end yet: {', '.join(behind[:5])}")
         return (
             f"no progress for {stalled:.0f}s: "
             + "; ".join(parts)

@@ -9,24 +9,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.commands import ROOT, rayflow
+
 WORDCOUNT = str(ROOT / "examples" / "wordcount.yaml")
 
 pytestmark = pytest.mark.ray
-
-
-def rayflow(
-    *args: str, cwd: Path | None = None, timeout: float = 180
-) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "rayflow.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd or ROOT,
-        env=env,
-    )
 
 
 def test_run_on_a_cluster_prints_exact_top_words(ray_session: str, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.exactly_once import (
     WORDS,
+    FinalSnapshotFailsOnce,
     RaisingCount,
     committed_rows,
     counting,
@@ -74,6 +75,24 @@ def test_a_transient_raise_recovers_from_the_checkpoint_and_the_output_stays_exa
     (failure,) = deployment.failures  # type: ignore[attr-defined]
     assert "a transient fault at w3" in failure["error"]
     assert "RaisingCount.process" in failure["error"] and "Traceback" in failure["traceback"]
+    assert committed_rows(str(tmp_path)) == expected_rows(fast, slow)
+
+
+def test_a_failed_final_snapshot_recovers_and_the_run_ends_with_exact_output(
+    ray_session: str, tmp_path: Path
+) -> None:
+    """A task's part of the final checkpoint fails (its snapshot raises at the end of the
+    input): the job recovers from the last checkpoint and ends, instead of waiting for that
+    part for ever, and the committed output stays exact."""
+    flag = tmp_path / "failed"
+    fast, slow = events(300, 40, 0.05), events(80, 10, 0.05)
+    count = (FinalSnapshotFailsOnce, {"flag": str(flag)})
+    deployment = _deployment(counting(str(tmp_path), fast, slow, 2, count=count).build())
+    run_deployment(deployment)
+    assert flag.exists(), "the fault happened"
+    assert deployment.recoveries == 1  # type: ignore[attr-defined]
+    (failure,) = deployment.failures  # type: ignore[attr-defined]
+    assert "its final snapshot failed" in failure["error"] and "disk is full" in failure["error"]
     assert committed_rows(str(tmp_path)) == expected_rows(fast, slow)
 
 
@@ -277,17 +296,14 @@ def test_event_time_windows_exactly_once_despite_killed_tasks(
 def test_the_exactly_once_example(ray_session: str, tmp_path: Path) -> None:
     """examples/exactly_once.yaml through `rayflow run`: every milestone line, exactly once."""
     import json
-    import subprocess
-    import sys
 
     from examples.wordcount import SENTENCES
+    from tests.commands import rayflow
 
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-m", "rayflow.cli", "run", str(root / "examples" / "exactly_once.yaml"),
-         "-D", "LIMIT=20000", "-D", "EVERY=500", "-D", f"OUT={tmp_path / 'out'}",
-         "-D", f"CHECKPOINTS={tmp_path / 'ckpt'}", "--address", ray_session, "--no-ui"],
-        capture_output=True, text=True, timeout=300, cwd=root,
+    done = rayflow(
+        "run", "examples/exactly_once.yaml", "-D", "LIMIT=20000", "-D", "EVERY=500",
+        "-D", f"OUT={tmp_path / 'out'}", "-D", f"CHECKPOINTS={tmp_path / 'ckpt'}",
+        "-c", "stall.timeout=20s", "--address", ray_session, "--no-ui", timeout=200,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     totals = Counter(w for i in range(20000) for w in SENTENCES[i % 5].split())

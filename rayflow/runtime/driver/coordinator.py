@@ -92,6 +92,9 @@ class CheckpointCoordinator:
         self.final_from: dict[TaskKey, dict[str, Any]] = {}
         self.final_sent = False
         self.final: PendingCheckpoint | None = None
+        # Tasks whose final snapshot failed -> why: the deployment recovers them (a bounded run
+        # would otherwise wait for their part of the final checkpoint for ever).
+        self.final_failed: dict[TaskKey, str] = {}
         self.lock = threading.Lock()
 
     def skip_taken(self) -> None:
@@ -307,6 +310,7 @@ class CheckpointCoordinator:
                 self.final_refs[actor.checkpoint_result.remote(key, FINAL)] = key
             elif "error" in info:
                 log.error("%s: the final snapshot failed: %s", key, info["error"])
+                self.final_failed[key] = info["error"]
             else:
                 self.final_from[key] = info
         if self.final is not None and len(self.final_from) == len(self.deployment.tasks):
@@ -321,6 +325,12 @@ class CheckpointCoordinator:
             self.final_sent = True
             self._notify("checkpoint_complete", FINAL)
             log.warning("%s: every task reached the end; final commit", self.deployment.spec.name)
+
+    def take_final_failures(self) -> dict[TaskKey, str]:
+        """The tasks whose final snapshot failed since the last call, and why."""
+        with self.lock:
+            failed, self.final_failed = self.final_failed, {}
+        return failed
 
     # ------------------------------------------------------------- recovery
     def restore_plan(self, key: TaskKey) -> dict[str, Any] | None:

@@ -434,6 +434,8 @@ class RayDeployment:
         """
         if self.checkpoints is not None:
             self.checkpoints.tick()
+            for key, why in self.checkpoints.take_final_failures().items():  # recover, again
+                self._schedule_restart(key, TaskError(*key, f"its final snapshot failed: {why}"))
         self._restart_due()
         pending = [ref for ref, key in self.runs.items() if key not in self.results]
         if not pending:

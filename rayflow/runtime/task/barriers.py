@@ -22,6 +22,13 @@ A late barrier of an aborted checkpoint does not count for the one being aligned
 []
 >>> aligner.on_barrier(b, (3, "/chk-3")); aligned[1:]
 [(3, '/chk-3')]
+
+Nor does one whose abort came first (the coordinator tells every task at once, so a task can
+learn of it before the barrier reaches it): holding an input for it would stall the stream.
+
+>>> aligner.abort(4); aligner.on_barrier(a, (4, "/chk-4")); aligner.holding
+False
+{}
 """
 
 from __future__ import annotations
@@ -126,6 +133,8 @@ class Aligner:
         if self.aligning is not None and self.aligning <= checkpoint_id:
             self.give_up()
             return True
+        # Its barrier may still be on its way here: when it comes, it counts for nothing.
+        self.last_barrier = max(self.last_barrier, checkpoint_id)
         return False
 
     def give_up(self) -> None:

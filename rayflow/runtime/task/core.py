@@ -159,6 +159,7 @@ class TaskCore:
         self.paused = False  # after a reset, until "resume"
         self.end_sent = False
         self.finishing = False  # a spout's stream ends (finish())
+        self.waits_for: str | None = None  # at the end of the input: what it waits for
 
     # ============================================================ for the hosts
     @property
@@ -271,11 +272,7 @@ class TaskCore:
             raise
         try:
             if self.exactly_once and self.is_spout and not rewindable(type(self.user.obj)):
-                raise TaskError(
-                    self.key[0],
-                    self.key[1],
-                    unrewindable(self.key[0], self.component.class_ref.path),
-                )
+                raise TaskError(*self.key, unrewindable(self.key[0], self.component.class_ref.path))
             if self.snapshots.restore_from is not None:
                 self.snapshots.restore(*self.snapshots.restore_from)
             self.state = "running"
@@ -523,6 +520,7 @@ class TaskCore:
             acking.flush_acks()
         if self.exactly_once:
             # The coordinator says where the final snapshot goes.
+            self.waits_for = "the coordinator to name its final snapshot's folder"
             await self._commands_until(lambda: snapshots.final_where is not UNTOLD)
             if commands.reset is not None:
                 return
@@ -531,6 +529,7 @@ class TaskCore:
             self.event_time.emit_watermark(MAX_TIME)
         self.collector.broadcast(END)
         self.end_sent = True
+        self.waits_for = "downstream to take its last batches"
         while not downstream.idle:
             downstream.check()
             if commands.queue:
@@ -544,6 +543,7 @@ class TaskCore:
         if self.exactly_once:
             # Done, but a sink commits its last output only once every task's final snapshot is
             # written: until then a failure elsewhere replays from the last checkpoint.
+            self.waits_for = "the final checkpoint (every task's final snapshot)"
             await self._commands_until(lambda: snapshots.final_committed)
             if commands.reset is not None:
                 return
@@ -584,6 +584,7 @@ class TaskCore:
         self.event_time.reset()  # the rewound source sets event time again as it replays
         self.end_sent = False
         self.finishing = False
+        self.waits_for = None
         old = self.user.obj
         if self.is_spout and old is not None:
             self.report.call_user(old.close, "close")  # type: ignore[union-attr]

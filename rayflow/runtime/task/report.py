@@ -163,6 +163,7 @@ class Report:
             "active": task.active,
             "paused": task.paused,
             "aligning": task.aligner.waiting_for(),
+            "waits_for": task.waits_for,  # at the end of its input
             "last_checkpoint": task.aligner.last_barrier,
             "watermark": task.event_time.watermark,
             "uptime": time.time() - self.started_at,
