@@ -213,3 +213,31 @@ def test_a_watermark_field_the_spout_lacks_is_a_topology_error_naming_it() -> No
     t.bolt("sink", ListSink).shuffle("src")
     with pytest.raises(TopologyError, match=r"watermark\.timestamp_field 'ts' is not a field"):
         testing.run(t)
+
+
+def test_an_abort_before_its_barrier_answers_the_waiters_and_the_barrier_holds_nothing() -> None:
+    """The coordinator aborts checkpoint 3 before its barrier reaches the task: whoever waits for
+    the task's record of 3 gets None at once, and the late barrier holds no input (holding it
+    would stall the sender until the end of the stream)."""
+
+    async def scenario() -> None:
+        core = _sink_core()
+        core.loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(core.checkpoint_result(3))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        core.abort_checkpoint(3)
+        assert await asyncio.wait_for(waiting, 1.0) is None
+        core.aligner.on_barrier(core.inputs.channels[("src", 0)], (3, "/chk-3"))
+        assert core.aligner.aligning is None and core.aligner.holding == {}
+
+    asyncio.run(scenario())
+
+
+def test_the_task_actor_has_one_concurrency_group_besides_the_default() -> None:
+    """Ray starts each named group's loop in a thread over the loop variable of a for loop: with
+    two groups the first may run the second's loop, and its calls then wait for ever."""
+    from rayflow.runtime.hosts.actor import TaskActor
+
+    groups = TaskActor.__ray_metadata__.concurrency_groups  # type: ignore[attr-defined]
+    assert list(groups) == ["control"] and groups["control"] >= 100

@@ -9,8 +9,8 @@ not a socket; everything else is as for a task alone.
 Data deliveries (``push``) and the task loops (``run``) share the actor's default event loop;
 ``stats`` and ``control`` run in their own concurrency group (Ray gives it its own thread and
 loop), so they answer even while deliveries are parked waiting for the loop to dequeue them;
-``checkpoint_result``, which waits until a task has checkpoint N, has a group of its own, so that
-however many tasks a chain hosts, those waits never take the slots the commands need.
+``checkpoint_result``, which waits until a task has checkpoint N, shares that group, whose slots
+are many more than the waits a chain can hold, so they never take the slots commands need.
 """
 
 from __future__ import annotations
@@ -105,9 +105,13 @@ class HostedTask:
         return core
 
 
-# "waits" holds the calls that wait on a task for long (a checkpoint's record, the final one): two
-# of them per hosted task at once, so they must not take the slots commands need.
-@ray.remote(concurrency_groups={"control": 4, "waits": 1000})
+# One concurrency group besides the default, never two: Ray (2.x) starts each group's event loop
+# in a thread whose target is a lambda over the loop variable, so with two groups the first
+# group's thread may run the second's loop ("This event loop is already running") and every call
+# of the first group then waits for ever (seen in CI: a command that never came). "control" holds
+# the commands and the calls that wait long on a task (a checkpoint's record, two per hosted task
+# at most), with slots enough for both.
+@ray.remote(concurrency_groups={"control": 1000})
 class TaskActor:
     """The tasks of one chain (often one task) in a Ray actor (see module docstring)."""
 
@@ -450,7 +454,7 @@ class TaskActor:
                 )
         return answer
 
-    @ray.method(concurrency_group="waits")
+    @ray.method(concurrency_group="control")
     async def checkpoint_result(self, key: TaskKey, checkpoint_id: int) -> dict[str, Any] | None:
         """``key``'s record of checkpoint N once it has one (see TaskCore)."""
         core = self.tasks[key].running_core()  # type: ignore[index]

@@ -243,9 +243,10 @@ class TaskCore:
         self.snapshots.record(checkpoint_id, None)
 
     def abort_checkpoint(self, checkpoint_id: int) -> None:
-        """The coordinator gave checkpoint N up (timeout): stop holding inputs for it."""
+        """The coordinator gave checkpoint N up: stop holding inputs for it; its waiters learn."""
         if self.aligner.abort(checkpoint_id):
             self.wake()
+        self.snapshots.give_up(checkpoint_id)
 
     def resume(self) -> None:
         """Take input (and call next_tuple) again after a reset."""
@@ -582,8 +583,7 @@ class TaskCore:
         self.generation = generation
         self.inputs.reset(generation)
         self.event_time.reset()  # the rewound source sets event time again as it replays
-        self.end_sent = False
-        self.finishing = False
+        self.end_sent = self.finishing = False
         self.waits_for = None
         old = self.user.obj
         if self.is_spout and old is not None:

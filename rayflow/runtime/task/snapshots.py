@@ -221,6 +221,12 @@ class Snapshots:
         while len(self.results) > _RESULTS_KEPT:
             del self.results[min(self.results)]
 
+    def give_up(self, checkpoint_id: int) -> None:
+        """Checkpoint N was aborted: a task that has no record of it will never have one (a
+        late barrier of N is ignored), so whoever waits for it gets None now."""
+        if checkpoint_id not in self.results:
+            self.record(checkpoint_id, None)
+
     async def result(self, checkpoint_id: int) -> dict[str, Any] | None:
         """What this task recorded for checkpoint N (file, size, timings), once it has; None
         when it gave N up (aborted, or the task was reset)."""
