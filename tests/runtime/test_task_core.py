@@ -11,6 +11,7 @@ from rayflow import TaskError, Topology, testing
 from rayflow.runtime.io.channels import OutputChannel
 from rayflow.runtime.io.messages import DATA, END
 from rayflow.runtime.task.core import TaskCore
+from rayflow.runtime.task.snapshots import FINAL
 from rayflow.testing import ListSink, TestingSpout
 from tests.helpers import BrokenPrepare, EndlessSpout, FailingBolt, SlowBolt
 
@@ -230,8 +231,20 @@ def test_an_abort_before_its_barrier_answers_the_waiters_and_the_barrier_holds_n
         assert await asyncio.wait_for(waiting, 1.0) is None
         core.aligner.on_barrier(core.inputs.channels[("src", 0)], (3, "/chk-3"))
         assert core.aligner.aligning is None and core.aligner.holding == {}
+        assert core.aligner.last_barrier == 3 and core.snapshots.results[3] is None
 
     asyncio.run(scenario())
+
+
+def test_the_final_record_outlives_the_trimming_of_old_records() -> None:
+    """A task keeps the records of its last checkpoints only; the final one (asked for last, by
+    a coordinator that may have been busy recovering) is never the one dropped."""
+    core = _sink_core()
+    core.snapshots.record(FINAL, {"finished": True})
+    for n in range(1, 40):
+        core.snapshots.record(n, None)
+    assert core.snapshots.results[FINAL] == {"finished": True}
+    assert min(n for n in core.snapshots.results if n != FINAL) == 40 - 16
 
 
 def test_the_task_actor_has_one_concurrency_group_besides_the_default() -> None:

@@ -288,9 +288,11 @@ class CheckpointCoordinator:
             where = self.storage.checkpoint_path(self.folder, checkpoint_id)
             self.final = PendingCheckpoint(checkpoint_id, where, 0.0, 0.0, {})
             self.final_from = {}
+            self.final_failed = {}  # failures of the one before: recovered already
             self.final_sent = False
         for key in keys:
             self.final_from.pop(key, None)
+            self.final_failed.pop(key, None)
             self.final_refs = {r: k for r, k in self.final_refs.items() if k != key}
             d.actors[key].control.remote(key, "final_where", self.final.where)
             self.final_refs[d.actors[key].checkpoint_result.remote(key, FINAL)] = key

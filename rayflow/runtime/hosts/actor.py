@@ -300,30 +300,17 @@ class TaskActor:
         return await asyncio.shield(self.tasks[key].outcome())
 
     @ray.method(concurrency_group="control")
-    def read_log(self, offsets: dict[str, int] | None = None, tail: int = 0) -> dict[str, Any]:
+    async def read_log(
+        self, offsets: dict[str, int] | None = None, tail: int = 0
+    ) -> dict[str, Any]:
         """This actor's log lines (what its tasks printed to stdout and logged to stderr), read
         from Ray's worker log files on its node. Pass the returned ``offsets`` back to follow;
         without an offset for a stream, ``tail`` > 0 starts that many bytes before its end (at
         a line's start)."""
         worker = ray.get_runtime_context().get_worker_id()
         folder = ray._private.worker.global_worker.node.get_logs_dir_path()
-        offsets = dict(offsets or {})
-        text = []
-        for stream in ("out", "err"):
-            for path in glob.glob(os.path.join(folder, f"worker-{worker}-*.{stream}")):
-                with open(path, "rb") as f:
-                    start = offsets.get(stream)
-                    if start is None:
-                        start = max(0, os.fstat(f.fileno()).st_size - tail) if tail > 0 else 0
-                    f.seek(start)
-                    data = f.read(LOG_CHUNK)
-                    if stream not in offsets and start > 0:  # begin at a whole line
-                        cut = data.find(b"\n") + 1
-                        data, start = data[cut:], start + cut
-                offsets[stream] = start + len(data)
-                lines = data.decode("utf-8", "replace").splitlines(keepends=True)
-                text.extend(line for line in lines if not line.startswith(RAY_MARKERS))
-        return {"text": "".join(text), "offsets": offsets}
+        # Read in a thread: the control group's one loop also serves every command.
+        return await asyncio.to_thread(_read_log, folder, worker, dict(offsets or {}), tail)
 
     @ray.method(concurrency_group="control")
     async def stats(self, key: TaskKey) -> dict[str, Any]:
@@ -468,3 +455,23 @@ class TaskActor:
         done: concurrent.futures.Future = concurrent.futures.Future()
         core.loop.call_soon_threadsafe(core.submit_control, name, arg, done)  # type: ignore[union-attr]
         return await asyncio.wrap_future(done)
+
+
+def _read_log(folder: str, worker: str, offsets: dict[str, int], tail: int) -> dict[str, Any]:
+    """TaskActor.read_log's reading, off the actor's loop."""
+    text = []
+    for stream in ("out", "err"):
+        for path in glob.glob(os.path.join(folder, f"worker-{worker}-*.{stream}")):
+            with open(path, "rb") as f:
+                start = offsets.get(stream)
+                if start is None:
+                    start = max(0, os.fstat(f.fileno()).st_size - tail) if tail > 0 else 0
+                f.seek(start)
+                data = f.read(LOG_CHUNK)
+                if stream not in offsets and start > 0:  # begin at a whole line
+                    cut = data.find(b"\n") + 1
+                    data, start = data[cut:], start + cut
+            offsets[stream] = start + len(data)
+            lines = data.decode("utf-8", "replace").splitlines(keepends=True)
+            text.extend(line for line in lines if not line.startswith(RAY_MARKERS))
+    return {"text": "".join(text), "offsets": offsets}

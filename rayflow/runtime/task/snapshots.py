@@ -218,8 +218,9 @@ class Snapshots:
         for fut in self.waiters.pop(checkpoint_id, []):
             if not fut.done():
                 fut.set_result(result)
-        while len(self.results) > _RESULTS_KEPT:
-            del self.results[min(self.results)]
+        kept = [n for n in self.results if n != FINAL]  # the final one is asked for last
+        for n in sorted(kept)[: max(0, len(kept) - _RESULTS_KEPT)]:
+            del self.results[n]
 
     def give_up(self, checkpoint_id: int) -> None:
         """Checkpoint N was aborted: a task that has no record of it will never have one (a
