@@ -33,9 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rayflow.api.components import Bolt, Timer
+from rayflow.api.stored_windows import StoredWindows, windows_in_memory
 from rayflow.api.tuple import Tuple
 from rayflow.errors import TopologyError
+from rayflow.keys import key_groups_of_task
 from rayflow.spec.windows import WindowSpec
+from rayflow.state.rocksdb import RocksStore
+from rayflow.state.stores import MemoryStore
 
 _END_OF_TIME = 2**63 - 2  # the last timer the end of the input fires
 LATE_LOG_EVERY = 60.0  # seconds between log lines about dropped late tuples
@@ -100,12 +104,27 @@ class WindowedBolt(Bolt):
         self._seen: dict[Any, int] = {}
         self._own_marks: dict[tuple[str, int], int] = {}
         self._own_watermark = -(2**63)
+        self._stored = self._store_windows(context)
+
+    def _store_windows(self, context: Any) -> StoredWindows | None:
+        """The windows in the task's RocksDB (``state.backend: rocksdb``) when they are time
+        windows keyed by the grouping's fields (so they move with their key groups); None:
+        in the bolt's own snapshot."""
+        state = self.__dict__.get("_rayflow_state")
+        store = getattr(state, "store", None)
+        keyed_as_routed = bool(self._key_fields) and tuple(self._key_fields) == tuple(
+            context.key_fields
+        )
+        if not isinstance(store, RocksStore) or self._spec.count or not keyed_as_routed:
+            return None
+        groups = key_groups_of_task(context.task_index, state.max_parallelism, context.parallelism)
+        return StoredWindows(self, store, lambda name, on_new: state.due(name, groups, on_new))
 
     # --------------------------------------------------------------- tuples
     def process(self, tup: Tuple) -> None:
         if not hasattr(self, "_spec"):
             self._windows_setup()
-        if self._copy:
+        if self._copy and self._stored is None:
             tup = Tuple(tup.values, tup.source)
         spec = self._spec
         key = tuple(tup[f] for f in self._key_fields) if self._key_fields else None
@@ -162,6 +181,9 @@ class WindowedBolt(Bolt):
             end = start + spec.size
             if self._is_late(end):
                 continue
+            if self._stored is not None:
+                self._stored.add_to_pane(key, start, end, tup)
+                continue
             pane = self._panes.get((key, start))
             if pane is None:
                 pane = self._panes[(key, start)] = _Pane(start, end)
@@ -174,6 +196,9 @@ class WindowedBolt(Bolt):
         spec = self._spec
         if self._is_late(ts + spec.gap):
             self._late(tup)
+            return
+        if self._stored is not None:
+            self._stored.add_to_session(key, ts, spec.gap, tup)  # type: ignore[arg-type]
             return
         sessions = self._sessions.setdefault(key, [])
         merged = _Pane(ts, ts + spec.gap, [tup])
@@ -221,6 +246,9 @@ class WindowedBolt(Bolt):
 
     def _fire_own(self, upto: int) -> None:
         """Own event time reached ``upto``: fire the windows it passed, retire expired ones."""
+        if self._stored is not None:
+            self._stored.fire_own(upto)
+            return
         for at, payload in sorted(self._pending_own(upto), key=lambda d: d[0]):
             self.on_timer(Timer(at, True, payload))
         lateness = self._spec.allowed_lateness
@@ -247,6 +275,30 @@ class WindowedBolt(Bolt):
             self._windows_setup()
         for name in self._STATE:
             setattr(self, name, snapshot[name])
+        self._windows_restored()
+
+    def _windows_restored(self) -> None:
+        """Move restored windows to where this backend keeps them: those of a memory-backend
+        snapshot into the store, those of a RocksDB one (restored into the memory store) out of
+        it, with their timers."""
+        if self._stored is not None:
+            self._stored.take_over(self._panes, self._sessions)
+            self._panes, self._sessions = {}, {}
+            self._stored.resume()
+            return
+        store = getattr(self.__dict__.get("_rayflow_state"), "store", None)
+        if not isinstance(store, MemoryStore):
+            return
+        panes, sessions = windows_in_memory(
+            store, lambda start, end, tuples, fired: _Pane(start, end, tuples, fired)
+        )
+        for (key, start), pane in panes.items():
+            self._panes[(key, start)] = pane
+            self._timer(pane.end - 1, ("fire", key, start))
+        for key, held in sessions.items():
+            self._sessions.setdefault(key, []).extend(held)
+            for pane in held:
+                self._timer(pane.end - 1, ("session", key, pane.end))
 
     def restore_rescaled(self, snapshots: list[Any]) -> None:
         """After a change of parallelism: the windows of the keys this task now owns, with
@@ -281,6 +333,7 @@ class WindowedBolt(Bolt):
                     self._seen[key] = snapshot["_seen"].get(key, 0)
             for source, mark in snapshot["_own_marks"].items():
                 self._own_marks[source] = max(mark, self._own_marks.get(source, mark))
+        self._windows_restored()
 
     # --------------------------------------------------------------- timers
     def on_timer(self, timer: Timer) -> None:
@@ -290,6 +343,11 @@ class WindowedBolt(Bolt):
         if what == "flush":  # own event time: the input ended, so every window closes
             self._own_watermark = _END_OF_TIME
             self._fire_own(_END_OF_TIME)
+            return
+        if (what == "due") != (self._stored is not None):
+            return  # a timer of the other backend's windows: restoring them made their own
+        if what == "due":
+            self._stored.fire_due(at)  # type: ignore[union-attr]
             return
         if what == "fire":
             pane = self._panes.get((key, at))
@@ -337,6 +395,9 @@ class WindowedBolt(Bolt):
             if not p.fired and p.end - 1 <= upto
         ]
         return due
+
+    def _fire_stored(self, key: Any, start: int, end: int, tuples: list[Tuple]) -> None:
+        self.process_window(Window(start, end, key, len(tuples)), tuples)
 
     def _fire(self, key: Any, pane: _Pane) -> None:
         pane.fired = True

@@ -1,8 +1,12 @@
-"""Windows and event time on the in-process host: results equal a reference computed here."""
+"""Windows and event time on the in-process host: results equal a reference computed here, with
+the windows in the bolt's snapshot (``memory``) and in the task's RocksDB (``rocksdb``)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +22,23 @@ from tests.windowing import (
     window_topology,
     windows_of,
 )
+
+
+@pytest.fixture(autouse=True, params=["memory", "rocksdb"])
+def state_backend(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[str]:
+    if request.param == "rocksdb":
+        init = Topology.__init__
+
+        def with_backend(self: Topology, name: str, config: Any = None, **kw: Any) -> None:
+            config = {"state.backend": "rocksdb", "state.rocksdb.dir": str(tmp_path / "state"),
+                      **(config or {})}  # fmt: skip
+            init(self, name, config, **kw)
+
+        monkeypatch.setattr(Topology, "__init__", with_backend)
+    yield request.param
+
 
 WATERMARKS = {"watermark.timestamp_field": "ts", "watermark.max_out_of_orderness": "5s"}
 

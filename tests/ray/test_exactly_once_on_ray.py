@@ -174,8 +174,10 @@ def test_a_savepoint_restores_after_chaining_is_switched(
     assert committed_rows(str(tmp_path)) == expected_rows(fast, slow)
 
 
-def _savepoint_and_stop(topology: Any, out: str, progress_rows: int = 300) -> dict[str, Any]:
-    """Run until the count executed ``progress_rows`` (or output was committed), take a
+def _savepoint_and_stop(
+    topology: Any, out: str, progress_rows: int = 300, component: str = "count"
+) -> dict[str, Any]:
+    """Run until ``component`` executed ``progress_rows`` (or output was committed), take a
     savepoint, kill the run; returns the savepoint's metadata."""
     import time
 
@@ -187,7 +189,7 @@ def _savepoint_and_stop(topology: Any, out: str, progress_rows: int = 300) -> di
         executed = sum(
             s["counters"]["executed"]
             for s in first.stats()  # type: ignore[attr-defined]
-            if s["component"] == "count"
+            if s["component"] == component
         )
         return executed >= progress_rows or sum(committed_rows(out).values()) > 0
 
@@ -256,41 +258,83 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(
     assert set(committed_rows(str(tmp_path))) == set(expected_rows(fast, slow))
 
 
-def test_event_time_windows_exactly_once_despite_killed_tasks(
-    ray_session: str, tmp_path: Path
-) -> None:
-    """Window contents and their timers are in the checkpoints: with tasks killed, the
-    committed windows equal the reference computed the plain way, each exactly once."""
-    import json
-
+def _windows(out: str, events: list, parallelism: int, config: dict[str, Any]) -> Any:
+    """Shuffled events -> keyed tumbling 10 s windows (WindowCount) -> FileSink, exactly once."""
     from rayflow import Topology
     from rayflow.connectors.files import FileSink
-    from rayflow.launchers import embedded
     from rayflow.testing import Pause
-    from tests.api.test_windows import WATERMARKS, shuffled_events
-    from tests.windowing import Events, WindowCount, reference_windows
+    from tests.api.test_windows import WATERMARKS
+    from tests.windowing import Events, WindowCount
 
-    events = shuffled_events(1200)
     items = [x for i, e in enumerate(events) for x in ((e, Pause(0.1)) if i % 40 == 39 else (e,))]
     t = Topology(
         "windows-exactly",
         config={"reliability": "exactly_once", "checkpoint.interval": "300ms", "batch.size": 16,
-                "checkpoint.storage": str(tmp_path / "checkpoints")},
+                "checkpoint.storage": os.path.join(out, "checkpoints"), **config},
     )  # fmt: skip
     t.spout("events", Events, kwargs={"items": items}, config=WATERMARKS)
     window = {"type": "tumbling", "size": "10s", "timestamp_field": "ts"}
-    t.bolt("window", WindowCount, parallelism=2, config={"window": window}).fields("events", "key")
-    t.bolt("sink", FileSink, kwargs={"path": str(tmp_path / "out")}).shuffle("window")
-    with killing_tasks({"events", "window", "sink"}, max_kills=3, every=1.0) as kills:
-        embedded.run_topology(t.build())
-    assert kills
-    rows = Counter()
-    for path in glob.glob(os.path.join(tmp_path, "out", "part-*")):
+    t.bolt("window", WindowCount, parallelism=parallelism, config={"window": window}).fields(
+        "events", "key"
+    )
+    t.bolt("sink", FileSink, kwargs={"path": os.path.join(out, "files")}).shuffle("window")
+    return t
+
+
+def _window_rows(out: str) -> Counter:
+    """The committed windows: (key, start, end, count, stamps) -> how many times."""
+    import json
+
+    rows: Counter = Counter()
+    for path in glob.glob(os.path.join(out, "files", "part-*")):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 key, start, end, count, stamps = json.loads(line)
                 rows[(key, start, end, count, tuple(stamps))] += 1
-    assert rows == reference_windows(events, 10_000)
+    return rows
+
+
+@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
+def test_event_time_windows_exactly_once_despite_killed_tasks(
+    ray_session: str, tmp_path: Path, backend: str
+) -> None:
+    """Window contents and their timers are in the checkpoints (rocksdb: the windows and the
+    index of their ends in the task's RocksDB): with tasks killed, the committed windows equal
+    the reference computed the plain way, each exactly once."""
+    from rayflow.launchers import embedded
+    from tests.api.test_windows import shuffled_events
+    from tests.windowing import reference_windows
+
+    events = shuffled_events(1200)
+    t = _windows(str(tmp_path), events, 2, _backend(backend, tmp_path))
+    with killing_tasks({"events", "window", "sink"}, max_kills=3, every=1.0) as kills:
+        embedded.run_topology(t.build())
+    assert kills
+    assert _window_rows(str(tmp_path)) == reference_windows(events, 10_000)
+
+
+@pytest.mark.parametrize("before,after,backends", [(2, 3, ("memory", "rocksdb")),
+                                                   (3, 1, ("rocksdb", "memory"))])  # fmt: skip
+def test_open_windows_move_between_backends_and_parallelisms_through_a_savepoint(
+    ray_session: str, tmp_path: Path, before: int, after: int, backends: tuple[str, str]
+) -> None:
+    """A savepoint taken with windows open, resumed with the other backend at another
+    parallelism: the windows move to where that backend keeps them, and the output equals the
+    reference."""
+    from tests.api.test_windows import shuffled_events
+    from tests.windowing import reference_windows
+
+    events = shuffled_events(1200)
+    out = str(tmp_path)
+
+    def config(backend: str) -> dict[str, Any]:
+        return {"checkpoint.interval": "1h", **_backend(backend, tmp_path)}
+
+    first = _windows(out, events, before, config(backends[0]))
+    metadata = _savepoint_and_stop(first, out, progress_rows=400, component="window")
+    assert metadata["parallelism"]["window"] == before
+    _resume(_windows(out, events, after, config(backends[1])), metadata)
+    assert _window_rows(out) == reference_windows(events, 10_000)
 
 
 def test_the_exactly_once_example(ray_session: str, tmp_path: Path) -> None:

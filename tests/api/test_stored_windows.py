@@ -1,0 +1,65 @@
+"""Where a WindowedBolt keeps its windows: in the task's RocksDB on ``state.backend: rocksdb``
+when they are time windows keyed by the grouping's fields (so they move with their key groups),
+in the bolt's own snapshot otherwise (count windows, windows keyed by other fields)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rayflow import Topology, Tuple, Window, testing
+from rayflow.api.stored_windows import PANES, SESSIONS, TUPLES
+from tests.windowing import Events, Tagger, WindowCount
+
+
+class WhereWindows(WindowCount):
+    """Emits, per window, whether it came from the store and what the bolt holds itself."""
+
+    outputs = {"default": ["key", "stored", "held", "entries", "count"], "late": ["key", "ts"]}
+
+    def process_window(self, window: Window, tuples: list[Tuple]) -> None:
+        held = len(self._panes) + len(self._sessions) + len(self._counts)
+        entries = 0
+        if self._stored is not None:  # the window's tuples and headers, in the store
+            store = self._stored.store
+            for group in self._stored.due.groups:
+                for name in (PANES, SESSIONS, TUPLES):
+                    entries += sum(1 for _ in store.scan(group, name))
+        key = window.key[0] if window.key else None
+        self.emit([key, self._stored is not None, held, entries, window.count])
+
+
+def where(window: dict[str, Any], backend: str, tmp_path: Path, key: list | None = None) -> list:
+    config = {"batch.size": 4, "state.backend": backend, "state.rocksdb.dir": str(tmp_path)}
+    t = Topology("where", config=config)
+    events = [("a", 1_000), ("b", 1_500), ("a", 2_000), ("a", 12_000), ("b", 30_000)]
+    t.spout("events", Events, kwargs={"items": events},
+            config={"watermark.timestamp_field": "ts"})  # fmt: skip
+    spec = {**window, "timestamp_field": "ts", **({"key": key} if key else {})}
+    t.bolt("window", WhereWindows, parallelism=2, config={"window": spec}).fields("events", "key")
+    t.bolt("sink", Tagger).global_("window")
+    return sorted(row[1:] for row in testing.run(t).outputs["sink"])
+
+
+@pytest.mark.parametrize(
+    "window", [{"type": "tumbling", "size": "10s"}, {"type": "session", "gap": "3s"}]
+)
+def test_keyed_time_windows_live_in_rocksdb_and_the_bolt_holds_none(
+    window: dict, tmp_path: Path
+) -> None:
+    rows = where(window, "rocksdb", tmp_path)
+    assert rows and all(stored and held == 0 for _, stored, held, _, _ in rows)
+    assert max(entries for *_, entries, _ in rows) >= 3  # a header and the window's tuples
+    in_memory = where(window, "memory", tmp_path)
+    assert all(not stored and held > 0 for _, stored, held, _, _ in in_memory)
+    counts = sorted((k, c) for k, *_, c in rows)
+    assert counts == sorted((k, c) for k, *_, c in in_memory)
+
+
+def test_count_windows_and_windows_keyed_otherwise_stay_in_the_bolt(tmp_path: Path) -> None:
+    counted = where({"type": "tumbling", "size": 2}, "rocksdb", tmp_path)
+    by_time = where({"type": "tumbling", "size": "10s"}, "rocksdb", tmp_path, key=["ts"])
+    assert counted and by_time
+    assert not any(stored for _, stored, *_ in counted + by_time)
