@@ -18,6 +18,10 @@ In one process, no Ray, through ``KeyedState`` as a bolt's ``self.state`` uses i
 5. **Streams tables**: a flow's tumbling event-time window count over ``--window-events``
    events of ``--window-keys`` keys (run in process by ``rayflow.testing``), events per second
    with each backend: on rocksdb the windows' accumulators are RocksDB entries.
+6. **Classic windows**: a ``WindowedBolt`` counting the same events in tumbling 1 s windows,
+   events per second with each backend (on rocksdb every tuple is a RocksDB entry until its
+   window fires), and the peak RSS of a child process holding ``--window-keys-held`` keys'
+   open windows of two tuples each (``--classic-held`` to change it).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import tempfile
 import time
 from typing import Any
 
-from rayflow.api.components import Spout
+from rayflow.api.components import Bolt, Spout
+from rayflow.api.tuple import Tuple
+from rayflow.api.windows import Window, WindowedBolt
 from rayflow.spec.state_settings import StoreSettings
 from rayflow.spec.yaml_limits import describe_size, parse_size
 from rayflow.state.backends import open_store
@@ -161,6 +167,80 @@ def window_rate(backend: str, events: int, keys: int, folder: str, budget: int) 
     return events / took
 
 
+class WindowedCount(WindowedBolt):
+    """The classic API's windowed count: (key, tuples) per window."""
+
+    outputs = ["key", "count"]
+
+    def process_window(self, window: Window, tuples: list[Tuple]) -> None:
+        self.emit([window.key[0], len(tuples)])  # type: ignore[index]
+
+
+class WindowTally(WindowedCount):
+    """Adds up what its windows held instead of emitting a row per window: what one end's
+    firing emits is built at once (500,000 windows ending together: 66 MiB of rows), which is
+    not what the windows held."""
+
+    def process_window(self, window: Window, tuples: list[Tuple]) -> None:
+        self.total = getattr(self, "total", 0) + len(tuples)
+
+    def collected_rows(self) -> list[tuple[int]]:
+        return [(getattr(self, "total", 0),)]
+
+
+class Total(Bolt):
+    """Adds up the counts (no row kept per window); ``testing.run`` reports the sum."""
+
+    outputs: list[str] = []
+
+    def prepare(self, context: Any) -> None:
+        self.total = 0
+
+    def process(self, tup: Tuple) -> None:
+        self.total += tup[1]
+
+    def collected_rows(self) -> list[tuple[int]]:
+        return [(self.total,)]
+
+
+def classic_windows(backend: str, events: int, keys: int, folder: str, budget: int,
+                    size: str, tally: bool = False) -> float:  # fmt: skip
+    """Seconds for ``events`` events through a keyed WindowedBolt count in process (``tally``:
+    the windows' sizes added up in the bolt, no row emitted per window)."""
+    from rayflow import Topology, testing
+
+    config = {"state.backend": backend, "state.rocksdb.dir": folder,
+              "state.rocksdb.memory": budget, "batch.size": 1024}  # fmt: skip
+    t = Topology(f"classic-windows-{backend}", config=config)
+    t.spout("events", KeyedEvents, args=(events, keys),
+            config={"watermark.timestamp_field": "ts"})  # fmt: skip
+    window = {"type": "tumbling", "size": size, "timestamp_field": "ts"}
+    bolt = WindowTally if tally else WindowedCount
+    t.bolt("window", bolt, config={"window": window}).fields("events", "key")
+    if not tally:
+        t.bolt("total", Total).global_("window")
+    start = time.perf_counter()
+    result = testing.run(t)
+    took = time.perf_counter() - start
+    counted = result.outputs["window" if tally else "total"]
+    assert counted == [(events,)], counted
+    return took
+
+
+def classic_held(
+    backend: str, keys: int, folder: str, budget: int, out: multiprocessing.Queue
+) -> None:
+    """In a child: ``keys`` keys' open windows (two tuples each, an hour long, so none fires
+    before the end); reports the RSS before and the peak (``ru_maxrss``)."""
+    import resource
+
+    base = rss()
+    classic_windows(backend, 2 * keys, keys, folder, budget, "1h", tally=True)
+    out.put((0, base))
+    out.put((keys, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    out.put(None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--access-keys", type=int, default=200_000)
@@ -170,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-events", type=int, default=400_000)
     parser.add_argument("--window-keys", type=int, default=40_000)
     parser.add_argument("--window-keys-held", type=int, default=1_000_000)
+    parser.add_argument("--classic-held", type=int, default=500_000)
     args = parser.parse_args(argv)
     budget = parse_size(args.budget)
     folder = tempfile.mkdtemp(prefix="rayflow-state-bench-")
@@ -188,6 +269,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{backend:<8} window count {rates[backend]:>12,.0f} events/s "
               f"({args.window_keys:,} keys)", flush=True)  # fmt: skip
     print(f"rocksdb / memory window count: {rates['rocksdb'] / rates['memory']:.2f}x")
+
+    for backend in ("memory", "rocksdb"):
+        took = classic_windows(backend, args.window_events, args.window_keys, folder, budget, "1s")
+        rates[backend] = args.window_events / took
+        print(f"{backend:<8} WindowedBolt count {rates[backend]:>12,.0f} events/s "
+              f"({args.window_keys:,} keys)", flush=True)  # fmt: skip
+    print(f"rocksdb / memory WindowedBolt count: {rates['rocksdb'] / rates['memory']:.2f}x")
+    for backend in ("memory", "rocksdb"):
+        (_, base), (_, peak) = memory_curve(backend, args.classic_held, folder, budget,
+                                            classic_held)  # fmt: skip
+        print(f"{backend:<8} WindowedBolt holding {args.classic_held:,} keys' windows: peak RSS "
+              f"{describe_size(peak)} (+{describe_size(peak - base)})", flush=True)  # fmt: skip
 
     cases = [("rocksdb", args.keys, grow), ("memory", args.memory_keys, grow),
              ("rocksdb", args.window_keys_held, grow_windows),

@@ -6,6 +6,9 @@ the runtime): it keeps the tuples of each open window and calls :meth:`WindowedB
 when the window closes: when the watermark passes its end (event time), when the clock does
 (processing time), or when it holds ``size`` tuples (count windows).
 
+The open windows are in the bolt's snapshot, or, with ``state.backend: rocksdb``, time windows
+keyed by the grouping's fields are in the task's RocksDB (:mod:`rayflow.api.stored_windows`).
+
 >>> from rayflow import Topology, testing
 >>> from rayflow.testing import ListSink, TestingSpout
 >>> class Events(TestingSpout):
