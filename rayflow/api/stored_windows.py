@@ -127,9 +127,15 @@ class StoredWindows:
     # ---------------------------------------------------------------- firing
     def fire_due(self, when: int) -> None:
         """Every window ending (or leaving its allowed lateness) at ``when``."""
+        error = None
         for encoded in self.due.keys(when):
-            self.fire_key(encoded, when)
+            try:
+                self.fire_key(encoded, when)
+            except Exception as exc:  # the other keys' windows still fire (as in memory)
+                error = error or exc
         self.due.drop(when)
+        if error is not None:
+            raise error
 
     def fire_own(self, upto: int) -> None:
         """Own event time reached ``upto``: what is due until then, in time order (and what
@@ -244,14 +250,19 @@ class StoredWindows:
 
     def take_over(self, panes: dict[tuple[Any, int], _Pane], sessions: dict[Any, list]) -> None:
         """Windows of a snapshot taken on the memory backend, into the store."""
+        mine = self.due.groups  # a snapshot of one task restored into several: their keys
         for (key, start), pane in panes.items():
             group, _, k = self._where(key)
+            if group not in mine:
+                continue
             for n, tup in enumerate(pane.tuples):
                 self._put_tuple(group, k, start, n, tup)
             header = [pane.end, pane.fired, len(pane.tuples)]
             self.store.put(group, PANES, k + time_bytes(start), (key, header, None))
         for key, held in sessions.items():
             group, _, k = self._where(key)
+            if group not in mine:
+                continue
             stored = []
             for pane in held:
                 for n, tup in enumerate(pane.tuples):

@@ -120,6 +120,8 @@ class WindowedBolt(Bolt):
         )
         if not isinstance(store, RocksStore) or self._spec.count or not keyed_as_routed:
             return None
+        if context.reliability == "at_least_once" and not self.auto_ack:
+            return None  # the bolt acks or anchors to its windows' tuples: keep them as they are
         groups = key_groups_of_task(context.task_index, state.max_parallelism, context.parallelism)
         return StoredWindows(self, store, lambda name, on_new: state.due(name, groups, on_new))
 

@@ -63,3 +63,27 @@ def test_count_windows_and_windows_keyed_otherwise_stay_in_the_bolt(tmp_path: Pa
     by_time = where({"type": "tumbling", "size": "10s"}, "rocksdb", tmp_path, key=["ts"])
     assert counted and by_time
     assert not any(stored for _, stored, *_ in counted + by_time)
+
+
+class FailsForB(WindowCount):
+    """Raises for key b's windows; the others' windows must still fire."""
+
+    def process_window(self, window: Window, tuples: list[Tuple]) -> None:
+        if window.key and window.key[0] == "b":
+            raise ValueError("b's window")
+        super().process_window(window, tuples)
+
+
+@pytest.mark.parametrize("backend", ["memory", "rocksdb"])
+def test_a_window_that_raises_loses_only_itself(backend: str, tmp_path: Path) -> None:
+    config = {"batch.size": 8, "state.backend": backend, "state.rocksdb.dir": str(tmp_path)}
+    t = Topology("raises", config=config)
+    events = [(k, ts) for ts in (1_000, 2_000) for k in "abcd"] + [("a", 30_000)]
+    t.spout("events", Events, kwargs={"items": events},
+            config={"watermark.timestamp_field": "ts"})  # fmt: skip
+    spec = {"type": "tumbling", "size": "10s", "timestamp_field": "ts"}
+    t.bolt("window", FailsForB, parallelism=1, config={"window": spec}).fields("events", "key")
+    t.bolt("sink", Tagger).global_("window")
+    rows = testing.run(t).outputs["sink"]
+    fired = sorted((key, start) for _, key, start, *_ in rows)
+    assert fired == [("a", 0), ("a", 30_000), ("c", 0), ("d", 0)]
