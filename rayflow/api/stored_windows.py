@@ -48,6 +48,15 @@ def _prefix(encoded: bytes) -> bytes:
     return len(encoded).to_bytes(4, "big") + encoded
 
 
+def _tuple_of(stored: tuple, sources: dict[tuple[Any, ...], TupleSource]) -> Tuple:
+    """A stored tuple back, its source shared with the others from the same place."""
+    values, *where = stored
+    source = sources.get(tuple(where))
+    if source is None:
+        source = sources[tuple(where)] = TupleSource(*where)
+    return Tuple(values, source)
+
+
 def _untime(raw: bytes) -> int:
     return int.from_bytes(raw, "big") - (1 << 63)
 
@@ -216,11 +225,7 @@ class StoredWindows:
             yield self._tuple(entry[1])
 
     def _tuple(self, stored: tuple) -> Tuple:
-        values, *where = stored
-        source = self.sources.get(tuple(where))
-        if source is None:
-            source = self.sources[tuple(where)] = TupleSource(*where)
-        return Tuple(values, source)
+        return _tuple_of(stored, self.sources)
 
     def _drop_pane(self, group: int, k: bytes, start: int, header: list) -> None:
         self.store.delete(group, PANES, k + time_bytes(start))
@@ -279,20 +284,13 @@ def windows_in_memory(
     the memory form (``make_pane(start, end, tuples, fired)``); taken out of the store."""
     sources: dict[tuple[Any, ...], TupleSource] = {}
 
-    def tuple_of(stored: tuple) -> Tuple:
-        values, *where = stored
-        source = sources.get(tuple(where))
-        if source is None:
-            source = sources[tuple(where)] = TupleSource(*where)
-        return Tuple(values, source)
-
     panes: dict[tuple[Any, int], _Pane] = {}
     sessions: dict[Any, list[_Pane]] = {}
     for states in store.groups.values():
         held = states.pop(TUPLES, {})
         parts: dict[bytes, list[Tuple]] = {}
         for encoded in sorted(held):
-            parts.setdefault(encoded[:-8], []).append(tuple_of(held[encoded][1]))
+            parts.setdefault(encoded[:-8], []).append(_tuple_of(held[encoded][1], sources))
         for at, (key, (end, fired, _), _) in states.pop(PANES, {}).items():
             start = _untime(at[-_TIME_BYTES:])
             panes[(key, start)] = make_pane(start, end, parts.get(at, []), fired)
