@@ -20,8 +20,9 @@ In one process, no Ray, through ``KeyedState`` as a bolt's ``self.state`` uses i
    with each backend: on rocksdb the windows' accumulators are RocksDB entries.
 6. **Classic windows**: a ``WindowedBolt`` counting the same events in tumbling 1 s windows,
    events per second with each backend (on rocksdb every tuple is a RocksDB entry until its
-   window fires), and the peak RSS of a child process holding ``--window-keys-held`` keys'
-   open windows of two tuples each (``--classic-held`` to change it).
+   window fires), the same in session windows of one event each (a session per event, each a
+   due-index entry written and deleted), and the peak RSS of a child process holding
+   ``--classic-held`` keys' open windows of two tuples each.
 """
 
 from __future__ import annotations
@@ -203,8 +204,13 @@ class Total(Bolt):
         return [(self.total,)]
 
 
+TUMBLING_SECOND = {"type": "tumbling", "size": "1s"}
+TUMBLING_HOUR = {"type": "tumbling", "size": "1h"}
+SESSIONS = {"type": "session", "gap": "200ms"}  # by default a key's events are 1 s apart
+
+
 def classic_windows(backend: str, events: int, keys: int, folder: str, budget: int,
-                    size: str, tally: bool = False) -> float:  # fmt: skip
+                    window: dict[str, str], tally: bool = False) -> float:  # fmt: skip
     """Seconds for ``events`` events through a keyed WindowedBolt count in process (``tally``:
     the windows' sizes added up in the bolt, no row emitted per window)."""
     from rayflow import Topology, testing
@@ -214,7 +220,7 @@ def classic_windows(backend: str, events: int, keys: int, folder: str, budget: i
     t = Topology(f"classic-windows-{backend}", config=config)
     t.spout("events", KeyedEvents, args=(events, keys),
             config={"watermark.timestamp_field": "ts"})  # fmt: skip
-    window = {"type": "tumbling", "size": size, "timestamp_field": "ts"}
+    window = {**window, "timestamp_field": "ts"}
     bolt = WindowTally if tally else WindowedCount
     t.bolt("window", bolt, config={"window": window}).fields("events", "key")
     if not tally:
@@ -235,7 +241,7 @@ def classic_held(
     import resource
 
     base = rss()
-    classic_windows(backend, 2 * keys, keys, folder, budget, "1h", tally=True)
+    classic_windows(backend, 2 * keys, keys, folder, budget, TUMBLING_HOUR, tally=True)
     out.put((0, base))
     out.put((keys, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
     out.put(None)
@@ -270,12 +276,14 @@ def main(argv: list[str] | None = None) -> int:
               f"({args.window_keys:,} keys)", flush=True)  # fmt: skip
     print(f"rocksdb / memory window count: {rates['rocksdb'] / rates['memory']:.2f}x")
 
-    for backend in ("memory", "rocksdb"):
-        took = classic_windows(backend, args.window_events, args.window_keys, folder, budget, "1s")
-        rates[backend] = args.window_events / took
-        print(f"{backend:<8} WindowedBolt count {rates[backend]:>12,.0f} events/s "
-              f"({args.window_keys:,} keys)", flush=True)  # fmt: skip
-    print(f"rocksdb / memory WindowedBolt count: {rates['rocksdb'] / rates['memory']:.2f}x")
+    for kind, window in (("count", TUMBLING_SECOND), ("session count", SESSIONS)):
+        for backend in ("memory", "rocksdb"):
+            took = classic_windows(backend, args.window_events, args.window_keys, folder, budget,
+                                   window)  # fmt: skip
+            rates[backend] = args.window_events / took
+            print(f"{backend:<8} WindowedBolt {kind} {rates[backend]:>12,.0f} events/s "
+                  f"({args.window_keys:,} keys)", flush=True)  # fmt: skip
+        print(f"rocksdb / memory WindowedBolt {kind}: {rates['rocksdb'] / rates['memory']:.2f}x")
     for backend in ("memory", "rocksdb"):
         (_, base), (_, peak) = memory_curve(backend, args.classic_held, folder, budget,
                                             classic_held)  # fmt: skip

@@ -27,6 +27,7 @@ and the memory form) and at another parallelism.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 PANES, SESSIONS, TUPLES = "window.panes", "window.sessions", "window.tuples"
 _TIME_BYTES = 8
-_DUE_HELD = 4096  # due-index entries written together
 
 
 def _prefix(encoded: bytes) -> bytes:
@@ -76,17 +76,15 @@ class StoredWindows:
         self.max_parallelism = state.max_parallelism
         self.due = due_of("window", self._timer_at)
         self.sources: dict[tuple[Any, ...], TupleSource] = {}
+        self.own_times: list[int] = []  # a heap of the due times, when the bolt keeps its own
 
     def _timer_at(self, when: int) -> None:
-        if not self.bolt._own_time:  # own event time: _fire_own looks at due.times
+        if self.bolt._own_time:  # fired by fire_own as the bolt's own event time moves
+            heapq.heappush(self.own_times, when)
+        else:
             self.bolt.register_timer(when, self.event_time, ("due", None, when))
 
     # ---------------------------------------------------------------- adding
-    def _due(self, encoded: bytes, when: int) -> None:
-        self.due.add(encoded, when)
-        if len(self.due.pending) >= _DUE_HELD:  # a classic bolt has no batch end to settle at
-            self.due.settle()
-
     def _where(self, key: Any) -> tuple[int, bytes, bytes]:
         encoded = encode_fields(key)
         return key_group_of(encoded, self.max_parallelism), encoded, _prefix(encoded)
@@ -104,7 +102,7 @@ class StoredWindows:
         entry = self.store.get(group, PANES, at)
         header = [end, False, 0] if entry is None else entry[1]
         if entry is None:
-            self._due(encoded, end - 1)
+            self.due.add(encoded, end - 1)
         self._put_tuple(group, k, start, header[2], tup)
         header[2] += 1
         self.store.put(group, PANES, at, (key, header, None))
@@ -130,7 +128,7 @@ class StoredWindows:
         sessions.append(merged)
         if self.event_time and merged[1] - 1 <= self.bolt._now():
             self._fire_session(key, merged, group, k)  # event time already passed its end
-        self._due(encoded, merged[1] - 1)
+        self.due.add(encoded, merged[1] - 1)
         self.store.put(group, SESSIONS, k, (key, sessions, None))
 
     # ---------------------------------------------------------------- firing
@@ -149,8 +147,10 @@ class StoredWindows:
     def fire_own(self, upto: int) -> None:
         """Own event time reached ``upto``: what is due until then, in time order (and what
         firing made due by then: the end of an allowed lateness)."""
-        while times := sorted(t for t in self.due.times if t <= upto):
-            for when in times:
+        times = self.own_times
+        while times and times[0] <= upto:
+            when = heapq.heappop(times)
+            if when in self.due.times:  # not fired since it was pushed
                 self.fire_due(when)
 
     def fire_key(self, encoded: bytes, when: int) -> None:
@@ -193,7 +193,7 @@ class StoredWindows:
             if not fired:
                 self._fire_pane(group, k, key, start, header)
             if self.lateness and self.event_time:
-                self._due(k[4:], end - 1 + self.lateness)
+                self.due.add(k[4:], end - 1 + self.lateness)
             else:
                 self._drop_pane(group, k, start, header)
 
@@ -201,7 +201,7 @@ class StoredWindows:
         self, sessions: list, s: list, encoded: bytes, group: int, k: bytes
     ) -> None:
         if self.lateness and self.event_time:
-            self._due(encoded, s[1] - 1 + self.lateness)
+            self.due.add(encoded, s[1] - 1 + self.lateness)
         else:
             sessions.remove(s)
             self._drop_parts(group, k, s[4])
@@ -242,6 +242,7 @@ class StoredWindows:
     def resume(self) -> None:
         """After a restore: the due index as restored, or built again from the windows (a
         savepoint leaves the index out)."""
+        self.own_times = []
         self.due.resume(self._due_pairs())
 
     def _due_pairs(self) -> Iterator[tuple[bytes, int]]:

@@ -29,6 +29,7 @@ keyed by the grouping's fields are in the task's RocksDB (:mod:`rayflow.api.stor
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -45,6 +46,29 @@ from rayflow.state.rocksdb import RocksStore
 from rayflow.state.stores import MemoryStore
 
 _END_OF_TIME = 2**63 - 2  # the last timer the end of the input fires
+
+
+def event_millis(value: Any, field_name: str) -> int:
+    """A tuple's event time as whole milliseconds: windows start, end and fire at ints, with
+    either state backend (a float or numpy timestamp is floored).
+
+    >>> event_millis(1_500.9, "ts"), event_millis(-0.5, "ts")
+    (1500, -1)
+    >>> event_millis("noon", "ts")
+    Traceback (most recent call last):
+    ...
+    TypeError: timestamp_field 'ts' holds 'noon', not milliseconds since the epoch
+    """
+    if type(value) is int:
+        return value
+    try:
+        return math.floor(value)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(
+            f"timestamp_field {field_name!r} holds {value!r}, not milliseconds since the epoch"
+        ) from None
+
+
 LATE_LOG_EVERY = 60.0  # seconds between log lines about dropped late tuples
 
 log = logging.getLogger("rayflow.windows")
@@ -137,7 +161,7 @@ class WindowedBolt(Bolt):
             self._add_counted(key, tup)
             return
         if spec.time == "event":
-            ts = tup[spec.timestamp_field]  # type: ignore[index]
+            ts = event_millis(tup[spec.timestamp_field], spec.timestamp_field)  # type: ignore[index]
             if spec.max_out_of_orderness is not None:
                 self._observe(tup, ts)
         else:
@@ -307,7 +331,7 @@ class WindowedBolt(Bolt):
 
     def restore_rescaled(self, snapshots: list[Any]) -> None:
         """After a change of parallelism: the windows of the keys this task now owns, with
-        their timers (the runtime gives every old timer to task 0 only)."""
+        their timers (after a rescale the runtime keeps only old task 0's timers)."""
         # the frozen key encoding fields grouping routes by
         from rayflow.keys import encode_fields, key_group_of, key_groups_of_task
 

@@ -57,7 +57,7 @@ class Head:
 
     def resume_timers(self) -> None:
         """After a restore: register again the timers of what this task's keyed state holds
-        now (the runtime gives a rescaled job's old timers to task 0 only)."""
+        now (after a rescale the runtime keeps only old task 0's timers)."""
 
     def failed(self, origin: int, exc: BaseException) -> None:
         """A user function raised on input row ``origin``: that item fails (see operators)."""

@@ -3,7 +3,9 @@ the windows in the bolt's snapshot (``memory``) and in the task's RocksDB (``roc
 
 from __future__ import annotations
 
+import logging
 import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,33 @@ def test_event_time_windows_equal_the_reference(window: dict, reference: object)
     rows = result.outputs["sink"]
     assert late_of(rows) == []
     assert windows_of(rows) == reference(events)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("kind", ["tumbling", "session"])
+def test_float_timestamps_fall_in_the_windows_of_their_whole_milliseconds(kind: str) -> None:
+    window = {"type": kind, "size": "10s", "gap": "3s", "timestamp_field": "ts"}
+    del window["gap" if kind == "tumbling" else "size"]
+    events = [(k, ts) for k, ts in shuffled_events() if not 20_000 <= ts % 30_000 < 25_000]
+    floats = [(k, ts + 0.75) for k, ts in events]  # floored: each falls where its int falls
+    rows = testing.run(window_topology(window, floats, spout_config=WATERMARKS)).outputs["sink"]
+    expected = testing.run(window_topology(window, events, spout_config=WATERMARKS))
+    floored = Counter(
+        (key, start, end, count, tuple(int(ts) for ts in stamps))
+        for key, start, end, count, stamps in windows_of(rows).elements()
+    )
+    assert late_of(rows) == [] and floored == windows_of(expected.outputs["sink"])
+    assert all(type(w[1]) is int and type(w[2]) is int for w in windows_of(rows))
+
+
+def test_a_timestamp_that_is_no_number_fails_its_tuple_naming_the_field(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    window = {"type": "tumbling", "size": "10s", "timestamp_field": "ts"}
+    with caplog.at_level(logging.ERROR, logger="rayflow.task"):
+        result = testing.run(window_topology(window, [("a", "noon"), ("a", 1_000)]))
+    assert windows_of(result.outputs["sink"]) == Counter({("a", 0, 10_000, 1, (1_000,)): 1})
+    assert result.counter("window", "failed") == 1
+    assert "timestamp_field 'ts' holds 'noon', not milliseconds since the epoch" in caplog.text
 
 
 def test_late_tuples_update_within_allowed_lateness_and_go_to_the_late_stream_after() -> None:

@@ -314,7 +314,8 @@ def test_event_time_windows_exactly_once_despite_killed_tasks(
 
 
 @pytest.mark.parametrize("before,after,backends", [(2, 3, ("memory", "rocksdb")),
-                                                   (3, 1, ("rocksdb", "memory"))])  # fmt: skip
+                                                   (3, 1, ("rocksdb", "memory")),
+                                                   (1, 2, ("memory", "memory"))])  # fmt: skip
 def test_open_windows_move_between_backends_and_parallelisms_through_a_savepoint(
     ray_session: str, tmp_path: Path, before: int, after: int, backends: tuple[str, str]
 ) -> None:

@@ -115,6 +115,41 @@ def test_due_keys_live_in_the_store_and_savepoints_leave_them_out(tmp_path: Path
     state.close()  # ...and not in the full form a savepoint is
 
 
+def test_a_fired_time_is_deleted_key_by_key_with_what_it_gained_while_firing(
+    tmp_path: Path,
+) -> None:
+    state = keyed(tmp_path)
+    due = state.due("window", range(GROUPS), lambda when: None)
+    for i in range(10):
+        due.add(f"k{i}", 100)
+    due.add("later", 200)
+    store = state.store
+    assert isinstance(store, RocksStore)
+
+    def point_deletes() -> int:
+        return store.database().property_int_value("rocksdb.num-deletes-active-mem-table")
+
+    before = point_deletes()
+    fired = []
+    for key in due.keys(100):
+        fired.append(key)
+        if key == "k3":
+            due.add("gained", 100)  # added to the time being fired: gone with it
+    due.drop(100)
+    assert sorted(fired) == sorted(f"k{i}" for i in range(10))
+    assert [key for key, _ in stored(state, "~window").values()] == ["later"]
+    # One point delete per entry, no range tombstone (reads would step over it ever after).
+    assert point_deletes() - before == 11
+
+    for i in range(5):
+        due.add(f"m{i}", 300)
+    reading = due.keys(300)
+    next(reading)  # not read to its end (an error stopped the firing): the whole time goes
+    due.drop(300)
+    assert [key for key, _ in stored(state, "~window").values()] == ["later"]
+    state.close()
+
+
 def _unpickled(data: bytes) -> dict[str, Any]:
     import pickle
 

@@ -319,14 +319,20 @@ class Snapshots:
         keyed: dict[int, bytes] = {}
         databases: list[tuple[Path, range, Any]] = []
         timers: list[tuple[int, bool, Any]] = []
+        # One old task's file restores as it is only at the same parallelism: from 1 to N each
+        # new task reads the one file and keeps its share, as from M to N.
+        rescaled = len(states) > 1 or any(
+            state.get("parallelism", task.component.parallelism) != task.component.parallelism
+            for state in states
+        )
         for state in states:
             keyed.update({g: v for g, v in state["keyed"].items() if g in mine})
             if state.get("rocksdb_folder") is not None:
                 theirs = key_groups_of_task(state["task"], max_parallelism, state["parallelism"])
                 home = (state["rocksdb"]["files"], parent_of(plan["path"]))
                 databases.append((state["rocksdb_folder"], theirs, home))
-            if len(states) == 1 or state["task"] == 0:
-                timers.extend(state["timers"])  # after a rescale, task 0 takes the timers
+            if not rescaled or state["task"] == 0:
+                timers.extend(state["timers"])  # after a rescale, old task 0's timers
         obj = task.user.obj
         if keyed:
             obj.__dict__["_rayflow_state"].restore(keyed)  # type: ignore[union-attr]
@@ -339,7 +345,7 @@ class Snapshots:
             task.event_time.timers.register(timestamp, event_time, payload)
         self.finished_on_restore = any(state.get("final") for state in states)
         operators = [state["operator"] for state in states]
-        if len(states) == 1:
+        if states and not rescaled:
             self._call_restore(obj._restore_for, operators[0])  # type: ignore[union-attr]
         elif states:
             self._call_restore(obj._restore_rescaled_for, operators)  # type: ignore[union-attr]
