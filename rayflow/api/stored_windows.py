@@ -28,14 +28,14 @@ and the memory form) and at another parallelism.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rayflow.api.tuple import Tuple, TupleSource
 from rayflow.keys import encode_fields, key_group_of
 from rayflow.state.due import time_bytes
 from rayflow.state.rocksdb import RocksStore
-from rayflow.state.stores import MemoryStore
+from rayflow.state.stores import MemoryStore, Store
 
 if TYPE_CHECKING:
     from rayflow.api.windows import WindowedBolt, _Pane
@@ -279,25 +279,37 @@ class StoredWindows:
 
 
 def windows_in_memory(
-    store: MemoryStore, make_pane: Callable[..., _Pane]
+    store: Store, groups: Iterable[int], make_pane: Callable[..., _Pane]
 ) -> tuple[dict[tuple[Any, int], _Pane], dict[Any, list[_Pane]]]:
-    """Windows restored from a RocksDB task's checkpoint into the memory backend's store, in
-    the memory form (``make_pane(start, end, tuples, fired)``); taken out of the store."""
+    """Windows of the stored form that a restore put into ``store`` (a RocksDB task's
+    checkpoint restored on the memory backend, or a savepoint of windows this bolt no longer
+    keeps in RocksDB: other window fields, or count windows), in the memory form
+    (``make_pane(start, end, tuples, fired)``); taken out of the store."""
     sources: dict[tuple[Any, ...], TupleSource] = {}
-
     panes: dict[tuple[Any, int], _Pane] = {}
     sessions: dict[Any, list[_Pane]] = {}
-    for states in store.groups.values():
-        held = states.pop(TUPLES, {})
+    for group in groups:
+        held = {name: _entries(store, group, name) for name in (TUPLES, PANES, SESSIONS)}
         parts: dict[bytes, list[Tuple]] = {}
-        for encoded in sorted(held):
-            parts.setdefault(encoded[:-8], []).append(_tuple_of(held[encoded][1], sources))
-        for at, (key, (end, fired, _), _) in states.pop(PANES, {}).items():
+        for encoded in sorted(held[TUPLES]):
+            parts.setdefault(encoded[:-8], []).append(_tuple_of(held[TUPLES][encoded][1], sources))
+        for at, (key, (end, fired, _), _) in held[PANES].items():
             start = _untime(at[-_TIME_BYTES:])
             panes[(key, start)] = make_pane(start, end, parts.get(at, []), fired)
-        for k, (key, stored, _) in states.pop(SESSIONS, {}).items():
+        for k, (key, stored, _) in held[SESSIONS].items():
             sessions[key] = []
             for start, end, fired, _, held_parts in stored:
                 tuples = [t for p, _ in held_parts for t in parts.get(k + time_bytes(p), [])]
                 sessions[key].append(make_pane(start, end, tuples, fired))
+        for name, entries in held.items():
+            for encoded in entries:
+                store.delete(group, name, encoded)
     return panes, sessions
+
+
+def _entries(store: Store, group: int, name: str) -> dict[bytes, Any]:
+    if isinstance(store, RocksStore):
+        return dict(store.scan(group, name))
+    if isinstance(store, MemoryStore):
+        return dict(store.groups.get(group, {}).get(name, {}))
+    return {}

@@ -43,7 +43,6 @@ from rayflow.errors import TopologyError
 from rayflow.keys import key_groups_of_task
 from rayflow.spec.windows import WindowSpec
 from rayflow.state.rocksdb import RocksStore
-from rayflow.state.stores import MemoryStore
 
 _END_OF_TIME = 2**63 - 2  # the last timer the end of the input fires
 
@@ -315,11 +314,13 @@ class WindowedBolt(Bolt):
             self._panes, self._sessions = {}, {}
             self._stored.resume()
             return
-        store = getattr(self.__dict__.get("_rayflow_state"), "store", None)
-        if not isinstance(store, MemoryStore):
+        state = self.__dict__.get("_rayflow_state")
+        if state is None:
             return
         panes, sessions = windows_in_memory(
-            store, lambda start, end, tuples, fired: _Pane(start, end, tuples, fired)
+            state.store,
+            range(state.max_parallelism),
+            lambda start, end, tuples, fired: _Pane(start, end, tuples, fired),
         )
         for (key, start), pane in panes.items():
             self._panes[(key, start)] = pane

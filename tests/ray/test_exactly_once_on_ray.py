@@ -258,8 +258,11 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(
     assert set(committed_rows(str(tmp_path))) == set(expected_rows(fast, slow))
 
 
-def _windows(out: str, events: list, parallelism: int, config: dict[str, Any]) -> Any:
-    """Shuffled events -> keyed tumbling 10 s windows (WindowCount) -> FileSink, exactly once."""
+def _windows(
+    out: str, events: list, parallelism: int, config: dict[str, Any], shuffled: bool = False
+) -> Any:
+    """Shuffled events -> keyed tumbling 10 s windows (WindowCount) -> FileSink, exactly once;
+    ``shuffled``: the events shuffled to the windows, keyed by the window's own ``key``."""
     from rayflow import Topology
     from rayflow.connectors.files import FileSink
     from rayflow.testing import Pause
@@ -274,9 +277,10 @@ def _windows(out: str, events: list, parallelism: int, config: dict[str, Any]) -
     )  # fmt: skip
     t.spout("events", Events, kwargs={"items": items}, config=WATERMARKS)
     window = {"type": "tumbling", "size": "10s", "timestamp_field": "ts"}
-    t.bolt("window", WindowCount, parallelism=parallelism, config={"window": window}).fields(
-        "events", "key"
-    )
+    if shuffled:
+        window["key"] = ["key"]  # type: ignore[assignment]
+    bolt = t.bolt("window", WindowCount, parallelism=parallelism, config={"window": window})
+    bolt.shuffle("events") if shuffled else bolt.fields("events", "key")
     t.bolt("sink", FileSink, kwargs={"path": os.path.join(out, "files")}).shuffle("window")
     return t
 
@@ -335,6 +339,25 @@ def test_open_windows_move_between_backends_and_parallelisms_through_a_savepoint
     metadata = _savepoint_and_stop(first, out, progress_rows=400, component="window")
     assert metadata["parallelism"]["window"] == before
     _resume(_windows(out, events, after, config(backends[1])), metadata)
+    assert _window_rows(out) == reference_windows(events, 10_000)
+
+
+def test_windows_stored_in_rocksdb_move_into_a_bolt_no_longer_keyed_as_routed(
+    ray_session: str, tmp_path: Path
+) -> None:
+    """A savepoint of windows kept in RocksDB (keyed as routed), resumed with the windows
+    shuffled to one task and keyed by the window's own ``key``: the bolt now keeps them itself,
+    and the open windows move there instead of staying in RocksDB unread."""
+    from tests.api.test_windows import shuffled_events
+    from tests.windowing import reference_windows
+
+    events = shuffled_events(1200)
+    out = str(tmp_path)
+    config = {"checkpoint.interval": "1h", **_backend("rocksdb", tmp_path)}
+    metadata = _savepoint_and_stop(
+        _windows(out, events, 2, config), out, progress_rows=400, component="window"
+    )
+    _resume(_windows(out, events, 1, config, shuffled=True), metadata)
     assert _window_rows(out) == reference_windows(events, 10_000)
 
 
