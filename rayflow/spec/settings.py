@@ -154,7 +154,7 @@ class Settings:
         "most tuples per batch between tasks (fewer when rows are big: batches stay < 64 KiB)",
     )
     batch_linger: float = _knob(
-        "batch.linger.ms", 0.005, _millis, "longest a partly filled batch waits (ms or 5ms)"
+        "batch.linger.ms", 0.005, _millis, "longest a partly filled batch waits in a busy task"
     )
     channel_credits: int = _knob(
         "channel.credits", 4, _positive_int, "batches in flight per channel (backpressure)"

@@ -254,3 +254,45 @@ def test_the_task_actor_has_one_concurrency_group_besides_the_default() -> None:
 
     groups = TaskActor.__ray_metadata__.concurrency_groups  # type: ignore[attr-defined]
     assert list(groups) == ["control"] and groups["control"] >= 100
+
+
+class StampThenIdle(TestingSpout):
+    """Emits three rows stamped with the time they left, then nothing (never finishes)."""
+
+    outputs = ["sent"]
+
+    def next_tuple(self) -> None:
+        import time
+
+        if not getattr(self, "stamped", False):
+            self.stamped = True
+            for _ in range(3):
+                self.emit([time.monotonic()])
+
+
+class Delays(ListSink):
+    """Collects how long each row took from the spout."""
+
+    def process(self, tup: Any) -> None:
+        import time
+
+        self.rows.append((time.monotonic() - tup[0],))
+
+
+class PassOn(ListSink):
+    outputs = ["sent"]
+
+    def process(self, tup: Any) -> None:
+        self.emit(list(tup.values))
+
+
+def test_an_idle_task_sends_its_partly_filled_batches_without_waiting_for_the_linger() -> None:
+    # A linger far beyond the run: only an idle flush (the spout's, then the bolt's in between)
+    # gets the rows through while the run lasts.
+    t = Topology("quiet", config={"batch.size": 1000, "batch.linger.ms": "1h"})
+    t.spout("src", StampThenIdle)
+    t.bolt("middle", PassOn).shuffle("src")
+    t.bolt("sink", Delays).shuffle("middle")
+    result = testing.run(t, duration=3.0)
+    delays = [d for (d,) in result.outputs["sink"]]
+    assert len(delays) == 3 and max(delays) < 1.0, delays

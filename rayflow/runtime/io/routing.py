@@ -1,8 +1,9 @@
 """Routes: where one emitted row goes, per subscription (stream x subscribing bolt).
 
 A route holds one row buffer per target task and flushes a buffer as one batch when it reaches
-``batch.size`` rows (the task flushes partly filled ones after ``batch.linger.ms``). ``add`` is the
-per-tuple hot path: keep it to a handful of Python operations.
+``batch.size`` rows (the task flushes partly filled ones when it is idle, or after
+``batch.linger.ms`` while it is busy). ``add`` is the per-tuple hot path: keep it to a handful
+of Python operations.
 
 >>> from rayflow.runtime.io.channels import OutputChannel
 >>> sent = []

@@ -395,12 +395,12 @@ class TaskCore:
                 acking.flush_acks()
             now = time.monotonic()
             event_time.after_spout_round(now, c.spout_emits != started)
-            if now - last_flush >= linger:
-                c.flush_all()
+            idle = c.spout_emits == started
+            if idle or now - last_flush >= linger:
+                c.flush_all()  # idle: nothing else is coming now, so nothing waits for more
                 last_flush = now
-            # Nothing emitted: back off 1 ms (Storm's wait strategy); partial batches still wait
-            # for the linger time, so a trickle of tuples does not become a trickle of calls.
-            await asyncio.sleep(_IDLE_SPOUT_SLEEP if c.spout_emits == started else 0)
+            # Nothing emitted: back off 1 ms (Storm's wait strategy).
+            await asyncio.sleep(_IDLE_SPOUT_SLEEP if idle else 0)
         if commands.reset is None:
             await self._end_of_stream(spout.close)
 
@@ -439,11 +439,11 @@ class TaskCore:
             if not inbox:
                 if inputs.open == 0:
                     break
-                remaining = last_flush + linger - time.monotonic()
-                if remaining <= 0:
-                    c.flush_all()
-                    last_flush = time.monotonic()
-                    remaining = None
+                # Nothing more to do now: what waits in partial batches goes at once (under
+                # load the inbox is seldom empty, so batches still fill up).
+                c.flush_all()
+                last_flush = time.monotonic()
+                remaining = None
                 if upcoming is not None:
                     until_timer = max(0.0, (upcoming - self.clock()) / 1000)
                     remaining = until_timer if remaining is None else min(remaining, until_timer)
