@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import gc
 import glob
 import logging
 import os
@@ -30,26 +29,12 @@ from rayflow.runtime.io.handshake import HandshakeError
 from rayflow.runtime.io.messages import DATA, FEEDBACK, Transmit
 from rayflow.runtime.io.sockets import DataServer, SocketChannel
 from rayflow.runtime.io.tls import TlsFiles
+from rayflow.runtime.task import garbage
 from rayflow.runtime.task.core import TaskCore, TaskKey
 from rayflow.spec.model import TopologySpec
 
-GC_THRESHOLD = 50_000
 LOG_CHUNK = 1 << 20
 RAY_MARKERS = (":actor_name:", ":job_id:", ":task_name:")  # Ray's own lines in worker logs
-
-
-def tune_garbage_collector() -> None:
-    """Make Python's cycle collector cheap for a data plane.
-
-    Every tuple is a fresh list, and batches keep thousands alive at once, so with the default
-    threshold (700 allocations) the collector runs every few hundred tuples and walks the worker's
-    whole heap (Ray's included) each time it reaches the older generations: measured here, that
-    was most of a task's CPU. Freezing what exists at start and collecting the young generation
-    every 50,000 allocations keeps cycles collected at a small fraction of the cost.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
 def _ignore(_error: BaseException | None) -> None:
@@ -278,7 +263,7 @@ class TaskActor:
         task = self.tasks[key]
         assert task.core is not None, "connect() must be called before run()"
         if not self.gc_tuned:
-            tune_garbage_collector()
+            garbage.tune()
             self.gc_tuned = True
         ended = task.outcome()
         try:

@@ -68,6 +68,7 @@ from rayflow.runtime.task.barriers import Aligner
 from rayflow.runtime.task.commands import Commands
 from rayflow.runtime.task.downstream import Downstream
 from rayflow.runtime.task.eventtime import MAX_TIME
+from rayflow.runtime.task.garbage import collect_while_idle
 from rayflow.runtime.task.inputs import Inputs
 from rayflow.runtime.task.report import Report
 from rayflow.runtime.task.snapshots import UNTOLD, Snapshots, rewindable, unrewindable
@@ -439,11 +440,9 @@ class TaskCore:
             if not inbox:
                 if inputs.open == 0:
                     break
-                # Nothing more to do now: what waits in partial batches goes at once (under
-                # load the inbox is seldom empty, so batches still fill up).
-                c.flush_all()
-                last_flush = time.monotonic()
-                remaining = None
+                c.flush_all()  # idle: partial batches go now (under load it seldom is)
+                collect_while_idle()
+                last_flush, remaining = time.monotonic(), None
                 if upcoming is not None:
                     until_timer = max(0.0, (upcoming - self.clock()) / 1000)
                     remaining = until_timer if remaining is None else min(remaining, until_timer)
