@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from rayflow.api.tuple import Tuple, TupleSource
 from rayflow.keys import encode_fields, key_group_of
-from rayflow.state.due import time_bytes
+from rayflow.state.due import DERIVED, time_bytes
 from rayflow.state.rocksdb import RocksStore
 from rayflow.state.stores import MemoryStore, Store
 
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from rayflow.api.windows import WindowedBolt, _Pane
 
 PANES, SESSIONS, TUPLES = "window.panes", "window.sessions", "window.tuples"
+INDEX = "window"  # the due index's name (StoreDueKeys keeps it as the state DUE)
+DUE = DERIVED + INDEX
 _TIME_BYTES = 8
 
 
@@ -74,7 +76,7 @@ class StoredWindows:
         self.event_time = spec.time == "event"
         state = bolt.state
         self.max_parallelism = state.max_parallelism
-        self.due = due_of("window", self._timer_at)
+        self.due = due_of(INDEX, self._timer_at)
         self.sources: dict[tuple[Any, ...], TupleSource] = {}
         self.own_times: list[int] = []  # a heap of the due times, when the bolt keeps its own
 
@@ -289,7 +291,7 @@ def windows_in_memory(
     panes: dict[tuple[Any, int], _Pane] = {}
     sessions: dict[Any, list[_Pane]] = {}
     for group in groups:
-        held = {name: _entries(store, group, name) for name in (TUPLES, PANES, SESSIONS)}
+        held = {name: _entries(store, group, name) for name in (TUPLES, PANES, SESSIONS, DUE)}
         parts: dict[bytes, list[Tuple]] = {}
         for encoded in sorted(held[TUPLES]):
             parts.setdefault(encoded[:-8], []).append(_tuple_of(held[TUPLES][encoded][1], sources))
@@ -301,9 +303,12 @@ def windows_in_memory(
             for start, end, fired, _, held_parts in stored:
                 tuples = [t for p, _ in held_parts for t in parts.get(k + time_bytes(p), [])]
                 sessions[key].append(make_pane(start, end, tuples, fired))
-        for name, entries in held.items():
-            for encoded in entries:
-                store.delete(group, name, encoded)
+        for name, entries in held.items():  # the due index too: nothing reads it here
+            if isinstance(store, RocksStore):
+                store.write(name, [(group, encoded, None) for encoded in entries])
+            else:
+                for encoded in entries:
+                    store.delete(group, name, encoded)
     return panes, sessions
 
 

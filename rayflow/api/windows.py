@@ -61,6 +61,8 @@ def event_millis(value: Any, field_name: str) -> int:
     if type(value) is int:
         return value
     try:
+        if isinstance(value, bool):
+            raise TypeError
         return math.floor(value)
     except (TypeError, ValueError, OverflowError):
         raise TypeError(

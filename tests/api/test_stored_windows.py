@@ -87,3 +87,27 @@ def test_a_window_that_raises_loses_only_itself(backend: str, tmp_path: Path) ->
     rows = testing.run(t).outputs["sink"]
     fired = sorted((key, start) for _, key, start, *_ in rows)
     assert fired == [("a", 0), ("a", 30_000), ("c", 0), ("d", 0)]
+
+
+def test_windows_moved_out_of_rocksdb_take_their_due_index_along(tmp_path: Path) -> None:
+    from rayflow.api.stored_windows import DUE, windows_in_memory
+    from rayflow.keys import encode_fields, key_group_of
+    from rayflow.spec.state_settings import StoreSettings
+    from rayflow.state.backends import open_store
+    from rayflow.state.due import time_bytes
+
+    store = open_store(StoreSettings("rocksdb", str(tmp_path / "db")), "t/window.0")
+    encoded = encode_fields(("a",))
+    group, k = key_group_of(encoded, 16), len(encoded).to_bytes(4, "big") + encoded
+    store.put(group, PANES, k + time_bytes(0), (("a",), [10_000, False, 1], None))
+    source = ("default", "events", 0, ("key", "ts"))
+    store.put(
+        group, TUPLES, k + time_bytes(0) + (0).to_bytes(8, "big"), (None, (["a", 5], *source), None)
+    )
+    store.put(group, DUE, time_bytes(9_999) + encoded, (encoded, None, None))
+    panes, sessions = windows_in_memory(store, range(16), lambda *pane: pane)
+    ((start, end, tuples, fired),) = panes.values()
+    assert list(panes) == [(("a",), 0)] and (start, end, fired) == (0, 10_000, False)
+    assert [(t.values, t.component) for t in tuples] == [(["a", 5], "events")]
+    assert sessions == {} and list(store.grouped(None)) == []  # nothing left behind, index included
+    store.close()

@@ -296,3 +296,44 @@ def test_an_idle_task_sends_its_partly_filled_batches_without_waiting_for_the_li
     result = testing.run(t, duration=3.0)
     delays = [d for (d,) in result.outputs["sink"]]
     assert len(delays) == 3 and max(delays) < 1.0, delays
+
+
+class Trickle(TestingSpout):
+    """``k0`` .. ``k49`` at once, then a ``live`` row every other call for 2.5 s: each round
+    of the spout ends idle, so each row goes on its own, a millisecond or two apart."""
+
+    outputs = ["key"]
+
+    def next_tuple(self) -> None:
+        import time
+
+        if not hasattr(self, "until"):
+            self.until, self.calls = time.monotonic() + 2.5, 0
+            self.emit_many([[f"k{i}"] for i in range(50)])
+        elif time.monotonic() < self.until:
+            self.calls += 1
+            if self.calls % 2:
+                self.emit(["live"])
+        else:
+            self.finish()
+
+
+class ShortLived(ListSink):
+    """Keeps each key's last sight in state for 100 ms; reports the entries its store holds."""
+
+    def process(self, tup: Any) -> None:
+        self.state.value("seen", ttl=0.1).set(True)
+
+    def collected_rows(self) -> list[tuple[Any, ...]]:
+        store = self.__dict__["_rayflow_state"].store
+        return [(len(entries),) for _, states in store.grouped(None) for entries in states.values()]
+
+
+def test_expired_state_is_swept_while_rows_trickle_in_with_idle_gaps() -> None:
+    # The inbox empties between rows (each flushes at once, so the linger is never reached:
+    # set beyond the run here), and the sweep still runs.
+    t = Topology("trickle", config={"batch.size": 1000, "batch.linger.ms": "1h"})
+    t.spout("src", Trickle)
+    t.bolt("keep", ShortLived).fields("src", "key")
+    held = sum(n for (n,) in testing.run(t).outputs["keep"])
+    assert held == 1, "only the live key's state is left"

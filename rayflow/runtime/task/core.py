@@ -487,9 +487,9 @@ class TaskCore:
             if now - last_flush >= linger:
                 c.flush_all()
                 last_flush = now
-                if now >= next_sweep:
-                    user.sweep_state()
-                    next_sweep = now + STATE_SWEEP_INTERVAL
+            if now >= next_sweep:  # not with the flush: an idle inbox flushes (and resets it)
+                user.sweep_state()
+                next_sweep = now + STATE_SWEEP_INTERVAL
             await asyncio.sleep(0)  # let deliveries and credit returns in
         if commands.reset is None:
             await self._end_of_stream(bolt.cleanup)

@@ -10,7 +10,9 @@ most of a task's CPU. Freezing what exists at start and collecting the young gen
 A young pass still walks every young object alive, some milliseconds when batches wait in the
 inbox, and the tuples behind it wait that long: it set the word count's tail latency. So a task
 with nothing to do runs the pass early (:func:`collect_while_idle`), once a quarter of the
-threshold has accumulated; under load the task is seldom idle and the threshold applies as before.
+threshold has accumulated (the young generation, or the middle one when it is due; full passes
+are left to CPython's own rule); under load the task is seldom idle and the threshold applies as
+before.
 
 >>> collect_while_idle()  # not tuned (this process is no task actor): nothing to do
 False
@@ -39,9 +41,9 @@ def collect_while_idle() -> bool:
     if not _tuned or not gc.isenabled():
         return False
     counts, thresholds = gc.get_count(), gc.get_threshold()
-    if counts[0] * 4 < thresholds[0]:
+    if counts[0] * 4 < thresholds[0] or counts[2] > thresholds[2]:
+        # Too little yet, or a full pass may be due: CPython's own next pass decides that (it
+        # waits until the long-lived objects grew by a quarter, which no caller can see).
         return False
-    # As the collector itself chooses: the oldest generation whose count passed its threshold.
-    generation = 2 if counts[2] >= thresholds[2] else 1 if counts[1] >= thresholds[1] else 0
-    gc.collect(generation)
+    gc.collect(1 if counts[1] > thresholds[1] else 0)
     return True
