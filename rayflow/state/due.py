@@ -30,6 +30,7 @@ DERIVED = "~"
 """The first character of a derived state's name (an index of a table, never a user's)."""
 _OFFSET = 1 << 63  # times as unsigned big-endian: byte order is time order, negatives first
 _HELD = 4096  # index entries held back before they are written (a classic bolt has no batch end)
+_POINT_DELETES = 65_536  # a time with more entries goes by range (its keys stay out of memory)
 
 
 def is_derived(name: str) -> bool:
@@ -102,7 +103,8 @@ class StoreDueKeys:
         self.pending: dict[tuple[int, bytes], Any] = {}
         # The entries of the time being fired (read, or added while it fires), deleted one by
         # one when it is dropped: a range delete per time leaves a tombstone that every later
-        # read steps over (a session per event made reads 10x slower).
+        # read steps over (a session per event made reads 10x slower). A time with more than
+        # _POINT_DELETES entries still goes by range: remembering them all would hold its keys.
         self.firing: int | None = None
         self.fired: list[tuple[int, bytes, None]] = []
         self.all_read = False
@@ -115,7 +117,7 @@ class StoreDueKeys:
         group, encoded = locate(index, self.max_parallelism)
         groups.add(group)
         at = (group, time_bytes(when) + encoded)
-        if when == self.firing:
+        if when == self.firing and len(self.fired) <= _POINT_DELETES:
             self.fired.append((*at, None))
         self.pending[at] = (index, None, None)
         if len(self.pending) >= _HELD:
@@ -136,16 +138,17 @@ class StoreDueKeys:
             for encoded, entry in self.store.scan(group, self.name, prefix):
                 if not encoded.startswith(prefix):
                     break
-                self.fired.append((group, encoded, None))
+                if len(self.fired) <= _POINT_DELETES:
+                    self.fired.append((group, encoded, None))
                 yield entry[0]
         self.all_read = when == self.firing
 
     def drop(self, when: int) -> None:
         self.settle()
         groups = self.times.pop(when, ())
-        if when == self.firing and self.all_read:
+        if when == self.firing and self.all_read and len(self.fired) <= _POINT_DELETES:
             self.store.write(self.name, self.fired)
-        else:  # not read to its end: whatever it holds
+        else:  # not read to its end, or too many to remember: whatever it holds
             start, stop = time_bytes(when), time_bytes(when + 1)
             self.store.write(self.name, (), [(group, start, stop) for group in groups])
         self.firing, self.fired, self.all_read = None, [], False

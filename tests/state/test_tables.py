@@ -13,6 +13,7 @@ import pytest
 
 from rayflow.keys import encode_key, key_group_of, key_groups_of_task
 from rayflow.spec.state_settings import StoreSettings
+from rayflow.state import due as due_module
 from rayflow.state import tables
 from rayflow.state.backends import open_store
 from rayflow.state.due import DueKeys, StoreDueKeys
@@ -116,7 +117,7 @@ def test_due_keys_live_in_the_store_and_savepoints_leave_them_out(tmp_path: Path
 
 
 def test_a_fired_time_is_deleted_key_by_key_with_what_it_gained_while_firing(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = keyed(tmp_path)
     due = state.due("window", range(GROUPS), lambda when: None)
@@ -146,6 +147,15 @@ def test_a_fired_time_is_deleted_key_by_key_with_what_it_gained_while_firing(
     reading = due.keys(300)
     next(reading)  # not read to its end (an error stopped the firing): the whole time goes
     due.drop(300)
+    assert [key for key, _ in stored(state, "~window").values()] == ["later"]
+
+    monkeypatch.setattr(due_module, "_POINT_DELETES", 5)  # more keys than it remembers
+    for i in range(10):
+        due.add(f"n{i}", 400)
+    before = point_deletes()
+    assert len(list(due.keys(400))) == 10 and len(due.fired) == 6
+    due.drop(400)
+    assert point_deletes() == before  # by range, and all gone
     assert [key for key, _ in stored(state, "~window").values()] == ["later"]
     state.close()
 
