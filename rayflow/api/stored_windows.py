@@ -35,7 +35,7 @@ from rayflow.api.tuple import Tuple, TupleSource
 from rayflow.keys import encode_fields, key_group_of
 from rayflow.state.due import DERIVED, time_bytes
 from rayflow.state.rocksdb import RocksStore
-from rayflow.state.stores import MemoryStore, Store
+from rayflow.state.stores import Store
 
 if TYPE_CHECKING:
     from rayflow.api.windows import WindowedBolt, _Pane
@@ -291,7 +291,7 @@ def windows_in_memory(
     panes: dict[tuple[Any, int], _Pane] = {}
     sessions: dict[Any, list[_Pane]] = {}
     for group in groups:
-        held = {name: _entries(store, group, name) for name in (TUPLES, PANES, SESSIONS, DUE)}
+        held = {name: dict(store.scan(group, name)) for name in (TUPLES, PANES, SESSIONS, DUE)}
         parts: dict[bytes, list[Tuple]] = {}
         for encoded in sorted(held[TUPLES]):
             parts.setdefault(encoded[:-8], []).append(_tuple_of(held[TUPLES][encoded][1], sources))
@@ -304,17 +304,6 @@ def windows_in_memory(
                 tuples = [t for p, _ in held_parts for t in parts.get(k + time_bytes(p), [])]
                 sessions[key].append(make_pane(start, end, tuples, fired))
         for name, entries in held.items():  # the due index too: nothing reads it here
-            if isinstance(store, RocksStore):
-                store.write(name, [(group, encoded, None) for encoded in entries])
-            else:
-                for encoded in entries:
-                    store.delete(group, name, encoded)
+            for encoded in entries:
+                store.delete(group, name, encoded)
     return panes, sessions
-
-
-def _entries(store: Store, group: int, name: str) -> dict[bytes, Any]:
-    if isinstance(store, RocksStore):
-        return dict(store.scan(group, name))
-    if isinstance(store, MemoryStore):
-        return dict(store.groups.get(group, {}).get(name, {}))
-    return {}

@@ -60,14 +60,14 @@ def event_millis(value: Any, field_name: str) -> int:
     """
     if type(value) is int:
         return value
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        return math.floor(value)
-    except (TypeError, ValueError, OverflowError):
-        raise TypeError(
-            f"timestamp_field {field_name!r} holds {value!r}, not milliseconds since the epoch"
-        ) from None
+    if not isinstance(value, bool):  # a bool floors to 0 or 1: no timestamp
+        try:
+            return math.floor(value)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    raise TypeError(
+        f"timestamp_field {field_name!r} holds {value!r}, not milliseconds since the epoch"
+    )
 
 
 LATE_LOG_EVERY = 60.0  # seconds between log lines about dropped late tuples
