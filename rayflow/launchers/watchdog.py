@@ -28,6 +28,14 @@ that have not reached the end of their input:
 >>> w = StallWatch(timeout=10); w.check([ending, dict(ending, task=1, waits_for=None)], 0.0)
 >>> print(w.check([ending, dict(ending, task=1, waits_for=None)], 11.0))  # doctest: +ELLIPSIS
 no progress for 11s: count[0] waits for the final checkpoint; not at its end yet: count[1] (...)
+
+A finished bounded spout beside an unbounded one that has nothing to read is a quiet run, not a
+stuck one:
+
+>>> done = dict(ending, component="files", kind="spout")
+>>> idle = dict(ending, component="kafka", kind="spout", waits_for=None)
+>>> w = StallWatch(timeout=10); w.check([done, idle], 0.0); w.check([done, idle], 11.0) is None
+True
 """
 
 from __future__ import annotations
@@ -58,7 +66,10 @@ class StallWatch:
             if t.get("state") == "running" and (t.get("inbox", 0) or t.get("pending_batches", 0))
         ]
         running = [t for t in stats if t.get("state") == "running" and "component" in t]
-        ending = [t for t in running if t.get("waits_for")]
+        # A spout short of its end may just have nothing to read (an idle unbounded source
+        # beside a finished bounded one): the run is quiet, not stuck at its end.
+        sourcing = any(t.get("kind") == "spout" and not t.get("waits_for") for t in running)
+        ending = [] if sourcing else [t for t in running if t.get("waits_for")]
         stalled = now - self.last_progress
         if not (waiting or ending) or stalled < self.timeout or self.reported:
             return None
