@@ -11,7 +11,7 @@ from typing import Any
 from rayflow.errors import TopologyError
 from rayflow.runtime.io.channels import OutputChannel
 from rayflow.runtime.io.messages import DATA
-from rayflow.runtime.io.runs import RunBuffers
+from rayflow.runtime.io.runs import NO_RUN, RunBuffers
 
 INLINE_BYTES = 64 * 1024  # Ray passes call arguments under ~100 KiB inline, bigger ones via the
 # object store (slower, and they overtake nothing but arrive later); batches aim below this.
@@ -86,6 +86,27 @@ class Route(RunBuffers):
         add = self.add
         for row in rows:
             add(row)
+
+    def _extend(self, task: int, rows: list[Any], mark: Any = NO_RUN) -> None:
+        """Append ``rows`` to ``task``'s buffer a slice at a time (a C copy, not a step per
+        row), sent as batches of at most ``batch.size`` rows; under at-least-once ``mark``
+        names the tree(s) every one of them belongs to."""
+        start, n = 0, len(rows)
+        while start < n:
+            buf = self.bufs[task]
+            room = self.size - len(buf)
+            if room > 0:
+                if mark is not NO_RUN:
+                    self._open_run(task, mark)
+                buf.extend(rows if start == 0 and room >= n else rows[start : start + room])
+                start += room
+            if len(buf) >= self.size:
+                self._full(task)
+                task = self._filling(task)
+
+    def _filling(self, task: int) -> int:
+        """The task whose buffer takes the next rows once ``task``'s batch was sent."""
+        return task
 
     def add_direct(self, task: int, values: list[Any]) -> None:
         raise TopologyError(

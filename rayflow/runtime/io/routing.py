@@ -47,10 +47,10 @@ class SingleRoute(Route):
             self.flush(self.target)
 
     def add_many(self, rows: Iterable[list[Any]]) -> None:
-        buf = self.buf
-        buf.extend(rows)
-        if len(buf) >= self.size:
-            self.flush(self.target)
+        self._extend(self.target, rows if isinstance(rows, list) else list(rows))
+
+    def add_many_marked(self, rows: Iterable[list[Any]], mark: Any) -> None:
+        self._extend(self.target, rows if isinstance(rows, list) else list(rows), mark)
 
     def targets_of(self, values: list[Any]) -> Sequence[int]:
         return (self.target,)
@@ -119,12 +119,13 @@ class ShuffleRoute(Route):
             self._advance()
 
     def add_many(self, rows: Iterable[list[Any]]) -> None:
-        size = self.size
-        for row in rows:
-            buf = self.buf
-            buf.append(row)
-            if len(buf) >= size:
-                self._advance()
+        self._extend(self.cur, rows if isinstance(rows, list) else list(rows))
+
+    def add_many_marked(self, rows: Iterable[list[Any]], mark: Any) -> None:
+        self._extend(self.cur, rows if isinstance(rows, list) else list(rows), mark)
+
+    def _filling(self, task: int) -> int:
+        return self.cur  # a full batch moves on to the next target
 
     def make_emit(self, fast_stream: str, fallback: EmitFallback) -> Emit:
         size = self.size

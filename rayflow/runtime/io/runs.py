@@ -50,12 +50,17 @@ class RunBuffers:
         """Append a row of the tree(s) ``mark`` names to ``task``'s buffer."""
         buf = self.bufs[task]
         if self.last_mark[task] is not mark:
-            self.last_mark[task] = mark
-            self.run_starts[task].append(len(buf))
-            self.run_marks[task].append(mark)
+            self._open_run(task, mark)
         buf.append(values)
         if len(buf) >= self.size:
             self._full(task)
+
+    def _open_run(self, task: int, mark: Any) -> None:
+        """Rows of ``mark`` follow in ``task``'s buffer (unless its last run is ``mark``'s)."""
+        if self.last_mark[task] is not mark:
+            self.last_mark[task] = mark
+            self.run_starts[task].append(len(self.bufs[task]))
+            self.run_marks[task].append(mark)
 
     def _full(self, task: int) -> None:
         self.flush(task)
