@@ -85,3 +85,54 @@ def test_emit_many_under_at_least_once_keeps_the_runs_of_row_by_row_emits(
     assert sent == expected
     edges, starts, marks = sent[0][2]
     assert (starts, marks, edges) == ([0, 3], [1, 2], {1: -1, 2: -2})  # a run per mark
+
+
+def per_task(sent: list[tuple]) -> dict[int, list[tuple]]:
+    """The batches each task got, in order (tasks' batches interleave differently)."""
+    tasks: dict[int, list[tuple]] = {}
+    for task, batch, runs in sent:
+        tasks.setdefault(task, []).append((batch, runs))
+    return tasks
+
+
+@pytest.mark.parametrize("targets", [2, 3])
+def test_fields_emit_many_looks_keys_up_per_batch_and_routes_as_emits_do(targets: int) -> None:
+    words = [f"w{i % 7}" for i in range(40)]
+    batches = [
+        [[w, i] for i, w in enumerate(words)],  # new keys: row by row, filling the cache
+        [[w, -i] for i, w in enumerate(words)],  # all cached: looked up per batch
+        [[w, 0] for w in words[:20]] + [[5, 0], [(1, "t"), 0], [["l"], 0]],  # other key types
+    ]
+    one_by_one, expected = routed("FIELDS", targets)
+    for rows in batches:
+        for row in rows:
+            one_by_one.add(row)
+    one_by_one.flush_all()
+    at_once, sent = routed("FIELDS", targets)
+    spread = []
+    original = at_once._spread
+    at_once._spread = lambda rows, mark: spread.append(original(rows, mark)) or spread[-1]
+    for rows in batches:
+        at_once.add_many(rows)
+    at_once.flush_all()
+    assert spread == [False, True, False]
+    assert per_task(sent) == per_task(expected)
+    assert all(len(batch) <= BATCH for _task, batch, _runs in sent)
+
+
+def test_fields_emit_many_under_at_least_once_keeps_the_runs_of_row_by_row_emits() -> None:
+    emits = [(1, [[f"w{i % 5}"] for i in range(19)]), (2, [[f"w{i % 3}"] for i in range(30)])]
+    one_by_one, expected = routed("FIELDS", 2, tracked=True)
+    at_once, sent = routed("FIELDS", 2, tracked=True)
+    for row in emits[0][1]:
+        at_once.add(row)  # fills the cache: both emits below are looked up per batch
+    at_once.flush_all()
+    sent.clear()
+    for mark, rows in emits:
+        for row in rows:
+            one_by_one.add_marked(row, mark)
+        at_once.add_many_marked(rows, mark)
+    one_by_one.flush_all()
+    at_once.flush_all()
+    assert per_task(sent) == per_task(expected)
+    assert any(len(runs[2]) == 2 for _task, _batch, runs in sent)  # a batch with both marks
