@@ -136,3 +136,22 @@ def test_fields_emit_many_under_at_least_once_keeps_the_runs_of_row_by_row_emits
     at_once.flush_all()
     assert per_task(sent) == per_task(expected)
     assert any(len(runs[2]) == 2 for _task, _batch, runs in sent)  # a batch with both marks
+
+
+def test_fields_emit_many_routes_a_str_subclass_key_as_emit_does() -> None:
+    class Tagged(str):  # equal to "red" (a str-mixin Enum is alike), yet keyed as "tag:red"
+        def __str__(self) -> str:
+            return "tag:" + super().__str__()
+
+    for targets in (2, 3, 5):
+        one_by_one, expected = routed("FIELDS", targets)
+        at_once, sent = routed("FIELDS", targets)
+        for route in (one_by_one, at_once):
+            route.add(["red"])  # "red" cached
+        rows = [[Tagged("red")] for _ in range(20)]
+        for row in rows:
+            one_by_one.add(row)
+        at_once.add_many(rows)
+        for route in (one_by_one, at_once):
+            route.flush_all()
+        assert per_task(sent) == per_task(expected)

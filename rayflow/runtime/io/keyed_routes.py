@@ -17,6 +17,7 @@ from rayflow.runtime.io.route import Emit, EmitFallback, Route
 from rayflow.runtime.io.runs import NO_RUN, MarkedFallback
 
 _CACHE_LIMIT = 1 << 16
+_STR_ONLY = {str}
 _SPREAD_ROWS = 16  # an emit_many of fewer rows goes row by row (the batch lookup's few calls
 # cost about as much as a dozen rows)
 
@@ -117,11 +118,14 @@ class FieldsRoute(Route):
     def _spread(self, rows: list[list[Any]], mark: Any) -> bool:
         """Route a batch's rows with their keys looked up all at once, in C loops (``map``
         over the cache of str keys, ``compress``) rather than a Python step per row; False,
-        with nothing routed, when some key is not in the cache (new, or no str)."""
+        with nothing routed, when some key is no str or not in the cache yet."""
         index = self.index
+        keys = [row[index] for row in rows]
+        if set(map(type, keys)) != _STR_ONLY:
+            return False  # a str subclass (a StrEnum) equals a cached str, but routes as itself
         try:
-            tasks = list(map(self.cache.__getitem__, [row[index] for row in rows]))
-        except (KeyError, TypeError):  # TypeError: an unhashable key (a list)
+            tasks = list(map(self.cache.__getitem__, keys))
+        except KeyError:
             return False
         parts: Sequence[list[list[Any]]]
         if len(self.bufs) == 2:
