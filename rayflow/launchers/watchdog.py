@@ -33,9 +33,15 @@ A finished bounded spout beside an unbounded one that has nothing to read is a q
 stuck one:
 
 >>> done = dict(ending, component="files", kind="spout")
->>> idle = dict(ending, component="kafka", kind="spout", waits_for=None)
+>>> idle = dict(ending, component="kafka", kind="spout", waits_for=None, round_age=0.001)
 >>> w = StallWatch(timeout=10); w.check([done, idle], 0.0); w.check([done, idle], 11.0) is None
 True
+
+... unless that spout's loop went no round for as long (stuck in ``next_tuple``):
+
+>>> hung = dict(idle, round_age=11.0)
+>>> w = StallWatch(timeout=10); w.check([done, hung], 0.0); print(w.check([done, hung], 11.0))
+no progress for 11s: files[0] waits for the final checkpoint; not at its end yet: kafka[0] (...)
 """
 
 from __future__ import annotations
@@ -66,9 +72,16 @@ class StallWatch:
             if t.get("state") == "running" and (t.get("inbox", 0) or t.get("pending_batches", 0))
         ]
         running = [t for t in stats if t.get("state") == "running" and "component" in t]
-        # A spout short of its end may just have nothing to read (an idle unbounded source
-        # beside a finished bounded one): the run is quiet, not stuck at its end.
-        sourcing = any(t.get("kind") == "spout" and not t.get("waits_for") for t in running)
+        # A spout short of its end whose loop still goes round has nothing to read now (an
+        # idle unbounded source beside a finished bounded one): the run is quiet, not stuck at
+        # its end. A spout stuck in next_tuple goes no round, and is named.
+        sourcing = any(
+            t.get("kind") == "spout"
+            and not t.get("waits_for")
+            and t.get("round_age") is not None
+            and t["round_age"] < self.timeout
+            for t in running
+        )
         ending = [] if sourcing else [t for t in running if t.get("waits_for")]
         stalled = now - self.last_progress
         if not (waiting or ending) or stalled < self.timeout or self.reported:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -337,3 +338,71 @@ def test_expired_state_is_swept_while_rows_trickle_in_with_idle_gaps() -> None:
     t.bolt("keep", ShortLived).fields("src", "key")
     held = sum(n for (n,) in testing.run(t).outputs["keep"])
     assert held == 1, "only the live key's state is left"
+
+
+class NothingToRead(TestingSpout):
+    """An unbounded source with no data now: ``next_tuple`` returns without emitting."""
+
+    def next_tuple(self) -> None:
+        pass
+
+
+ENTERED, RELEASE = threading.Event(), threading.Event()
+
+
+class BlocksInNextTuple(TestingSpout):
+    """Stuck in user code (a read that never returns) until the test releases it."""
+
+    def next_tuple(self) -> None:
+        ENTERED.set()
+        RELEASE.wait(10)
+        self.finish()
+
+
+def running_in_a_thread(spout: type) -> tuple[dict, asyncio.AbstractEventLoop, threading.Thread]:
+    """spout -> sink, their cores run on a loop in another thread (stats are read from here,
+    as the task actor's control thread reads them)."""
+    from rayflow.runtime.hosts.local import build_cores
+
+    t = Topology("rounds")
+    t.spout("src", spout, args=([],))
+    t.bolt("sink", ListSink).shuffle("src")
+    cores = build_cores(t.build())
+    loop = asyncio.new_event_loop()
+
+    async def run_all() -> None:
+        await asyncio.gather(*(core.run() for core in cores.values()))
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run_all(),), daemon=True)
+    thread.start()
+    return cores, loop, thread
+
+
+def test_a_spouts_round_age_tells_a_source_with_nothing_to_read_from_one_stuck() -> None:
+    import time
+
+    cores, loop, thread = running_in_a_thread(NothingToRead)
+    spout, sink = cores[("src", 0)], cores[("sink", 0)]
+    deadline = time.monotonic() + 10
+    while spout.state != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ages = []
+    for _ in range(50):  # half a second of its idle rounds (1 ms apart)
+        ages.append(spout.stats()["round_age"])
+        time.sleep(0.01)
+    assert max(ages) < 0.25, ages
+    assert sink.stats()["round_age"] is None  # bolts have no rounds
+    for core in cores.values():
+        loop.call_soon_threadsafe(core.submit_control, "stop")
+    thread.join(10)
+    assert not thread.is_alive()
+
+    cores, loop, thread = running_in_a_thread(BlocksInNextTuple)
+    assert ENTERED.wait(10)
+    deadline = time.monotonic() + 10
+    while cores[("src", 0)].stats()["round_age"] < 0.5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cores[("src", 0)].stats()["round_age"] >= 0.5  # the watchdog names this one
+    RELEASE.set()
+    thread.join(10)
+    assert not thread.is_alive()

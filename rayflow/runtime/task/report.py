@@ -164,6 +164,8 @@ class Report:
             "paused": task.paused,
             "aligning": task.aligner.waiting_for(),
             "waits_for": task.waits_for,  # at the end of its input
+            # A spout's loop goes round even with nothing to read; one stuck in next_tuple not.
+            "round_age": time.monotonic() - task.event_time.last_round if task.is_spout else None,
             "last_checkpoint": task.aligner.last_barrier,
             "watermark": task.event_time.watermark,
             "uptime": time.time() - self.started_at,

@@ -58,6 +58,7 @@ class EventTime:
         self.idle_sent = False
         self.next_watermark = 0.0  # spouts: when (monotonic seconds) the next one is due
         self.last_emit = 0.0  # spouts: when the last round emitted something
+        self.last_round = 0.0  # spouts: when the loop last finished a round (a hung one: long)
 
     @property
     def watermark(self) -> int | None:
@@ -68,7 +69,7 @@ class EventTime:
 
     def start_spout(self, now: float) -> None:
         """A spout's loop starts (again) at ``now``: idleness counts from here."""
-        self.next_watermark = self.last_emit = now
+        self.next_watermark = self.last_emit = self.last_round = now
 
     # ---------------------------------------------------------------- spouts
     def spout_emit(self, emit: Callable[..., None]) -> Callable[..., None]:
@@ -96,6 +97,7 @@ class EventTime:
 
     def after_spout_round(self, now: float, emitted: bool) -> None:
         """A spout's round ended at ``now``: the periodic watermark, and idleness."""
+        self.last_round = now
         if emitted:
             self.last_emit = now
             self.idle_sent = False
