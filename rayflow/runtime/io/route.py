@@ -87,16 +87,17 @@ class Route(RunBuffers):
         for row in rows:
             add(row)
 
-    def _extend(self, task: int, rows: list[Any], mark: Any = NO_RUN) -> None:
+    def _extend(self, task: int, rows: Iterable[list[Any]], mark: Any = NO_RUN) -> None:
         """Append ``rows`` to ``task``'s buffer a slice at a time (a C copy, not a step per
         row), sent as batches of at most ``batch.size`` rows; under at-least-once ``mark``
         names the tree(s) every one of them belongs to."""
+        rows = rows if isinstance(rows, list) else list(rows)
         start, n = 0, len(rows)
         while start < n:
             buf = self.bufs[task]
             room = self.size - len(buf)
             if room > 0:
-                if mark is not NO_RUN:
+                if mark is not NO_RUN and self.last_mark[task] is not mark:
                     self._open_run(task, mark)
                 buf.extend(rows if start == 0 and room >= n else rows[start : start + room])
                 start += room

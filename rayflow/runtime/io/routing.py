@@ -47,10 +47,10 @@ class SingleRoute(Route):
             self.flush(self.target)
 
     def add_many(self, rows: Iterable[list[Any]]) -> None:
-        self._extend(self.target, rows if isinstance(rows, list) else list(rows))
+        self._extend(self.target, rows)
 
     def add_many_marked(self, rows: Iterable[list[Any]], mark: Any) -> None:
-        self._extend(self.target, rows if isinstance(rows, list) else list(rows), mark)
+        self._extend(self.target, rows, mark)
 
     def targets_of(self, values: list[Any]) -> Sequence[int]:
         return (self.target,)
@@ -119,10 +119,10 @@ class ShuffleRoute(Route):
             self._advance()
 
     def add_many(self, rows: Iterable[list[Any]]) -> None:
-        self._extend(self.cur, rows if isinstance(rows, list) else list(rows))
+        self._extend(self.cur, rows)
 
     def add_many_marked(self, rows: Iterable[list[Any]], mark: Any) -> None:
-        self._extend(self.cur, rows if isinstance(rows, list) else list(rows), mark)
+        self._extend(self.cur, rows, mark)
 
     def _filling(self, task: int) -> int:
         return self.cur  # a full batch moves on to the next target

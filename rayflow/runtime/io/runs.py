@@ -56,11 +56,10 @@ class RunBuffers:
             self._full(task)
 
     def _open_run(self, task: int, mark: Any) -> None:
-        """Rows of ``mark`` follow in ``task``'s buffer (unless its last run is ``mark``'s)."""
-        if self.last_mark[task] is not mark:
-            self.last_mark[task] = mark
-            self.run_starts[task].append(len(self.bufs[task]))
-            self.run_marks[task].append(mark)
+        """Rows of ``mark`` follow in ``task``'s buffer (whose last run is another mark's)."""
+        self.last_mark[task] = mark
+        self.run_starts[task].append(len(self.bufs[task]))
+        self.run_marks[task].append(mark)
 
     def _full(self, task: int) -> None:
         self.flush(task)
